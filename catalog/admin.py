@@ -1,0 +1,59 @@
+from django.contrib import admin
+
+from catalog.models import Entity, Relation, Scope
+from catalog.services import entities_index
+
+
+@admin.register(Scope)
+class ScopeAdmin(admin.ModelAdmin):
+    list_display = ("path", "name", "kind")
+    list_filter = ("kind",)
+    search_fields = ("path", "name")
+    autocomplete_fields = ("parent",)
+
+
+class OriginatedRelationInline(admin.TabularInline):
+    model = Relation
+    fk_name = "originating_entity"
+    fields = ("source_key", "type", "target_ref")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "relations declared by this entity"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Entity)
+class EntityAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "namespace", "spec_type", "owner", "lifecycle", "updated_at")
+    list_filter = ("kind", "lifecycle", "spec_type", "namespace", "scope")
+    search_fields = ("name", "title", "description", "owner", "ref_key")
+    readonly_fields = (
+        "uid",
+        "ref_key",
+        "etag",
+        "integration_links",
+        "integration_properties",
+        "created_at",
+        "updated_at",
+    )
+    autocomplete_fields = ("scope",)
+    inlines = [OriginatedRelationInline]
+    list_per_page = 50
+    show_full_result_count = False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        entities_index(entities=[obj])
+
+
+@admin.register(Relation)
+class RelationAdmin(admin.ModelAdmin):
+    list_display = ("source_key", "type", "target_ref", "originating_entity")
+    list_filter = ("type",)
+    search_fields = ("source_key", "target_key")
+    list_select_related = ("originating_entity",)
+    raw_id_fields = ("originating_entity",)
+    show_full_result_count = False

@@ -1,0 +1,144 @@
+"""Request bodies of the catalog API, validated; responses are documented as plain objects
+because entity documents are open-ended (any kind, any spec)."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.JSONField):
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected an object.")
+        return super().to_internal_value(data)
+
+
+class EntityMetadataSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    namespace = serializers.CharField(required=False)
+    uid = serializers.CharField(required=False)
+    etag = serializers.CharField(required=False)
+    title = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    annotations = serializers.DictField(child=serializers.CharField(), required=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    links = serializers.ListField(child=JSONObjectField(), required=False)
+
+
+class EntityRelationSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    targetRef = serializers.CharField()
+
+
+class EntitySerializer(serializers.Serializer):
+    """A Backstage entity document (documentation only)."""
+
+    apiVersion = serializers.CharField()
+    kind = serializers.CharField()
+    metadata = EntityMetadataSerializer()
+    spec = JSONObjectField(required=False)
+    relations = EntityRelationSerializer(many=True, required=False)
+    integration_properties = JSONObjectField(required=False)
+
+
+class PageInfoSerializer(serializers.Serializer):
+    nextCursor = serializers.CharField(required=False)
+    prevCursor = serializers.CharField(required=False)
+
+
+class EntityQueryResponseSerializer(serializers.Serializer):
+    items = EntitySerializer(many=True)
+    totalItems = serializers.IntegerField()
+    pageInfo = PageInfoSerializer()
+
+
+class OrderBySerializer(serializers.Serializer):
+    field = serializers.CharField()
+    order = serializers.ChoiceField(choices=["asc", "desc"], default="asc")
+
+
+class FullTextFilterSerializer(serializers.Serializer):
+    term = serializers.CharField(allow_blank=True, required=False, default="")
+    fields = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class EntityQueryRequestSerializer(serializers.Serializer):
+    query = JSONObjectField(required=False)
+    fields = serializers.ListField(child=serializers.CharField(), required=False)
+    limit = serializers.IntegerField(min_value=0, required=False)
+    offset = serializers.IntegerField(min_value=0, required=False)
+    orderBy = OrderBySerializer(many=True, required=False)
+    orderFields = OrderBySerializer(many=True, required=False)
+    fullTextFilter = FullTextFilterSerializer(required=False)
+    cursor = serializers.CharField(required=False)
+    skipTotalItems = serializers.BooleanField(required=False, default=False)
+
+    def to_internal_value(self, data):
+        # Clients send a single order object as well as a list.
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("orderBy", "orderFields"):
+                if isinstance(data.get(key), dict):
+                    data[key] = [data[key]]
+        return super().to_internal_value(data)
+
+
+class EntitiesByRefsRequestSerializer(serializers.Serializer):
+    entityRefs = serializers.ListField(child=serializers.CharField(), allow_empty=True)
+    fields = serializers.ListField(child=serializers.CharField(), required=False)
+    query = JSONObjectField(required=False)
+
+
+class EntitiesByRefsResponseSerializer(serializers.Serializer):
+    items = EntitySerializer(many=True, allow_null=True)
+
+
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class EntityFacetsResponseSerializer(serializers.Serializer):
+    facets = serializers.DictField(child=FacetValueSerializer(many=True))
+
+
+class EntityFacetsRequestSerializer(serializers.Serializer):
+    facets = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    query = JSONObjectField(required=False)
+
+
+class AncestryItemSerializer(serializers.Serializer):
+    entity = EntitySerializer()
+    parentEntityRefs = serializers.ListField(child=serializers.CharField())
+
+
+class AncestryResponseSerializer(serializers.Serializer):
+    rootEntityRef = serializers.CharField()
+    items = AncestryItemSerializer(many=True)
+
+
+class RefreshRequestSerializer(serializers.Serializer):
+    entityRef = serializers.CharField()
+    authorizationToken = serializers.CharField(required=False)
+
+
+class ValidateEntityRequestSerializer(serializers.Serializer):
+    entity = serializers.JSONField()
+    location = serializers.CharField(required=False, allow_blank=True)
+
+
+class ValidationErrorItemSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ValidateEntityResponseSerializer(serializers.Serializer):
+    errors = ValidationErrorItemSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = JSONObjectField()
+    request = JSONObjectField()
+    response = JSONObjectField()

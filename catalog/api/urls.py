@@ -1,0 +1,25 @@
+from django.urls import path
+
+from catalog.api import views
+
+app_name = "catalog-api"
+
+urlpatterns = [
+    path("entities", views.EntityListApi.as_view(), name="entities"),
+    path("entities/by-query", views.EntityQueryApi.as_view(), name="entities-by-query"),
+    path("entities/by-refs", views.EntityByRefsApi.as_view(), name="entities-by-refs"),
+    path(
+        "entities/by-name/<str:kind>/<str:namespace>/<str:name>",
+        views.EntityByNameApi.as_view(),
+        name="entity-by-name",
+    ),
+    path(
+        "entities/by-name/<str:kind>/<str:namespace>/<str:name>/ancestry",
+        views.EntityAncestryApi.as_view(),
+        name="entity-ancestry",
+    ),
+    path("entities/by-uid/<str:uid>", views.EntityByUidApi.as_view(), name="entity-by-uid"),
+    path("entity-facets", views.EntityFacetsApi.as_view(), name="entity-facets"),
+    path("refresh", views.EntityRefreshApi.as_view(), name="refresh"),
+    path("validate-entity", views.EntityValidateApi.as_view(), name="validate-entity"),
+]

@@ -1,0 +1,457 @@
+"""The Backstage-compatible catalog API (``/api/catalog``), shaped as Backstage's catalog
+backend answers ``@backstage/catalog-client``."""
+
+import uuid
+from urllib.parse import urlencode
+
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.api import serializers as s
+from catalog.api.renderers import YAMLRenderer
+from catalog.models import Entity
+from catalog.query import (
+    Cursor,
+    OrderField,
+    QueryError,
+    filters_q,
+    keyset_q,
+    ordered,
+    parse_order_fields,
+    parse_order_params,
+    predicate_q,
+    row_key_values,
+)
+from catalog.refs import EntityRefError, parse_entity_ref
+from catalog.selectors import (
+    entities_by_refs,
+    entities_visible,
+    entity_by_ref,
+    entity_documents,
+    entity_facets,
+)
+from catalog.services import entity_delete, entity_refresh_request
+from catalog.validation import validate_entity_document
+from portal.api import InputError, IsAuthenticatedOrAnonymousRead, require_perm
+
+DEFAULT_QUERY_LIMIT = 20
+MAX_LIMIT = 1000
+
+_ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="InputError"),
+    401: OpenApiResponse(s.ErrorSerializer, description="AuthenticationError"),
+}
+_NOT_FOUND = {404: OpenApiResponse(s.ErrorSerializer, description="NotFoundError")}
+
+
+def _csv_params(request: Request, name: str) -> list[str]:
+    """``fields=a,b&fields=c`` → ``[a, b, c]``."""
+    values = []
+    for raw in request.query_params.getlist(name):
+        values.extend(part.strip() for part in raw.split(",") if part.strip())
+    return values
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InputError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise InputError(f"{name} must not be negative")
+    return value
+
+
+def _limit(value: int | None, default: int | None) -> int | None:
+    if value is None:
+        return default
+    return min(value, MAX_LIMIT)
+
+
+class CatalogReadApi(APIView):
+    permission_classes = [IsAuthenticatedOrAnonymousRead]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, QueryError | EntityRefError):
+            exc = InputError(str(exc))
+        return super().handle_exception(exc)
+
+    def visible(self):
+        return entities_visible(user=self.request.user)
+
+
+_FILTER_PARAM = OpenApiParameter(
+    "filter", str, many=True, description="key[=value] statements; commas AND, repeats OR"
+)
+_FIELDS_PARAM = OpenApiParameter("fields", str, many=True, description="dotted paths to keep")
+
+
+class EntityListApi(CatalogReadApi):
+    """``GET /entities``: a bare array; with ``limit``, a ``Link: rel="next"`` header."""
+
+    renderer_classes = [JSONRenderer, YAMLRenderer]
+
+    @extend_schema(
+        operation_id="catalog_entities_list",
+        parameters=[
+            _FILTER_PARAM,
+            _FIELDS_PARAM,
+            OpenApiParameter("order", str, many=True, description="asc:<field> or desc:<field>"),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+            OpenApiParameter("after", str, description="cursor from the Link header"),
+        ],
+        responses={200: s.EntitySerializer(many=True), **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        fields = _csv_params(request, "fields")
+        limit = _limit(_int_param(request, "limit", None), None)
+        offset = _int_param(request, "offset", 0)
+        after = request.query_params.get("after")
+        if after:
+            cursor = Cursor.decode(after)
+        else:
+            cursor = Cursor(
+                filters=request.query_params.getlist("filter"),
+                order=parse_order_params(request.query_params.getlist("order")),
+            )
+        queryset, keys = ordered(self.visible().filter(cursor.where()), cursor.order)
+        if cursor.position is not None:
+            queryset = queryset.filter(keyset_q(keys, cursor.position))
+        elif offset:
+            queryset = queryset[offset:]
+        headers = {}
+        if limit is None:
+            entities = list(queryset)
+        else:
+            entities = list(queryset[: limit + 1])
+            if len(entities) > limit:
+                entities = entities[:limit]
+                cursor.position = row_key_values(entities[-1], keys)
+                query = urlencode(
+                    [("after", cursor.encode()), ("limit", limit)]
+                    + [("fields", ",".join(fields))] * bool(fields)
+                )
+                url = request.build_absolute_uri(request.path)
+                headers["Link"] = f'<{url}?{query}>; rel="next"'
+        return Response(entity_documents(entities, fields=fields or None), headers=headers)
+
+
+class EntityQueryApi(CatalogReadApi):
+    """``/entities/by-query``: cursor pagination; GET with filters, POST with a predicate."""
+
+    @extend_schema(
+        operation_id="catalog_entities_query",
+        parameters=[
+            _FILTER_PARAM,
+            _FIELDS_PARAM,
+            OpenApiParameter("orderField", str, many=True, description="<field>,asc|desc"),
+            OpenApiParameter("fullTextFilterTerm", str),
+            OpenApiParameter("fullTextFilterFields", str, many=True),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("totalItems", str, enum=["include", "exclude"]),
+        ],
+        responses={200: s.EntityQueryResponseSerializer, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        limit = _limit(_int_param(request, "limit", None), DEFAULT_QUERY_LIMIT)
+        fields = _csv_params(request, "fields")
+        if params.get("cursor"):
+            return self._page(Cursor.decode(params["cursor"]), limit, 0, fields)
+        order = parse_order_fields(params.getlist("orderField"))
+        cursor = Cursor(
+            filters=params.getlist("filter"),
+            order=order,
+            full_text_term=params.get("fullTextFilterTerm", "").strip(),
+            full_text_fields=_csv_params(request, "fullTextFilterFields")
+            or [o.field for o in order[:1]],
+        )
+        return self._page(
+            cursor,
+            limit,
+            _int_param(request, "offset", 0),
+            fields,
+            count_total=params.get("totalItems", "include") != "exclude",
+        )
+
+    @extend_schema(
+        operation_id="catalog_entities_query_predicate",
+        request=s.EntityQueryRequestSerializer,
+        responses={200: s.EntityQueryResponseSerializer, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.EntityQueryRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        limit = _limit(data.get("limit"), DEFAULT_QUERY_LIMIT)
+        fields = data.get("fields") or []
+        if data.get("cursor"):
+            return self._page(Cursor.decode(data["cursor"]), limit, 0, fields)
+        order = [
+            OrderField(item["field"], item["order"] == "desc")
+            for item in data.get("orderBy") or data.get("orderFields") or []
+        ]
+        full_text = data.get("fullTextFilter") or {}
+        cursor = Cursor(
+            predicate=data.get("query") or {},
+            order=order,
+            full_text_term=(full_text.get("term") or "").strip(),
+            full_text_fields=full_text.get("fields") or [o.field for o in order[:1]],
+        )
+        count_total = request.data.get("totalItems", "include") != "exclude" and not data.get(
+            "skipTotalItems"
+        )
+        return self._page(cursor, limit, data.get("offset") or 0, fields, count_total=count_total)
+
+    def _page(
+        self,
+        cursor: Cursor,
+        limit: int,
+        offset: int,
+        fields: list[str],
+        *,
+        count_total: bool = True,
+    ) -> Response:
+        filtered = self.visible().filter(cursor.where())
+        if cursor.total_items is None:
+            cursor.total_items = filtered.count() if count_total else 0
+        queryset, keys = ordered(filtered, cursor.order)
+        backwards = cursor.backwards
+        if cursor.position is not None:
+            queryset = queryset.filter(keyset_q(keys, cursor.position, backwards=backwards))
+            if backwards:
+                queryset = queryset.reverse()
+        elif offset:
+            queryset = queryset[offset:]
+        rows = list(queryset[: limit + 1]) if limit else []
+        more = len(rows) > limit
+        entities = rows[:limit]
+        if backwards:
+            entities.reverse()
+        page_info = {}
+        # Going forward there is a next page when we fetched more; going back, we came from it.
+        has_next = more if not backwards else True
+        has_prev = (cursor.position is not None or offset > 0) if not backwards else more
+        if entities and has_next:
+            page_info["nextCursor"] = self._cursor(cursor, entities[-1], keys, False)
+        if entities and has_prev:
+            page_info["prevCursor"] = self._cursor(cursor, entities[0], keys, True)
+        return Response(
+            {
+                "items": entity_documents(entities, fields=fields or None),
+                "totalItems": cursor.total_items,
+                "pageInfo": page_info,
+            }
+        )
+
+    @staticmethod
+    def _cursor(cursor: Cursor, entity: Entity, keys, backwards: bool) -> str:
+        return Cursor(
+            filters=cursor.filters,
+            predicate=cursor.predicate,
+            order=cursor.order,
+            full_text_term=cursor.full_text_term,
+            full_text_fields=cursor.full_text_fields,
+            total_items=cursor.total_items,
+            position=row_key_values(entity, keys),
+            backwards=backwards,
+        ).encode()
+
+
+class EntityByNameApi(CatalogReadApi):
+    renderer_classes = [JSONRenderer, YAMLRenderer]
+
+    @extend_schema(
+        operation_id="catalog_entity_by_name",
+        responses={200: s.EntitySerializer, **_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, kind: str, namespace: str, name: str) -> Response:
+        entity = entity_by_ref(queryset=self.visible(), kind=kind, namespace=namespace, name=name)
+        if entity is None:
+            raise_not_found(f"No entity named '{kind}:{namespace}/{name}' found")
+        return Response(entity_documents([entity])[0])
+
+
+class EntityAncestryApi(CatalogReadApi):
+    @extend_schema(
+        operation_id="catalog_entity_ancestry",
+        responses={200: s.AncestryResponseSerializer, **_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, kind: str, namespace: str, name: str) -> Response:
+        queryset = self.visible()
+        entity = entity_by_ref(queryset=queryset, kind=kind, namespace=namespace, name=name)
+        if entity is None:
+            raise_not_found(f"No entity named '{kind}:{namespace}/{name}' found")
+        chain = [entity]
+        seen = {entity.ref_key}
+        # Walk managed-by-location annotations up to the Location entities that emitted them.
+        while True:
+            location = _parent_location(queryset, chain[-1])
+            if location is None or location.ref_key in seen:
+                break
+            seen.add(location.ref_key)
+            chain.append(location)
+        documents = entity_documents(chain)
+        items = [
+            {
+                "entity": document,
+                "parentEntityRefs": [chain[index + 1].ref] if index + 1 < len(chain) else [],
+            }
+            for index, document in enumerate(documents)
+        ]
+        return Response({"rootEntityRef": entity.ref, "items": items})
+
+
+def _parent_location(queryset, entity: Entity) -> Entity | None:
+    target = (entity.annotations or {}).get("backstage.io/managed-by-location", "")
+    if not target or entity.kind.lower() == "location":
+        return None
+    _, _, location_target = target.partition(":")
+    candidates = queryset.filter(kind__iexact="location")
+    for candidate in candidates.filter(
+        Q(spec__target=location_target) | Q(spec__targets__contains=[location_target])
+    )[:1]:
+        return candidate
+    return None
+
+
+def raise_not_found(message: str):
+    raise NotFound(message)
+
+
+class EntityByUidApi(CatalogReadApi):
+    renderer_classes = [JSONRenderer, YAMLRenderer]
+
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [require_perm("catalog.delete_entity")()]
+        return super().get_permissions()
+
+    @extend_schema(
+        operation_id="catalog_entity_by_uid",
+        responses={200: s.EntitySerializer, **_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, uid: str) -> Response:
+        entity = get_object_or_404(self.visible(), uid=_uuid(uid))
+        return Response(entity_documents([entity])[0])
+
+    @extend_schema(
+        operation_id="catalog_entity_delete",
+        responses={204: None, **_ERRORS, **_NOT_FOUND},
+    )
+    def delete(self, request: Request, uid: str) -> Response:
+        entity = get_object_or_404(self.visible(), uid=_uuid(uid))
+        entity_delete(entity=entity)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _uuid(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise_not_found(f"No entity with uid {raw}")
+
+
+class EntityByRefsApi(CatalogReadApi):
+    @extend_schema(
+        operation_id="catalog_entities_by_refs",
+        parameters=[_FILTER_PARAM, _FIELDS_PARAM],
+        request=s.EntitiesByRefsRequestSerializer,
+        responses={200: s.EntitiesByRefsResponseSerializer, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.EntitiesByRefsRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        queryset = self.visible()
+        if (where := filters_q(request.query_params.getlist("filter"))) is not None:
+            queryset = queryset.filter(where)
+        if data.get("query"):
+            queryset = queryset.filter(predicate_q(data["query"]))
+        fields = data.get("fields") or _csv_params(request, "fields") or None
+        found = entities_by_refs(queryset=queryset, refs=data["entityRefs"])
+        present = [entity for entity in found if entity is not None]
+        documents = dict(
+            zip([e.pk for e in present], entity_documents(present, fields=fields), strict=True)
+        )
+        return Response({"items": [documents[e.pk] if e else None for e in found]})
+
+
+class EntityFacetsApi(CatalogReadApi):
+    @extend_schema(
+        operation_id="catalog_entity_facets",
+        parameters=[OpenApiParameter("facet", str, many=True, required=True), _FILTER_PARAM],
+        responses={200: s.EntityFacetsResponseSerializer, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        facets = request.query_params.getlist("facet")
+        if not facets:
+            raise InputError("At least one facet parameter is required")
+        queryset = self.visible()
+        if (where := filters_q(request.query_params.getlist("filter"))) is not None:
+            queryset = queryset.filter(where)
+        return Response({"facets": entity_facets(queryset=queryset, facets=facets)})
+
+    @extend_schema(
+        operation_id="catalog_entity_facets_predicate",
+        request=s.EntityFacetsRequestSerializer,
+        responses={200: s.EntityFacetsResponseSerializer, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.EntityFacetsRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        queryset = self.visible()
+        if body.validated_data.get("query"):
+            queryset = queryset.filter(predicate_q(body.validated_data["query"]))
+        facets = body.validated_data["facets"]
+        return Response({"facets": entity_facets(queryset=queryset, facets=facets)})
+
+
+class EntityRefreshApi(CatalogReadApi):
+    permission_classes = [require_perm("catalog.change_entity")]
+
+    @extend_schema(
+        operation_id="catalog_entity_refresh",
+        request=s.RefreshRequestSerializer,
+        responses={200: None, **_ERRORS, **_NOT_FOUND},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.RefreshRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ref = parse_entity_ref(body.validated_data["entityRef"])
+        entity = entity_by_ref(
+            queryset=self.visible(), kind=ref.kind, namespace=ref.namespace, name=ref.name
+        )
+        if entity is None:
+            raise_not_found(f"No entity named '{ref}' found")
+        entity_refresh_request(entity=entity)
+        return Response(status=status.HTTP_200_OK)
+
+
+class EntityValidateApi(CatalogReadApi):
+    @extend_schema(
+        operation_id="catalog_validate_entity",
+        request=s.ValidateEntityRequestSerializer,
+        responses={200: None, 400: s.ValidateEntityResponseSerializer, 401: _ERRORS[401]},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.ValidateEntityRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        issues = validate_entity_document(body.validated_data["entity"])
+        if issues:
+            errors = [{"name": "InputError", "message": str(issue)} for issue in issues]
+            return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(status=status.HTTP_200_OK)

@@ -1,0 +1,163 @@
+"""The software catalog: entities in the Backstage envelope, their relations and search rows."""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+
+from catalog.refs import DEFAULT_NAMESPACE, ref_key, stringify_entity_ref
+
+
+class Scope(models.Model):
+    """A node of the account → org → project tree; entities and integrations belong to one.
+
+    ``path`` (slugs joined by ``/``) is materialised so "this scope and its descendants" is one
+    indexed prefix query instead of a recursive walk.
+    """
+
+    class Kind(models.TextChoices):
+        ACCOUNT = "account", "Account"
+        ORG = "org", "Organization"
+        PROJECT = "project", "Project"
+
+    PARENT_KIND = {Kind.ACCOUNT: None, Kind.ORG: Kind.ACCOUNT, Kind.PROJECT: Kind.ORG}
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=63)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    path = models.CharField(max_length=255, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+    def save(self, *args, **kwargs):
+        self.path = f"{self.parent.path}/{self.slug}" if self.parent_id else self.slug
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        expected_parent_kind = self.PARENT_KIND[self.Kind(self.kind)]
+        parent_kind = self.parent.kind if self.parent_id else None
+        if parent_kind != expected_parent_kind:
+            if expected_parent_kind is None:
+                raise ValidationError({"parent": "An account is a root scope: it has no parent."})
+            raise ValidationError(
+                {"parent": f"The parent of a {self.kind} scope must be a {expected_parent_kind}."}
+            )
+
+
+class Entity(models.Model):
+    """One catalog entity.
+
+    What the API filters and sorts on are columns; the rest of the document is JSON. ``ref_key`` is
+    the lower-cased ``kind:namespace/name``, which makes the uniqueness case-insensitive on every
+    database and gives the default ordering by entity ref an index.
+    ``integration_links`` (``metadata.integration``) and ``integration_properties`` are written
+    only by the integrations engine.
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    api_version = models.CharField(max_length=100, default="backstage.io/v1alpha1")
+    kind = models.CharField(max_length=63)
+    namespace = models.CharField(max_length=63, default=DEFAULT_NAMESPACE)
+    name = models.CharField(max_length=63)
+    ref_key = models.CharField(max_length=200, unique=True, editable=False)
+    title = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    spec_type = models.CharField(max_length=255, blank=True)
+    owner = models.CharField(max_length=255, blank=True)
+    lifecycle = models.CharField(max_length=255, blank=True)
+    system = models.CharField(max_length=255, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    links = models.JSONField(default=list, blank=True)
+    spec = models.JSONField(default=dict, blank=True)
+    integration_links = models.JSONField(default=list, blank=True, editable=False)
+    integration_properties = models.JSONField(default=dict, blank=True, editable=False)
+    scope = models.ForeignKey(
+        Scope, null=True, blank=True, on_delete=models.PROTECT, related_name="entities"
+    )
+    etag = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ref_key"]
+        verbose_name_plural = "entities"
+        indexes = [
+            models.Index(fields=["kind", "ref_key"], name="catalog_entity_kind_ref"),
+            models.Index(fields=["spec_type"], name="catalog_entity_spec_type"),
+            models.Index(fields=["owner"], name="catalog_entity_owner"),
+            models.Index(fields=["updated_at"], name="catalog_entity_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    def save(self, *args, **kwargs):
+        self.ref_key = ref_key(self.kind, self.namespace, self.name)
+        if not self.etag:
+            self.etag = uuid.uuid4().hex
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "catalog-api:entity-by-name",
+            kwargs={"kind": self.kind.lower(), "namespace": self.namespace, "name": self.name},
+        )
+
+    @property
+    def ref(self) -> str:
+        return stringify_entity_ref(self.kind, self.namespace, self.name)
+
+
+class Relation(models.Model):
+    """A directed relation, stored as Backstage stores them.
+
+    Each declared relation produces two rows (forward and inverse), both owned by the entity
+    whose document declared it (``originating_entity``), so rewriting that entity replaces exactly
+    its rows and the inverse on the other side stays in step.
+    """
+
+    originating_entity = models.ForeignKey(
+        Entity, on_delete=models.CASCADE, related_name="originated_relations"
+    )
+    source_key = models.CharField(max_length=200)
+    type = models.CharField(max_length=64)
+    target_ref = models.CharField(max_length=255)
+    target_key = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["source_key", "type", "target_key"]
+        indexes = [
+            models.Index(fields=["source_key", "type"], name="catalog_rel_source"),
+            models.Index(fields=["target_key"], name="catalog_rel_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_key} {self.type} {self.target_ref}"
+
+
+class EntitySearch(models.Model):
+    """The flattened, lower-cased (key, value) rows every filter is answered from."""
+
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="search_rows")
+    key = models.CharField(max_length=200)
+    value = models.CharField(max_length=200, null=True)  # noqa: DJ001 - null: too long to index
+    original_value = models.CharField(max_length=200, null=True)  # noqa: DJ001  # noqa: DJ001 - null: too long to index
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["key", "value", "entity"], name="catalog_search_key_value"),
+            models.Index(fields=["entity", "key"], name="catalog_search_entity_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"

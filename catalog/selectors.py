@@ -1,0 +1,74 @@
+"""Reads of the catalog: visible entities, documents for a page, facets."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from django.db.models import Count, Q, QuerySet
+
+from catalog.models import Entity, EntitySearch, Relation
+from catalog.refs import EntityRefError, parse_entity_ref, ref_key
+from catalog.relations import RELATION_TYPES
+from catalog.rendering import entity_document, project_fields
+
+_RELATION_TYPE_BY_LOWER = {name.lower(): name for name in RELATION_TYPES}
+
+
+def entities_visible(*, user) -> QuerySet[Entity]:
+    """Entities the user may read. Scope restrictions hook in here."""
+    return Entity.objects.all()
+
+
+def entity_by_ref(*, queryset: QuerySet[Entity], kind: str, namespace: str, name: str):
+    return queryset.filter(ref_key=ref_key(kind, namespace, name)).first()
+
+
+def entity_documents(entities: Sequence[Entity], *, fields: list[str] | None = None) -> list[dict]:
+    """Documents (with relations) for a page of entities in two queries whatever its size."""
+    relations_by_source: dict[str, list[Relation]] = defaultdict(list)
+    if entities and (not fields or any(f.split(".")[0] == "relations" for f in fields)):
+        for relation in Relation.objects.filter(source_key__in=[e.ref_key for e in entities]):
+            relations_by_source[relation.source_key].append(relation)
+    return [
+        project_fields(entity_document(e, relations_by_source.get(e.ref_key, [])), fields)
+        for e in entities
+    ]
+
+
+def entities_by_refs(*, queryset: QuerySet[Entity], refs: Iterable[str]) -> list[Entity | None]:
+    """Entities for refs in request order, ``None`` where a ref is missing or malformed."""
+    keys: list[str | None] = []
+    for raw in refs:
+        try:
+            keys.append(parse_entity_ref(raw).key)
+        except EntityRefError:
+            keys.append(None)
+    found = {e.ref_key: e for e in queryset.filter(ref_key__in=[k for k in keys if k])}
+    return [found.get(key) if key else None for key in keys]
+
+
+def entity_facets(*, queryset: QuerySet[Entity], facets: list[str]) -> dict[str, list[dict]]:
+    """Value counts per facet over the filtered entities, answered from the search table."""
+    result = {}
+    ids = queryset.values("pk")
+    for facet in facets:
+        key = facet.strip().lower()
+        if key.startswith("relations."):
+            relation_type = key.removeprefix("relations.")
+            canonical = _RELATION_TYPE_BY_LOWER.get(relation_type)
+            rows = Relation.objects.filter(
+                Q(type=canonical) if canonical else Q(type__iexact=relation_type),
+                source_key__in=queryset.values("ref_key"),
+            )
+            counted = rows.values("target_ref").annotate(count=Count("source_key", distinct=True))
+            items = [{"value": r["target_ref"], "count": r["count"]} for r in counted]
+        else:
+            rows = EntitySearch.objects.filter(key=key, entity_id__in=ids).exclude(
+                original_value=None
+            )
+            counted = rows.values("original_value").annotate(
+                count=Count("entity_id", distinct=True)
+            )
+            items = [{"value": r["original_value"], "count": r["count"]} for r in counted]
+        items.sort(key=lambda item: (-item["count"], str(item["value"])))
+        result[facet] = items
+    return result

@@ -1,0 +1,254 @@
+"""Writes to the catalog. Every entity write goes through :func:`entities_upsert`, which keeps the
+relation rows and the search rows in step with the entity in the same transaction."""
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from catalog.models import Entity, EntitySearch, Relation, Scope
+from catalog.refs import DEFAULT_NAMESPACE, EntityRef, ref_key
+from catalog.relations import INVERSE, declared_relations
+from catalog.rendering import entity_document
+from catalog.search import search_rows
+from catalog.validation import EntityValidationError, ValidationIssue, validate_entity_document
+
+logger = logging.getLogger(__name__)
+
+# Columns an entity document is stored into; compared to decide whether the etag changes.
+_CONTENT_FIELDS = (
+    "api_version",
+    "kind",
+    "namespace",
+    "name",
+    "title",
+    "description",
+    "spec_type",
+    "owner",
+    "lifecycle",
+    "system",
+    "tags",
+    "labels",
+    "annotations",
+    "links",
+    "spec",
+    "scope_id",
+)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    entities: list[Entity]
+    created: int
+    updated: int
+    unchanged: int
+
+
+class DocumentError(ValueError):
+    """A document of a batch is invalid; ``index`` is its position (0-based) in the batch."""
+
+    def __init__(self, index: int, issues: list[ValidationIssue], label: str = ""):
+        self.index = index
+        self.issues = issues
+        self.label = label
+        where = label or f"document {index + 1}"
+        super().__init__(f"{where}: " + "; ".join(str(issue) for issue in issues))
+
+
+def _columns_from_document(document: dict) -> dict:
+    metadata = document.get("metadata") or {}
+    spec = document.get("spec") or {}
+    return {
+        "api_version": document["apiVersion"],
+        "kind": document["kind"],
+        "namespace": metadata.get("namespace") or DEFAULT_NAMESPACE,
+        "name": metadata["name"],
+        "title": metadata.get("title") or "",
+        "description": metadata.get("description") or "",
+        "spec_type": str(spec.get("type") or ""),
+        "owner": str(spec.get("owner") or ""),
+        "lifecycle": str(spec.get("lifecycle") or ""),
+        "system": str(spec.get("system") or ""),
+        "tags": list(metadata.get("tags") or []),
+        "labels": dict(metadata.get("labels") or {}),
+        "annotations": dict(metadata.get("annotations") or {}),
+        "links": list(metadata.get("links") or []),
+        "spec": dict(spec),
+    }
+
+
+def entities_upsert(
+    *,
+    documents: Sequence[dict],
+    scope: Scope | None = None,
+    labels: Sequence[str] | None = None,
+) -> UpsertResult:
+    """Validate and create-or-update entities by ref, atomically: all documents or none.
+
+    Raises :class:`DocumentError` naming the first invalid document (and a duplicate ref within
+    the batch) before anything is written.
+    """
+    columns_by_key: dict[str, dict] = {}
+    for index, document in enumerate(documents):
+        label = labels[index] if labels else ""
+        issues = validate_entity_document(document)
+        if issues:
+            raise DocumentError(index, issues, label)
+        columns = _columns_from_document(document)
+        key = ref_key(columns["kind"], columns["namespace"], columns["name"])
+        if key in columns_by_key:
+            raise DocumentError(
+                index,
+                [ValidationIssue("metadata.name", f"duplicate entity {key} in the same batch")],
+                label,
+            )
+        if scope is not None:
+            columns["scope_id"] = scope.pk
+        columns_by_key[key] = columns
+
+    with transaction.atomic():
+        existing = {
+            entity.ref_key: entity
+            for entity in Entity.objects.select_for_update().filter(
+                ref_key__in=list(columns_by_key)
+            )
+        }
+        to_create: list[Entity] = []
+        to_update: list[Entity] = []
+        entities: list[Entity] = []
+        unchanged = 0
+        for key, columns in columns_by_key.items():
+            entity = existing.get(key)
+            if entity is None:
+                entity = Entity(**columns, ref_key=key, etag=uuid.uuid4().hex)
+                to_create.append(entity)
+            elif any(getattr(entity, f) != columns[f] for f in columns):
+                for field, value in columns.items():
+                    setattr(entity, field, value)
+                entity.ref_key = key
+                entity.etag = uuid.uuid4().hex
+                to_update.append(entity)
+            else:
+                unchanged += 1
+            entities.append(entity)
+        Entity.objects.bulk_create(to_create, batch_size=500)
+        if to_create and to_create[0].pk is None:  # backends without RETURNING
+            ids = dict(
+                Entity.objects.filter(ref_key__in=[e.ref_key for e in to_create]).values_list(
+                    "ref_key", "pk"
+                )
+            )
+            for entity in to_create:
+                entity.pk = entity.id = ids[entity.ref_key]
+        if to_update:
+            fields = [f for f in _CONTENT_FIELDS if f != "scope_id" or scope is not None]
+            fields = [("scope" if f == "scope_id" else f) for f in fields] + ["ref_key", "etag"]
+            Entity.objects.bulk_update(to_update, fields, batch_size=500)
+        entities_index(entities=to_create + to_update)
+    logger.info(
+        "catalog.entities.upserted",
+        extra={
+            "entities_created": len(to_create),
+            "entities_updated": len(to_update),
+            "entities_unchanged": unchanged,
+        },
+    )
+    return UpsertResult(entities, len(to_create), len(to_update), unchanged)
+
+
+def entity_upsert(*, document: dict, scope: Scope | None = None) -> Entity:
+    try:
+        return entities_upsert(documents=[document], scope=scope).entities[0]
+    except DocumentError as exc:
+        raise EntityValidationError(exc.issues) from exc
+
+
+def entities_index(*, entities: Iterable[Entity]) -> None:
+    """Rewrite the relation rows and search rows that these entities originate."""
+    entities = list(entities)
+    if not entities:
+        return
+    ids = [entity.pk for entity in entities]
+    Relation.objects.filter(originating_entity_id__in=ids).delete()
+    EntitySearch.objects.filter(entity_id__in=ids).delete()
+    relations: list[Relation] = []
+    rows: list[EntitySearch] = []
+    for entity in entities:
+        source = EntityRef(entity.kind, entity.namespace, entity.name)
+        for declared in declared_relations(entity.kind, entity.namespace, entity.spec or {}):
+            relations.append(
+                Relation(
+                    originating_entity_id=entity.pk,
+                    source_key=source.key,
+                    type=declared.type,
+                    target_ref=str(declared.target),
+                    target_key=declared.target.key,
+                )
+            )
+            relations.append(
+                Relation(
+                    originating_entity_id=entity.pk,
+                    source_key=declared.target.key,
+                    type=INVERSE[declared.type],
+                    target_ref=str(source),
+                    target_key=source.key,
+                )
+            )
+        for key, value, original in search_rows(entity_document(entity)):
+            rows.append(
+                EntitySearch(entity_id=entity.pk, key=key, value=value, original_value=original)
+            )
+    Relation.objects.bulk_create(relations, batch_size=1000)
+    EntitySearch.objects.bulk_create(rows, batch_size=2000)
+
+
+def entity_delete(*, entity: Entity) -> None:
+    """Delete an entity; its relation and search rows go with it (cascade)."""
+    entity.delete()
+    logger.info("catalog.entity.deleted", extra={"entity_ref": entity.ref})
+
+
+def entity_properties_write(
+    *, entity: Entity, integration_links: list | None = None, properties: dict | None = None
+) -> Entity:
+    """Write the ingested properties (``metadata.integration``, ``integration_properties``).
+
+    Only the integrations engine calls this; the rest of the document is left as the user set it.
+    """
+    fields = []
+    if integration_links is not None and integration_links != entity.integration_links:
+        entity.integration_links = integration_links
+        fields.append("integration_links")
+    if properties is not None and properties != entity.integration_properties:
+        entity.integration_properties = properties
+        fields.append("integration_properties")
+    if fields:
+        entity.etag = uuid.uuid4().hex
+        entity.save(update_fields=[*fields, "etag", "updated_at"])
+        entities_index(entities=[entity])
+    return entity
+
+
+# Handlers that can refresh an entity from its source (the integrations app registers one).
+# The catalog does not import integrations; it only calls what was registered.
+RefreshHandler = Callable[[Entity], bool]
+_refresh_handlers: list[RefreshHandler] = []
+
+
+def refresh_handler_register(handler: RefreshHandler) -> None:
+    if handler not in _refresh_handlers:
+        _refresh_handlers.append(handler)
+
+
+def entity_refresh_request(*, entity: Entity) -> bool:
+    """Ask every registered source to refresh the entity; True when one scheduled a refresh."""
+    scheduled = False
+    for handler in _refresh_handlers:
+        scheduled = handler(entity) or scheduled
+    logger.info(
+        "catalog.entity.refresh_requested",
+        extra={"entity_ref": entity.ref, "scheduled": scheduled},
+    )
+    return scheduled

@@ -1,0 +1,211 @@
+"""Validation of entity documents by Backstage's rules.
+
+Every problem is reported with the dotted path of the offending field, so import errors and the
+``validate-entity`` endpoint can say exactly what is wrong.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from catalog.refs import EntityRefError, parse_entity_ref
+
+NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+KIND_RE = re.compile(r"^[a-zA-Z][a-z0-9A-Z]*$")
+API_VERSION_RE = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)*/[a-z0-9]+$")
+TAG_RE = re.compile(r"^[a-z0-9:+#]+(-[a-z0-9:+#]+)*$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+MAX_NAME_LENGTH = 63
+
+KNOWN_KINDS = ("Component", "API", "System", "Domain", "Resource", "Group", "User", "Location")
+
+# Required string fields under ``spec`` per kind, as in Backstage's JSON schemas.
+REQUIRED_SPEC_STRINGS: dict[str, tuple[str, ...]] = {
+    "component": ("type", "lifecycle", "owner"),
+    "api": ("type", "lifecycle", "owner", "definition"),
+    "system": ("owner",),
+    "domain": ("owner",),
+    "resource": ("type", "owner"),
+    "group": ("type",),
+}
+STRING_LIST_SPEC_FIELDS = (
+    "dependsOn",
+    "dependencyOf",
+    "providesApis",
+    "consumesApis",
+    "memberOf",
+    "children",
+    "targets",
+)
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class EntityValidationError(ValueError):
+    def __init__(self, issues: list[ValidationIssue]):
+        self.issues = issues
+        super().__init__("; ".join(str(issue) for issue in issues))
+
+
+def name_errors(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"{value!r} is longer than {MAX_NAME_LENGTH} characters"
+    if not NAME_RE.match(value):
+        return (
+            f"{value!r} is not a valid name: use letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def is_valid_name(value: Any) -> bool:
+    return name_errors(value) is None
+
+
+def _namespace_error(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_NAME_LENGTH or not NAMESPACE_RE.match(value):
+        return f"{value!r} is not a valid namespace: lower-case DNS label, at most 63 characters"
+    return None
+
+
+def _kind_error(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_NAME_LENGTH or not KIND_RE.match(value):
+        return f"{value!r} is not a valid kind: a letter followed by letters and digits"
+    return None
+
+
+def _key_error(key: Any) -> str | None:
+    """Label and annotation keys: optional DNS-subdomain prefix, then a name."""
+    if not isinstance(key, str) or not key:
+        return "keys must be non-empty strings"
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN_RE.match(prefix)):
+        return f"key {key!r} has an invalid prefix {prefix!r}"
+    if name_errors(name):
+        return f"key {key!r} is not valid"
+    return None
+
+
+def validate_entity_document(doc: Any) -> list[ValidationIssue]:
+    """Every problem with an entity document; an empty list means valid."""
+    issues: list[ValidationIssue] = []
+
+    def add(path: str, message: str) -> None:
+        issues.append(ValidationIssue(path, message))
+
+    if not isinstance(doc, dict):
+        return [ValidationIssue("", "an entity must be a mapping (object)")]
+    api_version = doc.get("apiVersion")
+    if not isinstance(api_version, str) or not API_VERSION_RE.match(api_version):
+        add("apiVersion", "must be a string like 'backstage.io/v1alpha1'")
+    kind = doc.get("kind")
+    if error := _kind_error(kind):
+        add("kind", error)
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        add("metadata", "must be a mapping")
+        metadata = {}
+    if error := name_errors(metadata.get("name")):
+        add("metadata.name", error)
+    if "namespace" in metadata and (error := _namespace_error(metadata["namespace"])):
+        add("metadata.namespace", error)
+    for field in ("title", "description"):
+        if (
+            field in metadata
+            and metadata[field] is not None
+            and not isinstance(metadata[field], str)
+        ):
+            add(f"metadata.{field}", "must be a string")
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list):
+        add("metadata.tags", "must be a list of strings")
+    else:
+        for index, tag in enumerate(tags):
+            if not isinstance(tag, str) or len(tag) > MAX_NAME_LENGTH or not TAG_RE.match(tag):
+                add(
+                    f"metadata.tags[{index}]",
+                    f"{tag!r} is not a valid tag: lower-case letters, digits, ':', '+', '#' "
+                    "separated by '-', at most 63 characters",
+                )
+    for field in ("labels", "annotations"):
+        mapping = metadata.get(field, {})
+        if not isinstance(mapping, dict):
+            add(f"metadata.{field}", "must be a mapping of strings")
+            continue
+        for key, value in mapping.items():
+            if error := _key_error(key):
+                add(f"metadata.{field}", error)
+            if not isinstance(value, str):
+                add(f"metadata.{field}.{key}", "must be a string")
+            elif field == "labels" and (
+                len(value) > MAX_NAME_LENGTH or not LABEL_VALUE_RE.match(value)
+            ):
+                add(f"metadata.{field}.{key}", f"{value!r} is not a valid label value")
+    links = metadata.get("links", [])
+    if not isinstance(links, list):
+        add("metadata.links", "must be a list")
+    else:
+        for index, link in enumerate(links):
+            if (
+                not isinstance(link, dict)
+                or not isinstance(link.get("url"), str)
+                or not link["url"]
+            ):
+                add(f"metadata.links[{index}].url", "each link needs a non-empty string url")
+    spec = doc.get("spec", {})
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        add("spec", "must be a mapping")
+        spec = {}
+    if isinstance(kind, str):
+        issues.extend(_spec_issues(kind.lower(), spec))
+    return issues
+
+
+def _spec_issues(kind: str, spec: dict) -> list[ValidationIssue]:
+    issues = []
+    for field in REQUIRED_SPEC_STRINGS.get(kind, ()):
+        value = spec.get(field)
+        if not isinstance(value, str) or not value.strip():
+            issues.append(
+                ValidationIssue(f"spec.{field}", "is required and must be a non-empty string")
+            )
+    for field in STRING_LIST_SPEC_FIELDS:
+        if field in spec:
+            value = spec[field]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                issues.append(ValidationIssue(f"spec.{field}", "must be a list of strings"))
+    if kind == "group" and not isinstance(spec.get("children", []), list):
+        issues.append(ValidationIssue("spec.children", "must be a list of strings"))
+    if kind == "location" and not (spec.get("target") or spec.get("targets")):
+        issues.append(ValidationIssue("spec.target", "a Location needs target or targets"))
+    for field in ("owner", "system", "domain", "parent", "subcomponentOf"):
+        value = spec.get(field)
+        if isinstance(value, str) and value:
+            try:
+                parse_entity_ref(value, default_kind="Group")
+            except EntityRefError as exc:
+                issues.append(ValidationIssue(f"spec.{field}", str(exc)))
+    return issues
+
+
+def validate_or_raise(doc: Any) -> None:
+    issues = validate_entity_document(doc)
+    if issues:
+        raise EntityValidationError(issues)
