@@ -4,7 +4,6 @@ backend answers ``@backstage/catalog-client``."""
 import uuid
 from urllib.parse import urlencode
 
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -21,6 +20,7 @@ from catalog.query import (
     Cursor,
     OrderField,
     QueryError,
+    condition_q,
     filters_q,
     keyset_q,
     ordered,
@@ -320,12 +320,14 @@ def _parent_location(queryset, entity: Entity) -> Entity | None:
     if not target or entity.kind.lower() == "location":
         return None
     _, _, location_target = target.partition(":")
-    candidates = queryset.filter(kind__iexact="location")
-    for candidate in candidates.filter(
-        Q(spec__target=location_target) | Q(spec__targets__contains=[location_target])
-    )[:1]:
-        return candidate
-    return None
+    return (
+        queryset.filter(condition_q("kind", ["location"]))
+        .filter(
+            condition_q("spec.target", [location_target])
+            | condition_q("spec.targets", [location_target])
+        )
+        .first()
+    )
 
 
 def raise_not_found(message: str):

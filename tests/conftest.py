@@ -1,0 +1,40 @@
+"""Fixtures shared by every test package."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from portal.models import ApiToken
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str = "reader", *perms: str):
+        user = get_user_model().objects.create_user(username=username, password="pw-unused-123")
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        return user
+
+    return make
+
+
+@pytest.fixture
+def bearer_client():
+    """An API client authenticated with a real bearer token for the given user."""
+
+    def make(user) -> APIClient:
+        _, raw = ApiToken.objects.issue(user=user, name="test")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def reader_client(make_user, bearer_client) -> APIClient:
+    return bearer_client(make_user("reader"))
