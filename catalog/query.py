@@ -107,8 +107,8 @@ def predicate_q(predicate: Any) -> Q:
     ``{"$all": [...]}``, ``{"$any": [...]}`` and ``{"$not": p}`` must be the only key of their
     object; any other object is an AND of dotted field paths, each a primitive (equality, any row
     of the key, case-insensitive) or one operator: ``$exists``, ``$in``, ``$contains`` (a
-    primitive, or ``{type, targetRef}`` on ``relations``) or ``$hasPrefix``. An unknown operator
-    matches nothing, as in Backstage.
+    primitive, or ``{type, targetRef}`` on ``relations``) or ``$hasPrefix``. Unknown operators are
+    refused, as Backstage's catalog backend refuses them.
     """
     if not isinstance(predicate, dict):
         raise QueryError(f"A filter predicate must be an object, got {predicate!r}")
@@ -126,7 +126,7 @@ def predicate_q(predicate: Any) -> Q:
     result = Q()
     for key, value in predicate.items():
         if key.startswith("$"):
-            return _NOTHING
+            raise QueryError(f"Unknown predicate operator {key!r}")
         result &= _field_q(key, value)
     return result
 
@@ -176,7 +176,7 @@ def _field_q(key: str, value: Any) -> Q:
         raise QueryError(
             f"$contains on {key!r} supports a value, or {{type, targetRef}} on relations"
         )
-    return _NOTHING
+    raise QueryError(f"Unknown operator {operator!r} on {key!r}")
 
 
 def _relation_contains_q(operand: dict) -> Q:
