@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.models import Entity, EntitySearch, Relation, Scope
 from catalog.refs import DEFAULT_NAMESPACE, EntityRef, ref_key
@@ -129,6 +130,7 @@ def entities_upsert(
                     setattr(entity, field, value)
                 entity.ref_key = key
                 entity.etag = uuid.uuid4().hex
+                entity.updated_at = timezone.now()
                 to_update.append(entity)
             else:
                 unchanged += 1
@@ -144,7 +146,8 @@ def entities_upsert(
                 entity.pk = entity.id = ids[entity.ref_key]
         if to_update:
             fields = [f for f in _CONTENT_FIELDS if f != "scope_id" or scope is not None]
-            fields = [("scope" if f == "scope_id" else f) for f in fields] + ["ref_key", "etag"]
+            fields = [("scope" if f == "scope_id" else f) for f in fields]
+            fields += ["ref_key", "etag", "updated_at"]
             Entity.objects.bulk_update(to_update, fields, batch_size=500)
         entities_index(entities=to_create + to_update)
     logger.info(
@@ -210,25 +213,29 @@ def entity_delete(*, entity: Entity) -> None:
     logger.info("catalog.entity.deleted", extra={"entity_ref": entity.ref})
 
 
-def entity_properties_write(
-    *, entity: Entity, integration_links: list | None = None, properties: dict | None = None
-) -> Entity:
-    """Write the ingested properties (``metadata.integration``, ``integration_properties``).
-
-    Only the integrations engine calls this; the rest of the document is left as the user set it.
-    """
-    fields = []
-    if integration_links is not None and integration_links != entity.integration_links:
-        entity.integration_links = integration_links
-        fields.append("integration_links")
-    if properties is not None and properties != entity.integration_properties:
-        entity.integration_properties = properties
-        fields.append("integration_properties")
-    if fields:
-        entity.etag = uuid.uuid4().hex
-        entity.save(update_fields=[*fields, "etag", "updated_at"])
-        entities_index(entities=[entity])
-    return entity
+def entities_ingested_write(*, ingested: dict[int, tuple[list, dict]]) -> int:
+    """Write the ingested properties of entities: ``{entity id: (metadata.integration items,
+    integration_properties)}``. Only the integrations engine calls this; the rest of each document
+    stays as its owner set it. Returns how many entities changed."""
+    if not ingested:
+        return 0
+    changed = []
+    for entity in Entity.objects.select_for_update().filter(pk__in=list(ingested)):
+        links, properties = ingested[entity.pk]
+        if entity.integration_links != links or entity.integration_properties != properties:
+            entity.integration_links = links
+            entity.integration_properties = properties
+            entity.etag = uuid.uuid4().hex
+            entity.updated_at = timezone.now()
+            changed.append(entity)
+    if changed:
+        Entity.objects.bulk_update(
+            changed,
+            ["integration_links", "integration_properties", "etag", "updated_at"],
+            batch_size=500,
+        )
+        entities_index(entities=changed)
+    return len(changed)
 
 
 # Handlers that can refresh an entity from its source (the integrations app registers one).

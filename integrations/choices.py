@@ -1,0 +1,88 @@
+from django.db import models
+
+
+class AuthKind(models.TextChoices):
+    WORKSPACE_ACCESS_TOKEN = "workspace_access_token", "Workspace access token"
+    PROJECT_ACCESS_TOKEN = "project_access_token", "Project access token"
+    REPOSITORY_ACCESS_TOKEN = "repository_access_token", "Repository access token"
+    API_TOKEN = "api_token", "API token (email + token)"
+    APP_PASSWORD = "app_password", "App password (legacy)"
+    OAUTH_CONSUMER = "oauth_consumer", "OAuth consumer"
+    PERSONAL_ACCESS_TOKEN = "personal_access_token", "Personal access token"
+    OAUTH_APPLICATION_LINK = "oauth_application_link", "OAuth 2.0 application link"
+    NONE = "none", "None (tests)"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+
+
+class Registration(models.TextChoices):
+    REGISTER_AND_MERGE = "register_and_merge", "Register & Merge"
+    REGISTER = "register", "Register"
+    MERGE = "merge", "Merge"
+
+
+class IntegrationState(models.TextChoices):
+    ENABLED = "enabled", "Enabled"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class SecondaryKind(models.TextChoices):
+    PULL_REQUESTS = "pull_requests", "Pull requests"
+    COMMITS = "commits", "Commits"
+
+
+class Operator(models.TextChoices):
+    EQUALS = "equals", "equals"
+    CONTAINS = "contains", "contains"
+
+
+class RecommendedAction(models.TextChoices):
+    REGISTER = "register", "Register"
+    MERGE = "merge", "Merge"
+
+
+class DiscoveredState(models.TextChoices):
+    DISCOVERED = "discovered", "Discovered"
+    IMPORTED = "imported", "Imported"
+    GONE = "gone", "Gone"
+
+
+class ImportAction(models.TextChoices):
+    REGISTER = "REGISTER", "Registered"
+    MERGE = "MERGE", "Merged"
+
+
+class LinkState(models.TextChoices):
+    LINKED = "linked", "Linked"
+    UNLINKED = "unlinked", "Unlinked"
+
+
+class SyncTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "Manual"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class SyncState(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+# Update frequency choices, in minutes: 15 minutes to 24 hours.
+UPDATE_FREQUENCIES = {
+    "15m": 15,
+    "30m": 30,
+    "1h": 60,
+    "3h": 180,
+    "6h": 360,
+    "12h": 720,
+    "24h": 1440,
+}
+UPDATE_FREQUENCY_CHOICES = [(minutes, label) for label, minutes in UPDATE_FREQUENCIES.items()]
+DEFAULT_UPDATE_FREQUENCY = 180

@@ -1,0 +1,136 @@
+"""Correlation: which catalog entity a discovered record is, by the integration's rules.
+
+The index is built once per run — for every rule, catalog value → entity ids — so matching N
+records against M entities costs O(N + M) lookups, never N×M comparisons.
+
+Rules combine with AND: an entity matches a record when every rule matches it. ``equals``
+compares case-insensitively (a list on the catalog side matches when any item is equal);
+``contains`` holds when the catalog value is a list with an item equal to the ingested value, or a
+string that contains it as a whole sequence of words (split on anything not a letter or digit).
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.models import Entity
+from catalog.rendering import entity_document
+from integrations.choices import Operator
+from integrations.engine.mapping import search
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _norm(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().lower() or None
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(value.lower()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    ingested_path: str
+    catalog_path: str
+    operator: str = Operator.EQUALS
+
+
+@dataclass
+class _RuleIndex:
+    rule: Rule
+    exact: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    # contains on strings: first word → (entity id, words of the catalog string)
+    by_word: dict[str, list[tuple[int, tuple[str, ...]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def add(self, entity_id: int, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            text = _norm(item)
+            if text is None:
+                continue
+            self.exact[text].add(entity_id)
+            if self.rule.operator == Operator.CONTAINS and not isinstance(value, list):
+                words = _words(text)
+                for word in set(words):
+                    self.by_word[word].append((entity_id, words))
+
+    def matches(self, ingested: Any) -> set[int]:
+        text = _norm(ingested)
+        if text is None:
+            return set()
+        if self.rule.operator == Operator.EQUALS:
+            return set(self.exact.get(text, ()))
+        found = set(self.exact.get(text, ()))
+        needle = _words(text)
+        if needle:
+            for entity_id, words in self.by_word.get(needle[0], ()):
+                if entity_id not in found and _contains_sequence(words, needle):
+                    found.add(entity_id)
+        return found
+
+
+def _contains_sequence(words: tuple[str, ...], needle: tuple[str, ...]) -> bool:
+    size = len(needle)
+    return any(words[i : i + size] == needle for i in range(len(words) - size + 1))
+
+
+class CorrelationIndex:
+    """Built once per run from the candidate entities; answers ``match(record_data)``."""
+
+    def __init__(self, rules: Iterable[Rule], entities: Iterable[Entity]):
+        self.rules = list(rules)
+        self._indexes = [_RuleIndex(rule) for rule in self.rules]
+        self.refs: dict[int, str] = {}
+        for entity in entities:
+            self.refs[entity.pk] = entity.ref
+            document = entity_document(entity)
+            for index in self._indexes:
+                index.add(entity.pk, search(index.rule.catalog_path, document))
+
+    def match(self, record_data: dict) -> list[int]:
+        """Ids of the entities every rule matches (sorted); empty without rules."""
+        if not self._indexes:
+            return []
+        result: set[int] | None = None
+        for index in self._indexes:
+            found = index.matches(search(index.rule.ingested_path, record_data))
+            result = found if result is None else result & found
+            if not result:
+                return []
+        return sorted(result or ())
+
+
+def correlation_index_build(*, integration) -> CorrelationIndex:
+    """The index for one integration: its rules over the entities of its kind."""
+    rules = [
+        Rule(rule.ingested_path, rule.catalog_path, rule.operator)
+        for rule in integration.correlation_rules.all()
+    ]
+    entities = Entity.objects.filter(kind__iexact=integration.entity_kind).only(
+        "pk",
+        "uid",
+        "api_version",
+        "kind",
+        "namespace",
+        "name",
+        "title",
+        "description",
+        "tags",
+        "labels",
+        "annotations",
+        "links",
+        "spec",
+        "etag",
+        "integration_links",
+        "integration_properties",
+    )
+    return CorrelationIndex(rules, entities.iterator(chunk_size=2000))

@@ -1,0 +1,300 @@
+"""Import actions: register, merge, register & merge, unlink — and keeping imported entities'
+ingested properties in step with what was discovered."""
+
+import copy
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.models import Entity
+from catalog.refs import DEFAULT_NAMESPACE, ref_key
+from catalog.rendering import source_document
+from catalog.services import DocumentError, entities_ingested_write, entities_upsert
+from catalog.validation import MAX_NAME_LENGTH
+from integrations.choices import (
+    DiscoveredState,
+    ImportAction,
+    LinkState,
+    RecommendedAction,
+    Registration,
+)
+from integrations.engine.mapping import ExpressionError, search, set_path
+from integrations.models import DiscoveredEntity, ImportedEntity, Integration
+from integrations.providers import registry
+
+
+class ImportRefused(ValueError):
+    """An import that the integration's settings or the catalog's state do not allow."""
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    discovered_id: int
+    action: str | None = None  # "register" | "merge" | None (the recommendation)
+    entity_id: int | None = None  # merge target chosen by the user
+    entity_type: str | None = None
+
+
+def entity_name_from(raw: str) -> str:
+    """A Backstage-valid entity name from a repository name or slug."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw.strip())
+    name = name[:MAX_NAME_LENGTH]
+    name = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name)
+    return name or "unnamed"
+
+
+# Paths that identify an entity: mapped when registering, never changed by a refresh.
+_IDENTITY_PATHS = {"apiVersion", "kind", "metadata.name", "metadata.namespace"}
+
+
+def _apply_mappings(
+    document: dict,
+    integration: Integration,
+    data: dict,
+    *,
+    only_if_empty: bool,
+    identity: bool = False,
+) -> None:
+    for mapping in integration.field_mappings.all():
+        if not identity and mapping.catalog_path in _IDENTITY_PATHS:
+            continue
+        try:
+            value = search(mapping.expression, data)
+        except ExpressionError:
+            continue
+        if value is not None:
+            set_path(document, mapping.catalog_path, value, only_if_empty=only_if_empty)
+
+
+def registration_document(
+    *, integration: Integration, discovered: DiscoveredEntity, entity_type: str | None = None
+) -> dict:
+    """The entity a Register creates: defaults, then the integration's field mappings."""
+    document = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": integration.entity_kind,
+        "metadata": {"name": entity_name_from(discovered.name), "namespace": DEFAULT_NAMESPACE},
+        "spec": {
+            "type": entity_type or discovered.type or integration.entity_type or "service",
+            "lifecycle": "production",
+            "owner": "unknown",
+        },
+    }
+    _apply_mappings(document, integration, discovered.data, only_if_empty=False, identity=True)
+    if entity_type:
+        document["spec"]["type"] = entity_type
+    return document
+
+
+def _write(documents: list[dict], label: str) -> list[Entity]:
+    try:
+        return entities_upsert(documents=documents).entities
+    except DocumentError as exc:
+        raise ImportRefused(f"{label}: the mapped entity is invalid: {exc}") from exc
+
+
+def discovered_import(
+    *,
+    discovered: DiscoveredEntity,
+    action: str | None = None,
+    entity: Entity | None = None,
+    entity_type: str | None = None,
+    user=None,
+) -> ImportedEntity:
+    """Import one discovered record by the integration's registration behaviour."""
+    integration = discovered.integration
+    if discovered.state == DiscoveredState.GONE:
+        raise ImportRefused(f"{discovered.name} no longer exists in the source")
+    if discovered.imports.filter(state=LinkState.LINKED).exists():
+        raise ImportRefused(f"{discovered.name} is already imported")
+    behaviour = integration.registration
+    if action is None:
+        action = (
+            RecommendedAction.MERGE
+            if entity is not None or discovered.suggested_entity_id
+            else RecommendedAction.REGISTER
+        )
+    if action not in RecommendedAction.values:
+        raise ImportRefused(f"Unknown import action {action!r}: use register or merge")
+    if behaviour == Registration.REGISTER and action == RecommendedAction.MERGE:
+        raise ImportRefused(f"Integration {integration.name} only registers new entities")
+    if behaviour == Registration.MERGE and action == RecommendedAction.REGISTER:
+        raise ImportRefused(
+            f"Integration {integration.name} only merges into existing entities: choose the "
+            f"entity {discovered.name} belongs to"
+        )
+    if action == RecommendedAction.MERGE:
+        if entity_type:
+            raise ImportRefused("The type cannot be set when merging into an existing entity")
+        target = entity or discovered.suggested_entity
+        if target is None:
+            raise ImportRefused(
+                f"{discovered.name} has no matching catalog entity: choose one to merge into"
+            )
+        return _merge(discovered, target, user)
+    return _register(discovered, entity_type, user)
+
+
+@transaction.atomic
+def _register(discovered: DiscoveredEntity, entity_type: str | None, user) -> ImportedEntity:
+    integration = discovered.integration
+    document = registration_document(
+        integration=integration, discovered=discovered, entity_type=entity_type
+    )
+    metadata = document["metadata"]
+    key = ref_key(document["kind"], metadata.get("namespace") or "default", metadata["name"])
+    if Entity.objects.filter(ref_key=key).exists():
+        raise ImportRefused(f"The entity {key} already exists: merge {discovered.name} into it")
+    (entity,) = _write([document], discovered.name)
+    return _link(discovered, entity, ImportAction.REGISTER, user)
+
+
+@transaction.atomic
+def _merge(discovered: DiscoveredEntity, entity: Entity, user) -> ImportedEntity:
+    document = source_document(entity)
+    enriched = copy.deepcopy(document)
+    _apply_mappings(enriched, discovered.integration, discovered.data, only_if_empty=True)
+    if enriched != document:
+        _write([enriched], discovered.name)
+    return _link(discovered, entity, ImportAction.MERGE, user)
+
+
+def _link(discovered: DiscoveredEntity, entity: Entity, action: str, user) -> ImportedEntity:
+    imported = ImportedEntity.objects.create(
+        integration=discovered.integration,
+        discovered=discovered,
+        entity=entity,
+        action=action,
+        imported_by=user if user is not None and user.is_authenticated else None,
+    )
+    DiscoveredEntity.objects.filter(pk=discovered.pk).update(state=DiscoveredState.IMPORTED)
+    discovered.state = DiscoveredState.IMPORTED
+    entities_ingested_rebuild(entity_ids=[entity.pk])
+    return imported
+
+
+def discovered_import_many(
+    *, integration: Integration, requests: list[ImportRequest], user=None
+) -> list[tuple[ImportRequest, ImportedEntity | None, str]]:
+    """Bulk import: each request succeeds or fails on its own; (request, result, error)."""
+    discovered_by_id = {
+        d.pk: d
+        for d in DiscoveredEntity.objects.select_related("integration", "suggested_entity").filter(
+            integration=integration, pk__in=[r.discovered_id for r in requests]
+        )
+    }
+    entities = Entity.objects.in_bulk([r.entity_id for r in requests if r.entity_id])
+    results = []
+    for request in requests:
+        discovered = discovered_by_id.get(request.discovered_id)
+        if discovered is None:
+            results.append((request, None, f"No discovered entity {request.discovered_id}"))
+            continue
+        if request.entity_id and request.entity_id not in entities:
+            results.append((request, None, f"No catalog entity {request.entity_id}"))
+            continue
+        try:
+            imported = discovered_import(
+                discovered=discovered,
+                action=request.action,
+                entity=entities.get(request.entity_id) if request.entity_id else None,
+                entity_type=request.entity_type,
+                user=user,
+            )
+        except ImportRefused as exc:
+            results.append((request, None, str(exc)))
+        else:
+            results.append((request, imported, ""))
+    return results
+
+
+@transaction.atomic
+def imported_unlink(*, imported: ImportedEntity) -> ImportedEntity:
+    """Stop syncing into the entity; the entity and everything on it stay."""
+    if imported.state == LinkState.UNLINKED:
+        return imported
+    imported.state = LinkState.UNLINKED
+    imported.unlinked_at = timezone.now()
+    imported.save(update_fields=["state", "unlinked_at"])
+    DiscoveredEntity.objects.filter(pk=imported.discovered_id).exclude(
+        state=DiscoveredState.GONE
+    ).update(state=DiscoveredState.DISCOVERED)
+    entities_ingested_rebuild(entity_ids=[imported.entity_id])
+    return imported
+
+
+def entities_ingested_rebuild(*, entity_ids: Iterable[int]) -> int:
+    """Recompute ``metadata.integration`` and ``integration_properties`` of entities from their
+    linked imports — the single place these are derived."""
+    entity_ids = list(entity_ids)
+    links: dict[int, list[dict]] = defaultdict(list)
+    properties: dict[int, dict] = defaultdict(dict)
+    rows = (
+        ImportedEntity.objects.filter(entity_id__in=entity_ids, state=LinkState.LINKED)
+        .select_related("integration", "discovered", "entity")
+        .order_by("imported_at", "pk")
+    )
+    for imported in rows:
+        integration = imported.integration
+        links[imported.entity_id].append(
+            {
+                "integration_id": integration.pk,
+                "integration_name": integration.name,
+                "provider": integration.provider,
+                "action": imported.action,
+                "linked_entity_uid": str(imported.entity.uid),
+                "imported_at": imported.imported_at.isoformat().replace("+00:00", "Z"),
+            }
+        )
+        try:
+            provider_class = registry.get(integration.provider)
+        except registry.UnknownProvider:
+            continue
+        properties[imported.entity_id][provider_class.properties_key] = provider_class.properties(
+            imported.discovered.data
+        )
+    return entities_ingested_write(
+        ingested={pk: (links.get(pk, []), properties.get(pk, {})) for pk in entity_ids}
+    )
+
+
+def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int]) -> int:
+    """Refresh linked entities of these discovered records: mapped fields (all of them for a
+    Register, only empty ones for a Merge) and ingested properties. Returns entities changed."""
+    imports = list(
+        ImportedEntity.objects.filter(
+            integration=integration, discovered_id__in=list(discovered_ids), state=LinkState.LINKED
+        ).select_related("discovered", "entity")
+    )
+    if not imports:
+        return 0
+    documents = []
+    for imported in imports:
+        current = source_document(imported.entity)
+        updated = copy.deepcopy(current)
+        _apply_mappings(
+            updated,
+            integration,
+            imported.discovered.data,
+            only_if_empty=imported.action == ImportAction.MERGE,
+        )
+        if updated != current:
+            documents.append(updated)
+    changed = 0
+    if documents:
+        try:
+            changed = len(entities_upsert(documents=documents).entities)
+        except DocumentError:
+            # One bad mapping must not block the others: write them one by one.
+            for document in documents:
+                try:
+                    entities_upsert(documents=[document])
+                    changed += 1
+                except DocumentError:
+                    continue
+    changed += entities_ingested_rebuild(entity_ids=[i.entity_id for i in imports])
+    return changed

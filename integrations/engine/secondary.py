@@ -1,0 +1,254 @@
+"""Secondary kinds (pull requests, commits): what to fetch for each repository in a run.
+
+Per repository and kind, ``DiscoveredEntity.secondary_state[kind]`` records the window of time
+already ingested — ``newest`` and ``oldest`` item timestamps — plus ``gaps`` left when the
+per-run cap cut an incremental fetch, whether older items remain (``exhausted``) and how many of
+the first-sync 50 are still owed (``first_remaining``). Each run, within the per-kind cap:
+
+1. new and updated items since ``newest`` (only for repositories that changed) and open gaps;
+2. the first sync — the 50 most recent items — of repositories that never had one;
+3. backfill below ``oldest``: the rest of a cut first sync, and with a start date, everything
+   back to it.
+
+Every fetch is bounded ``since < t < until``, so re-running after a crash refetches at most what
+was not recorded, and upserts by external id keep it duplicate-free.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
+
+from integrations.choices import DiscoveredState, SecondaryKind
+from integrations.models import Commit, DiscoveredEntity, PullRequest
+from integrations.providers.base import CommitRecord, Provider, PullRequestRecord
+
+FIRST_SYNC_LIMIT = 50
+RUN_CAP = 5000
+
+
+@dataclass
+class Budget:
+    left: dict[str, int] = field(
+        default_factory=lambda: {kind: RUN_CAP for kind in SecondaryKind.values}
+    )
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SecondaryKind.values, 0))
+
+    def spend(self, kind: str, count: int) -> None:
+        self.left[kind] -= count
+        self.written[kind] += count
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
+
+
+def _stamp(kind: str, item) -> datetime:
+    return item.updated_on if kind == SecondaryKind.PULL_REQUESTS else item.date
+
+
+def _fetcher(provider: Provider, kind: str) -> Callable:
+    return (
+        provider.iter_pull_requests
+        if kind == SecondaryKind.PULL_REQUESTS
+        else provider.iter_commits
+    )
+
+
+def upsert_pull_requests(discovered_id: int, items: Iterable[PullRequestRecord]) -> int:
+    rows = [
+        PullRequest(
+            discovered_id=discovered_id,
+            external_id=item.external_id,
+            title=item.title[:500],
+            state=item.state,
+            author=item.author[:255],
+            source_branch=item.source_branch[:255],
+            destination_branch=item.destination_branch[:255],
+            url=item.url,
+            created_on=item.created_on,
+            updated_on=item.updated_on,
+            data=item.raw,
+        )
+        for item in items
+    ]
+    PullRequest.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["discovered", "external_id"],
+        update_fields=[
+            "title",
+            "state",
+            "author",
+            "source_branch",
+            "destination_branch",
+            "url",
+            "created_on",
+            "updated_on",
+            "data",
+        ],
+        batch_size=500,
+    )
+    return len(rows)
+
+
+def upsert_commits(discovered_id: int, items: Iterable[CommitRecord]) -> int:
+    rows = [
+        Commit(
+            discovered_id=discovered_id,
+            hash=item.hash,
+            message=item.message,
+            author=item.author[:255],
+            url=item.url,
+            date=item.date,
+            data=item.raw,
+        )
+        for item in items
+    ]
+    Commit.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["discovered", "hash"],
+        update_fields=["message", "author", "url", "date", "data"],
+        batch_size=500,
+    )
+    return len(rows)
+
+
+_UPSERT = {SecondaryKind.PULL_REQUESTS: upsert_pull_requests, SecondaryKind.COMMITS: upsert_commits}
+
+
+class SecondarySync:
+    """One run's secondary-kind work for an integration."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        kinds: list[str],
+        start: datetime | None,
+        budget: Budget | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ):
+        self.provider = provider
+        self.kinds = [kind for kind in SecondaryKind.values if kind in kinds]
+        self.start = start
+        self.budget = budget or Budget()
+        self.on_progress = on_progress or (lambda: None)
+
+    # -- one fetch --------------------------------------------------------------------------
+
+    def _fetch(self, discovered, kind, *, since, until, limit) -> list:
+        if limit <= 0:
+            return []
+        if self.start and (since is None or since < self.start):
+            since = self.start
+        items = list(
+            _fetcher(self.provider, kind)(discovered.data, since=since, until=until, limit=limit)
+        )[:limit]
+        # The provider bounds the fetch; the engine re-checks, so a sloppy provider cannot make it
+        # ingest data older than the start date.
+        items = [
+            item
+            for item in items
+            if (since is None or _stamp(kind, item) > since)
+            and (until is None or _stamp(kind, item) < until)
+        ]
+        _UPSERT[kind](discovered.pk, items)
+        self.budget.spend(kind, len(items))
+        self.on_progress()
+        return items
+
+    # -- the three passes ---------------------------------------------------------------------
+
+    def run(self, discovered: QuerySet[DiscoveredEntity]) -> None:
+        active = discovered.exclude(state=DiscoveredState.GONE).order_by("pk")
+        for kind in self.kinds:
+            for step in (self._incremental, self._first_sync, self._backfill):
+                for row in active.iterator(chunk_size=500):
+                    if self.budget.left[kind] <= 0:
+                        break
+                    state = dict(row.secondary_state.get(kind) or {})
+                    if step(row, kind, state):
+                        row.secondary_state = {**row.secondary_state, kind: state}
+                        DiscoveredEntity.objects.filter(pk=row.pk).update(
+                            secondary_state=row.secondary_state
+                        )
+
+    def _incremental(self, row, kind, state) -> bool:
+        if not state.get("initialized"):
+            return False
+        changed = False
+        repo_stamp = _iso(row.source_updated_at)
+        if repo_stamp is None or state.get("repo_updated") != repo_stamp:
+            newest = _dt(state.get("newest"))
+            limit = self.budget.left[kind]
+            items = self._fetch(row, kind, since=newest, until=None, limit=limit)
+            if items:
+                stamps = [_stamp(kind, item) for item in items]
+                if len(items) >= limit and newest is not None:
+                    # Cut by the cap: what lies between the old newest and what we got is a gap.
+                    state.setdefault("gaps", []).append([_iso(newest), _iso(min(stamps))])
+                state["newest"] = _iso(max([*stamps, *([newest] if newest else [])]))
+                if state.get("oldest") is None:
+                    state["oldest"] = _iso(min(stamps))
+            if len(items) < limit:
+                state["repo_updated"] = repo_stamp
+            changed = True
+        open_gaps = []
+        for since, until in state.get("gaps", []):
+            limit = self.budget.left[kind]
+            if limit <= 0:
+                open_gaps.append([since, until])
+                continue
+            items = self._fetch(row, kind, since=_dt(since), until=_dt(until), limit=limit)
+            if len(items) >= limit:
+                open_gaps.append([since, _iso(min(_stamp(kind, i) for i in items))])
+            changed = True
+        if "gaps" in state:
+            state["gaps"] = open_gaps
+        return changed
+
+    def _first_sync(self, row, kind, state) -> bool:
+        if state.get("initialized"):
+            return False
+        limit = min(FIRST_SYNC_LIMIT, self.budget.left[kind])
+        items = self._fetch(row, kind, since=None, until=None, limit=limit)
+        stamps = [_stamp(kind, item) for item in items]
+        exhausted = len(items) < limit
+        state.update(
+            initialized=True,
+            newest=_iso(max(stamps)) if stamps else None,
+            oldest=_iso(min(stamps)) if stamps else None,
+            exhausted=exhausted,
+            first_remaining=0 if exhausted else FIRST_SYNC_LIMIT - len(items),
+            repo_updated=_iso(row.source_updated_at),
+            gaps=[],
+        )
+        return True
+
+    def _backfill(self, row, kind, state) -> bool:
+        if not state.get("initialized") or state.get("exhausted"):
+            return False
+        owed = state.get("first_remaining", 0)
+        if self.start is None and owed <= 0:
+            return False
+        limit = self.budget.left[kind] if self.start else min(owed, self.budget.left[kind])
+        oldest = _dt(state.get("oldest"))
+        items = self._fetch(row, kind, since=None, until=oldest, limit=limit)
+        if items:
+            state["oldest"] = _iso(min(_stamp(kind, item) for item in items))
+            if state.get("newest") is None:
+                state["newest"] = _iso(max(_stamp(kind, item) for item in items))
+        state["first_remaining"] = max(0, owed - len(items))
+        if len(items) < limit or (self.start is None and state["first_remaining"] == 0):
+            state["exhausted"] = len(items) < limit
+            if self.start is None:
+                state["exhausted"] = True
+        return True

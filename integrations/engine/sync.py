@@ -1,0 +1,292 @@
+"""The sync engine, one for every provider (DESIGN.md steps 1–6).
+
+1. claim the integration (a conditional UPDATE: one run at a time across all workers; a crashed
+   run's claim expires);
+2. stream repositories page by page, upserting DiscoveredEntity in bulk; after a *complete*
+   listing, mark the ones not seen ``gone`` unless too many would vanish at once;
+3. recommend through a correlation index built once per run;
+4. auto-import new records if enabled; refresh linked imported entities;
+5. secondary kinds within the per-run caps;
+6. record the run. Every step is an idempotent upsert, so a crash and a re-run converge on the
+   catalog a clean run gives.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.choices import (
+    DiscoveredState,
+    IntegrationState,
+    LinkState,
+    RecommendedAction,
+    Registration,
+    SyncState,
+)
+from integrations.engine.correlation import CorrelationIndex, correlation_index_build
+from integrations.engine.imports import ImportRefused, discovered_import, imported_refresh
+from integrations.engine.secondary import SecondarySync
+from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
+from integrations.providers import registry
+from integrations.providers.base import Provider, ProviderError, RepoRecord
+
+logger = logging.getLogger(__name__)
+
+LOCK_TTL = timedelta(minutes=10)
+ProgressCallback = Callable[[SyncRun], None]
+
+
+class SyncAborted(Exception):
+    """Raised inside a run to stop it (used by tests to inject crashes)."""
+
+
+def integration_claim(*, integration_id: int, run: SyncRun) -> bool:
+    """Take the integration for this run, unless another live run holds it."""
+    now = timezone.now()
+    claimed = (
+        Integration.objects.filter(pk=integration_id)
+        .filter(Q(locked_by_run__isnull=True) | Q(locked_until__lt=now))
+        .update(locked_by_run=run.pk, locked_until=now + LOCK_TTL)
+    )
+    return claimed == 1
+
+
+def _heartbeat(run: SyncRun) -> None:
+    now = timezone.now()
+    Integration.objects.filter(pk=run.integration_id, locked_by_run=run.pk).update(
+        locked_until=now + LOCK_TTL
+    )
+
+
+def _release(run: SyncRun) -> None:
+    Integration.objects.filter(pk=run.integration_id, locked_by_run=run.pk).update(
+        locked_by_run=None, locked_until=None
+    )
+
+
+def _recommend(
+    integration: Integration, index: CorrelationIndex, data: dict
+) -> tuple[str, int | None, list[dict]]:
+    matches = index.match(data)
+    candidates = [{"id": pk, "ref": index.refs.get(pk, "")} for pk in matches]
+    suggested = matches[0] if len(matches) == 1 else None
+    if integration.registration == Registration.REGISTER:
+        return RecommendedAction.REGISTER, suggested, candidates
+    if integration.registration == Registration.MERGE:
+        return RecommendedAction.MERGE, suggested, candidates
+    if suggested is not None:
+        return RecommendedAction.MERGE, suggested, candidates
+    return RecommendedAction.REGISTER, None, candidates
+
+
+def discovered_upsert_page(
+    *,
+    integration: Integration,
+    records: list[RepoRecord],
+    index: CorrelationIndex,
+    seen_at: datetime,
+) -> tuple[list[DiscoveredEntity], list[DiscoveredEntity]]:
+    """Write one page of records; returns (created, all rows of the page)."""
+    by_id = {record.external_id: record for record in records}
+    existing = {
+        row.external_id: row
+        for row in DiscoveredEntity.objects.filter(
+            integration=integration, external_id__in=list(by_id)
+        )
+    }
+    linked = set(
+        ImportedEntity.objects.filter(
+            discovered__in=list(existing.values()), state=LinkState.LINKED
+        ).values_list("discovered_id", flat=True)
+    )
+    created, updated = [], []
+    for external_id, record in by_id.items():
+        action, suggested, candidates = _recommend(integration, index, record.data)
+        row = existing.get(external_id)
+        if row is None:
+            row = DiscoveredEntity(
+                integration=integration,
+                external_id=external_id,
+                kind=integration.entity_kind,
+                type=integration.entity_type,
+            )
+            created.append(row)
+        else:
+            updated.append(row)
+        row.name = record.name[:255]
+        row.data = record.data
+        row.source_updated_at = record.updated_at
+        row.last_seen_at = seen_at
+        row.recommended_action = action
+        row.suggested_entity_id = suggested
+        row.match_candidates = candidates
+        if row.pk is None or row.state == DiscoveredState.GONE:
+            row.state = DiscoveredState.IMPORTED if row.pk in linked else DiscoveredState.DISCOVERED
+    with transaction.atomic():
+        DiscoveredEntity.objects.bulk_create(created, batch_size=500)
+        DiscoveredEntity.objects.bulk_update(
+            updated,
+            [
+                "name",
+                "data",
+                "source_updated_at",
+                "last_seen_at",
+                "recommended_action",
+                "suggested_entity",
+                "match_candidates",
+                "state",
+            ],
+            batch_size=500,
+        )
+    if created and created[0].pk is None:  # backends without RETURNING
+        ids = dict(
+            DiscoveredEntity.objects.filter(
+                integration=integration, external_id__in=[r.external_id for r in created]
+            ).values_list("external_id", "pk")
+        )
+        for row in created:
+            row.pk = row.id = ids[row.external_id]
+    return created, created + updated
+
+
+def _auto_import(integration: Integration, rows: list[DiscoveredEntity]) -> int:
+    imported = 0
+    for row in rows:
+        if integration.registration == Registration.MERGE and row.suggested_entity_id is None:
+            continue  # waits for a user to pick the entity
+        try:
+            discovered_import(discovered=row)
+            imported += 1
+        except ImportRefused as exc:
+            logger.info(
+                "integrations.sync.auto_import_skipped",
+                extra={
+                    "integration_id": integration.pk,
+                    "discovered": row.name,
+                    "reason": str(exc),
+                },
+            )
+    return imported
+
+
+def _mark_gone(integration: Integration, run: SyncRun, seen_at: datetime) -> None:
+    active = DiscoveredEntity.objects.filter(integration=integration).exclude(
+        state=DiscoveredState.GONE
+    )
+    vanished = active.filter(last_seen_at__lt=seen_at)
+    total, count = active.count(), vanished.count()
+    if not count:
+        return
+    if total and count / total > integration.vanish_threshold:
+        run.flagged = True
+        run.message = (
+            f"{count} of {total} repositories vanished from the listing at once (more than "
+            f"{integration.vanish_threshold:.0%}); none were marked gone. Check the connector's "
+            "permissions, then sync again or mark them gone by hand."
+        )
+        logger.warning(
+            "integrations.sync.vanish_guard",
+            extra={"integration_id": integration.pk, "run_id": run.pk, "vanished": count},
+        )
+        return
+    run.gone = vanished.update(state=DiscoveredState.GONE)
+
+
+def _start_datetime(integration: Integration) -> datetime | None:
+    if integration.start_date is None:
+        return None
+    return datetime.combine(integration.start_date, datetime.min.time(), tzinfo=UTC)
+
+
+def integration_sync(
+    *,
+    integration_id: int,
+    trigger: str,
+    provider: Provider | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncRun:
+    """Run one sync of an integration and return its SyncRun (skipped if another is running)."""
+    integration = Integration.objects.select_related("connector").get(pk=integration_id)
+    run = SyncRun.objects.create(integration=integration, trigger=trigger)
+    log_extra = {"integration_id": integration.pk, "run_id": run.pk, "trigger": trigger}
+    if integration.state != IntegrationState.ENABLED:
+        return _finish(run, SyncState.SKIPPED, message="Integration is suspended")
+    if not integration_claim(integration_id=integration.pk, run=run):
+        holder = Integration.objects.filter(pk=integration.pk).values_list(
+            "locked_by_run", flat=True
+        )
+        return _finish(
+            run, SyncState.SKIPPED, message=f"Another sync (run {holder.first()}) is running"
+        )
+    logger.info("integrations.sync.started", extra=log_extra)
+    provider = provider or registry.for_integration(integration)
+    progress = on_progress or (lambda run: None)
+
+    def tick() -> None:
+        run.requests = provider.stats.requests
+        run.pages = provider.stats.pages
+        _heartbeat(run)
+        progress(run)
+
+    try:
+        index = correlation_index_build(integration=integration)
+        seen_at = timezone.now()
+        for page in provider.iter_repositories():
+            created, rows = discovered_upsert_page(
+                integration=integration, records=page, index=index, seen_at=seen_at
+            )
+            run.discovered += len(created)
+            if integration.auto_import and created:
+                run.imported += _auto_import(integration, created)
+            run.refreshed += imported_refresh(
+                integration=integration, discovered_ids=[row.pk for row in rows]
+            )
+            tick()
+        _mark_gone(integration, run, seen_at)
+        if integration.secondary_kinds:
+            secondary = SecondarySync(
+                provider=provider,
+                kinds=integration.secondary_kinds,
+                start=_start_datetime(integration),
+                on_progress=tick,
+            )
+            secondary.run(integration.discovered.all())
+            run.pull_requests = secondary.budget.written["pull_requests"]
+            run.commits = secondary.budget.written["commits"]
+        tick()
+    except ProviderError as exc:
+        logger.warning("integrations.sync.failed", extra={**log_extra, "error": exc.message})
+        return _finish(run, SyncState.FAILED, error=exc.message, integration=integration)
+    except Exception as exc:
+        logger.exception("integrations.sync.crashed", extra=log_extra)
+        return _finish(
+            run, SyncState.FAILED, error=f"{type(exc).__name__}: {exc}", integration=integration
+        )
+    logger.info("integrations.sync.succeeded", extra=log_extra)
+    return _finish(run, SyncState.SUCCEEDED, integration=integration)
+
+
+def _finish(
+    run: SyncRun,
+    state: str,
+    *,
+    message: str = "",
+    error: str = "",
+    integration: Integration | None = None,
+) -> SyncRun:
+    run.state = state
+    run.message = run.message or message
+    run.error = error[:5000]
+    run.finished_at = timezone.now()
+    run.save()
+    if integration is not None:
+        now = timezone.now()
+        Integration.objects.filter(pk=integration.pk).update(
+            last_sync_at=now, next_sync_at=now + timedelta(minutes=integration.update_frequency)
+        )
+        _release(run)
+    return run

@@ -1,0 +1,354 @@
+"""Integrations: where repositories come from, how they map into the catalog, what was synced."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from catalog.models import Entity, Scope
+from integrations import choices
+from integrations.crypto import decrypt_json, encrypt_json
+
+
+class Connector(models.Model):
+    """Credentials and address of one Bitbucket account or instance.
+
+    Secrets live only in ``secrets_encrypted`` (Fernet); :attr:`secrets` decrypts on demand and
+    nothing ever renders them back.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=50)
+    auth_kind = models.CharField(max_length=40, choices=choices.AuthKind.choices)
+    base_url = models.URLField(max_length=500, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings (email…)")
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    ca_pem = models.TextField(blank=True, help_text="Private CA certificate (PEM), Data Center")
+    scope = models.ForeignKey(Scope, null=True, blank=True, on_delete=models.PROTECT)
+    health = models.CharField(
+        max_length=10, choices=choices.Health.choices, default=choices.Health.UNKNOWN
+    )
+    last_error = models.TextField(blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def secrets(self) -> dict:
+        return decrypt_json(self.secrets_encrypted)
+
+    @secrets.setter
+    def secrets(self, value: dict) -> None:
+        self.secrets_encrypted = encrypt_json(value) if value else ""
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.secrets_encrypted)
+
+
+class Integration(models.Model):
+    """One provider account (a workspace, or Data Center projects) feeding the catalog."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, help_text="Markdown")
+    labels = models.JSONField(default=list, blank=True)
+    scope = models.ForeignKey(
+        Scope, null=True, blank=True, on_delete=models.PROTECT, related_name="integrations"
+    )
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="integrations")
+    provider = models.CharField(max_length=50, editable=False)
+    target = models.JSONField(
+        default=dict, blank=True, help_text="What to discover: workspace, projects, pattern"
+    )
+    registration = models.CharField(
+        max_length=30,
+        choices=choices.Registration.choices,
+        default=choices.Registration.REGISTER_AND_MERGE,
+    )
+    entity_kind = models.CharField(max_length=63, default="Component")
+    entity_type = models.CharField(max_length=63, default="service", blank=True)
+    secondary_kinds = models.JSONField(default=list, blank=True)
+    update_frequency = models.PositiveIntegerField(
+        choices=choices.UPDATE_FREQUENCY_CHOICES, default=choices.DEFAULT_UPDATE_FREQUENCY
+    )
+    start_date = models.DateField(null=True, blank=True)
+    auto_import = models.BooleanField(default=False)
+    state = models.CharField(
+        max_length=10,
+        choices=choices.IntegrationState.choices,
+        default=choices.IntegrationState.ENABLED,
+    )
+    vanish_threshold = models.FloatField(
+        default=0.5, help_text="Largest share of records that may vanish in one run"
+    )
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    # The sync claim: which run holds the integration and until when (a crashed worker's
+    # claim expires instead of locking the integration forever).
+    locked_by_run = models.BigIntegerField(null=True, blank=True, editable=False)
+    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("edit_integration", "Can create, edit, import into and delete integrations")
+        ]
+        indexes = [models.Index(fields=["state", "next_sync_at"], name="integration_due")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not set(self.secondary_kinds) <= set(choices.SecondaryKind.values):
+            raise ValidationError({"secondary_kinds": "Unknown secondary kind."})
+
+    @property
+    def webhook_secret(self) -> str:
+        return decrypt_json(self.webhook_secret_encrypted).get("secret", "")
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str) -> None:
+        self.webhook_secret_encrypted = encrypt_json({"secret": value}) if value else ""
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.state == choices.IntegrationState.ENABLED
+
+
+class CorrelationRule(models.Model):
+    """How a discovered record finds its catalog entity: JMESPath on each side, compared."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="correlation_rules"
+    )
+    ingested_path = models.CharField(max_length=500)
+    catalog_path = models.CharField(max_length=500)
+    operator = models.CharField(
+        max_length=10, choices=choices.Operator.choices, default=choices.Operator.EQUALS
+    )
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["integration", "position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.ingested_path} {self.operator} {self.catalog_path}"
+
+
+class FieldMapping(models.Model):
+    """A catalog path filled from a JMESPath expression over the discovered record."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="field_mappings"
+    )
+    catalog_path = models.CharField(max_length=500)
+    expression = models.CharField(max_length=500)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["integration", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "catalog_path"], name="field_mapping_unique_path"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.catalog_path} ← {self.expression}"
+
+
+class DiscoveredEntity(models.Model):
+    """A repository found by an integration, with the provider's record and our advice."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="discovered"
+    )
+    external_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=255)
+    data = models.JSONField(default=dict)
+    kind = models.CharField(max_length=63)
+    type = models.CharField(max_length=63, blank=True)
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    recommended_action = models.CharField(
+        max_length=10,
+        choices=choices.RecommendedAction.choices,
+        default=choices.RecommendedAction.REGISTER,
+    )
+    suggested_entity = models.ForeignKey(
+        Entity, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    match_candidates = models.JSONField(default=list, blank=True)
+    state = models.CharField(
+        max_length=12,
+        choices=choices.DiscoveredState.choices,
+        default=choices.DiscoveredState.DISCOVERED,
+    )
+    # Per secondary kind: how far ingestion got (window, gaps, backfill) — see engine.secondary.
+    secondary_state = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["integration", "name"]
+        verbose_name_plural = "discovered entities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "external_id"], name="discovered_unique_external_id"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["integration", "state", "name"], name="discovered_state"),
+            models.Index(fields=["integration", "recommended_action"], name="discovered_action"),
+            models.Index(fields=["integration", "last_seen_at"], name="discovered_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportedEntity(models.Model):
+    """The link between a discovered record and the catalog entity it registered or merged into."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="imported")
+    discovered = models.ForeignKey(
+        DiscoveredEntity, on_delete=models.CASCADE, related_name="imports"
+    )
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="imports")
+    action = models.CharField(max_length=10, choices=choices.ImportAction.choices)
+    state = models.CharField(
+        max_length=10, choices=choices.LinkState.choices, default=choices.LinkState.LINKED
+    )
+    imported_at = models.DateTimeField(auto_now_add=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    unlinked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-imported_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["discovered"],
+                condition=Q(state="linked"),
+                name="imported_one_link_per_discovered",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["integration", "state"], name="imported_state"),
+            models.Index(fields=["entity", "state"], name="imported_entity_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discovered} → {self.entity}"
+
+
+class PullRequest(models.Model):
+    discovered = models.ForeignKey(
+        DiscoveredEntity, on_delete=models.CASCADE, related_name="pull_requests"
+    )
+    external_id = models.CharField(max_length=100)
+    title = models.CharField(max_length=500)
+    state = models.CharField(max_length=30)
+    author = models.CharField(max_length=255, blank=True)
+    source_branch = models.CharField(max_length=255, blank=True)
+    destination_branch = models.CharField(max_length=255, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    created_on = models.DateTimeField(null=True, blank=True)
+    updated_on = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-updated_on", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["discovered", "external_id"], name="pull_request_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["discovered", "-updated_on"], name="pull_request_recent")]
+
+    def __str__(self) -> str:
+        return f"#{self.external_id} {self.title}"
+
+
+class Commit(models.Model):
+    discovered = models.ForeignKey(
+        DiscoveredEntity, on_delete=models.CASCADE, related_name="commits"
+    )
+    hash = models.CharField(max_length=64)
+    message = models.TextField(blank=True)
+    author = models.CharField(max_length=255, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    date = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-date", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["discovered", "hash"], name="commit_unique")]
+        indexes = [models.Index(fields=["discovered", "-date"], name="commit_recent")]
+
+    def __str__(self) -> str:
+        return self.hash[:12]
+
+
+class SyncRun(models.Model):
+    """One sync of one integration: what triggered it, how far it got, what it counted."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=choices.SyncTrigger.choices)
+    state = models.CharField(
+        max_length=10, choices=choices.SyncState.choices, default=choices.SyncState.RUNNING
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    discovered = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    refreshed = models.PositiveIntegerField(default=0)
+    gone = models.PositiveIntegerField(default=0)
+    pull_requests = models.PositiveIntegerField(default=0)
+    commits = models.PositiveIntegerField(default=0)
+    flagged = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["integration", "-started_at"], name="sync_run_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.integration} {self.trigger} {self.state}"
+
+
+class WebhookDelivery(models.Model):
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    delivery_id = models.CharField(max_length=200)
+    event = models.CharField(max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=30, default="received")
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "delivery_id"], name="webhook_delivery_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delivery_id}"

@@ -1,0 +1,175 @@
+"""The provider interface: what the sync engine needs from any source of repositories.
+
+Records are plain dataclasses holding the raw JSON too; nothing here touches the database.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from integrations.models import Connector, Integration
+
+
+class ProviderError(Exception):
+    """Any failure talking to a provider; ``message`` is safe to show a user (no secrets)."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class ProviderAuthError(ProviderError):
+    """Credentials missing, wrong, expired or lacking a scope."""
+
+
+class ProviderNotFound(ProviderError):
+    """The workspace, project or repository does not exist (or is not visible)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or kept failing after retries."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    message: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RepoRecord:
+    """A repository. ``data`` is what correlation rules and field mappings read (JMESPath)."""
+
+    external_id: str
+    name: str
+    data: dict
+    updated_at: datetime | None = None
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class PullRequestRecord:
+    external_id: str
+    title: str
+    state: str
+    updated_on: datetime
+    created_on: datetime | None = None
+    author: str = ""
+    source_branch: str = ""
+    destination_branch: str = ""
+    url: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    hash: str
+    date: datetime
+    message: str = ""
+    author: str = ""
+    url: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified delivery, reduced to what the engine acts on."""
+
+    event: str
+    delivery_id: str
+    repository_external_id: str | None = None
+    repository_name: str | None = None
+    ignored: bool = False
+    payload: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class RequestStats:
+    """Requests and pages a provider instance made, for the SyncRun."""
+
+    requests: int = 0
+    pages: int = 0
+
+
+class Provider:
+    """Base class of providers. Subclasses describe themselves at class level.
+
+    An instance is bound to one integration (and its connector); the engine builds it through
+    the registry and only calls the methods below.
+    """
+
+    key: ClassVar[str]
+    name: ClassVar[str]
+    properties_key: ClassVar[str]
+    auth_kinds: ClassVar[tuple[str, ...]] = ()
+    # catalog path → JMESPath over RepoRecord.data
+    default_field_mappings: ClassVar[dict[str, str]] = {}
+    # Keys of ``Integration.target`` this provider understands.
+    target_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, connector: "Connector", integration: "Integration | None" = None):
+        self.connector = connector
+        self.integration = integration
+        self.stats = RequestStats()
+
+    @classmethod
+    def is_enabled(cls) -> tuple[bool, str]:
+        """Whether this provider may be used here, and why not."""
+        return True, ""
+
+    @classmethod
+    def validate_target(cls, target: dict) -> dict[str, str]:
+        """Errors by key for an integration's target settings (empty when valid)."""
+        unknown = set(target) - set(cls.target_keys)
+        return {key: "unknown setting for this provider" for key in sorted(unknown)}
+
+    def probe(self) -> ProbeResult:
+        raise NotImplementedError
+
+    def iter_repositories(self, since: datetime | None = None) -> Iterator[list[RepoRecord]]:
+        """Pages of repositories (one list per provider page, so the engine writes in bulk)."""
+        raise NotImplementedError
+
+    def get_repository(self, external_id: str, name: str | None = None) -> RepoRecord | None:
+        raise NotImplementedError
+
+    def iter_pull_requests(
+        self,
+        repo: RepoRecord | dict,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int,
+    ) -> Iterator[PullRequestRecord]:
+        """Pull requests of all states, most recently updated first, ``since < updated_on <=
+        until`` (each bound optional), at most ``limit``."""
+        raise NotImplementedError
+
+    def iter_commits(
+        self,
+        repo: RepoRecord | dict,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int,
+    ) -> Iterator[CommitRecord]:
+        """Commits of the default branch, newest first, within the same bounds."""
+        raise NotImplementedError
+
+    def read_file(self, repo: RepoRecord | dict, path: str) -> bytes | None:
+        raise NotImplementedError
+
+    def ensure_webhook(self, url: str, secret: str, events: list[str]) -> None:
+        raise NotImplementedError
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:
+        raise NotImplementedError
+
+    @classmethod
+    def properties(cls, data: dict) -> dict[str, Any]:
+        """``integration_properties.<properties_key>`` of an imported entity, from the record."""
+        return dict(data)

@@ -1,0 +1,353 @@
+"""Writes to integrations and connectors, validated in one place for the API, the admin and
+``apply_config``. Every error names the field it is about."""
+
+import logging
+import secrets as secrets_module
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.validation import KIND_RE
+from integrations import choices
+from integrations.engine.imports import entities_ingested_rebuild
+from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
+from integrations.models import (
+    Connector,
+    CorrelationRule,
+    FieldMapping,
+    ImportedEntity,
+    Integration,
+)
+from integrations.providers import registry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CORRELATION = [{"ingested": "name", "catalog": "metadata.name", "operator": "equals"}]
+DEFAULT_SECONDARY_KINDS = [choices.SecondaryKind.PULL_REQUESTS, choices.SecondaryKind.COMMITS]
+
+# Settings a caller may pass to integration_create / integration_update.
+INTEGRATION_FIELDS = {
+    "name",
+    "description",
+    "labels",
+    "scope",
+    "connector",
+    "target",
+    "registration",
+    "entity_kind",
+    "entity_type",
+    "secondary_kinds",
+    "update_frequency",
+    "start_date",
+    "auto_import",
+    "state",
+    "vanish_threshold",
+    "correlation",
+    "field_mappings",
+}
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    ingested: str
+    catalog: str
+    operator: str = choices.Operator.EQUALS
+
+
+def _provider_class(key: str, field: str = "provider"):
+    try:
+        provider_class = registry.get(key)
+    except registry.UnknownProvider as exc:
+        raise ValidationError({field: str(exc)}) from exc
+    enabled, why = provider_class.is_enabled()
+    if not enabled:
+        raise ValidationError({field: why})
+    return provider_class
+
+
+def expression_validate(expression: Any, field: str) -> str:
+    try:
+        compile_expression(expression)
+    except ExpressionError as exc:
+        raise ValidationError({field: str(exc)}) from exc
+    return expression
+
+
+def correlation_rules_validate(rules: Any) -> list[RuleInput]:
+    if not isinstance(rules, list):
+        raise ValidationError({"correlation": "must be a list of rules"})
+    result = []
+    for index, rule in enumerate(rules):
+        where = f"correlation[{index}]"
+        if isinstance(rule, RuleInput):
+            rule = {"ingested": rule.ingested, "catalog": rule.catalog, "operator": rule.operator}
+        if not isinstance(rule, dict):
+            raise ValidationError({where: "must be a mapping {ingested, catalog, operator}"})
+        unknown = set(rule) - {"ingested", "catalog", "operator"}
+        if unknown:
+            raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
+        operator = rule.get("operator", choices.Operator.EQUALS)
+        if operator not in choices.Operator.values:
+            raise ValidationError({f"{where}.operator": "must be equals or contains"})
+        result.append(
+            RuleInput(
+                expression_validate(rule.get("ingested"), f"{where}.ingested"),
+                expression_validate(rule.get("catalog"), f"{where}.catalog"),
+                operator,
+            )
+        )
+    return result
+
+
+def field_mappings_validate(mappings: Any) -> dict[str, str]:
+    if not isinstance(mappings, dict):
+        raise ValidationError({"field_mappings": "must be a mapping of catalog path: expression"})
+    for path, expression in mappings.items():
+        try:
+            catalog_path_parts(path)
+        except ExpressionError as exc:
+            raise ValidationError({f"field_mappings.{path}": str(exc)}) from exc
+        expression_validate(expression, f"field_mappings.{path}")
+    return dict(mappings)
+
+
+def _validate_settings(values: dict, *, instance: Integration | None) -> None:
+    unknown = set(values) - INTEGRATION_FIELDS
+    if unknown:
+        raise ValidationError({key: "unknown setting" for key in sorted(unknown)})
+    errors: dict[str, str] = {}
+    registration = values.get(
+        "registration",
+        instance.registration if instance else choices.Registration.REGISTER_AND_MERGE,
+    )
+    if registration not in choices.Registration.values:
+        errors["registration"] = "must be register_and_merge, register or merge"
+    kind = values.get("entity_kind")
+    if kind is not None and (not isinstance(kind, str) or not KIND_RE.match(kind)):
+        errors["entity_kind"] = f"{kind!r} is not a valid kind"
+    if registration == choices.Registration.MERGE and values.get("entity_type"):
+        errors["entity_type"] = "The type is not configurable when the integration only merges"
+    if "secondary_kinds" in values:
+        kinds = values["secondary_kinds"]
+        if not isinstance(kinds, list) or not set(kinds) <= set(choices.SecondaryKind.values):
+            errors["secondary_kinds"] = "must be a list of pull_requests and/or commits"
+        elif instance is not None and sorted(kinds) != sorted(instance.secondary_kinds):
+            errors["secondary_kinds"] = "Secondary kinds are locked after creation"
+    frequency = values.get("update_frequency")
+    if frequency is not None:
+        if isinstance(frequency, str):
+            frequency = choices.UPDATE_FREQUENCIES.get(frequency, frequency)
+        if frequency not in dict(choices.UPDATE_FREQUENCY_CHOICES):
+            allowed = ", ".join(choices.UPDATE_FREQUENCIES)
+            errors["update_frequency"] = f"must be one of {allowed}"
+        values["update_frequency"] = frequency
+    if "state" in values and values["state"] not in choices.IntegrationState.values:
+        errors["state"] = "must be enabled or suspended"
+    threshold = values.get("vanish_threshold")
+    if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold <= 1):
+        errors["vanish_threshold"] = "must be a number in (0, 1]"
+    if "labels" in values and (
+        not isinstance(values["labels"], list)
+        or not all(isinstance(label, str) for label in values["labels"])
+    ):
+        errors["labels"] = "must be a list of strings"
+    if errors:
+        raise ValidationError(errors)
+
+
+def _apply_rules(integration: Integration, rules: list[RuleInput]) -> None:
+    integration.correlation_rules.all().delete()
+    CorrelationRule.objects.bulk_create(
+        CorrelationRule(
+            integration=integration,
+            ingested_path=rule.ingested,
+            catalog_path=rule.catalog,
+            operator=rule.operator,
+            position=index,
+        )
+        for index, rule in enumerate(rules)
+    )
+
+
+def _apply_mappings(integration: Integration, mappings: dict[str, str]) -> None:
+    integration.field_mappings.all().delete()
+    FieldMapping.objects.bulk_create(
+        FieldMapping(integration=integration, catalog_path=path, expression=expr, position=i)
+        for i, (path, expr) in enumerate(mappings.items())
+    )
+
+
+@transaction.atomic
+def integration_create(*, connector: Connector, name: str, **values) -> Integration:
+    """Create an integration; rules default to ``name → metadata.name`` and field mappings to
+    the provider's defaults."""
+    provider_class = _provider_class(connector.provider, "connector")
+    values = dict(values)
+    _validate_settings(values, instance=None)
+    target = values.pop("target", {}) or {}
+    target_errors = provider_class.validate_target(target)
+    if target_errors:
+        raise ValidationError({f"target.{k}": v for k, v in target_errors.items()})
+    rules = correlation_rules_validate(values.pop("correlation", DEFAULT_CORRELATION))
+    mappings = field_mappings_validate(
+        values.pop("field_mappings", None) or dict(provider_class.default_field_mappings)
+    )
+    if Integration.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"An integration named {name!r} already exists"})
+    if values.get("registration") == choices.Registration.MERGE:
+        values["entity_type"] = ""
+    values.setdefault("secondary_kinds", list(DEFAULT_SECONDARY_KINDS))
+    integration = Integration(
+        name=name, connector=connector, provider=connector.provider, target=target, **values
+    )
+    integration.webhook_secret = secrets_module.token_urlsafe(32)
+    integration.next_sync_at = timezone.now()
+    integration.full_clean(exclude=["connector", "scope"])
+    integration.save()
+    _apply_rules(integration, rules)
+    _apply_mappings(integration, mappings)
+    logger.info("integrations.integration.created", extra={"integration_id": integration.pk})
+    return integration
+
+
+@transaction.atomic
+def integration_update(*, integration: Integration, **values) -> Integration:
+    """Change settings; secondary kinds are frozen, the connector's provider cannot change."""
+    values = dict(values)
+    _validate_settings(values, instance=integration)
+    if "connector" in values and values["connector"].provider != integration.provider:
+        raise ValidationError({"connector": "The connector must be of the same provider"})
+    if "target" in values:
+        target_errors = registry.get(integration.provider).validate_target(values["target"] or {})
+        if target_errors:
+            raise ValidationError({f"target.{k}": v for k, v in target_errors.items()})
+    rules = values.pop("correlation", None)
+    mappings = values.pop("field_mappings", None)
+    if rules is not None:
+        _apply_rules(integration, correlation_rules_validate(rules))
+    if mappings is not None:
+        _apply_mappings(integration, field_mappings_validate(mappings))
+    if (
+        "name" in values
+        and Integration.objects.filter(name=values["name"]).exclude(pk=integration.pk).exists()
+    ):
+        raise ValidationError({"name": f"An integration named {values['name']!r} already exists"})
+    if values.get("registration") == choices.Registration.MERGE:
+        values["entity_type"] = ""
+    for field, value in values.items():
+        setattr(integration, field, value)
+    integration.full_clean(exclude=["connector", "scope"])
+    integration.save()
+    if rules is not None or mappings is not None or "name" in values:
+        linked = ImportedEntity.objects.filter(
+            integration=integration, state=choices.LinkState.LINKED
+        ).values_list("entity_id", flat=True)
+        entities_ingested_rebuild(entity_ids=list(linked))
+    return integration
+
+
+def integration_suspend(*, integration: Integration) -> Integration:
+    integration.state = choices.IntegrationState.SUSPENDED
+    integration.save(update_fields=["state", "updated_at"])
+    return integration
+
+
+def integration_resume(*, integration: Integration) -> Integration:
+    integration.state = choices.IntegrationState.ENABLED
+    integration.next_sync_at = timezone.now()
+    integration.save(update_fields=["state", "next_sync_at", "updated_at"])
+    return integration
+
+
+@transaction.atomic
+def integration_delete(*, integration: Integration) -> None:
+    """Delete the integration and its discovered records; catalog entities stay, their
+    ``metadata.integration`` item for it goes."""
+    entity_ids = list(
+        ImportedEntity.objects.filter(integration=integration).values_list("entity_id", flat=True)
+    )
+    integration_id = integration.pk
+    integration.delete()
+    entities_ingested_rebuild(entity_ids=set(entity_ids))
+    logger.info("integrations.integration.deleted", extra={"integration_id": integration_id})
+
+
+SECRET_KEYS_BY_AUTH = {
+    choices.AuthKind.WORKSPACE_ACCESS_TOKEN: ("token", "tokens"),
+    choices.AuthKind.PROJECT_ACCESS_TOKEN: ("token",),
+    choices.AuthKind.REPOSITORY_ACCESS_TOKEN: ("token",),
+    choices.AuthKind.API_TOKEN: ("token",),
+    choices.AuthKind.APP_PASSWORD: ("app_password",),
+    choices.AuthKind.OAUTH_CONSUMER: ("client_secret", "refresh_token", "access_token"),
+    choices.AuthKind.PERSONAL_ACCESS_TOKEN: ("token",),
+    choices.AuthKind.OAUTH_APPLICATION_LINK: ("client_secret", "refresh_token", "access_token"),
+    choices.AuthKind.NONE: (),
+}
+
+
+def _connector_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
+    if auth_kind not in choices.AuthKind.values:
+        raise ValidationError({"auth_kind": f"Unknown auth kind {auth_kind!r}"})
+    if provider_class.auth_kinds and auth_kind not in provider_class.auth_kinds:
+        allowed = ", ".join(provider_class.auth_kinds)
+        raise ValidationError(
+            {"auth_kind": f"{provider_class.name} supports these auth kinds: {allowed}"}
+        )
+    if secrets:
+        unknown = set(secrets) - set(SECRET_KEYS_BY_AUTH[auth_kind])
+        if unknown:
+            raise ValidationError(
+                {"secrets": f"unknown secrets for {auth_kind}: {', '.join(sorted(unknown))}"}
+            )
+
+
+@transaction.atomic
+def connector_create(
+    *,
+    name: str,
+    provider: str,
+    auth_kind: str,
+    secrets: dict | None = None,
+    base_url: str = "",
+    config: dict | None = None,
+    ca_pem: str = "",
+    scope=None,
+) -> Connector:
+    provider_class = _provider_class(provider)
+    _connector_validate(provider_class, auth_kind, secrets)
+    if Connector.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"A connector named {name!r} already exists"})
+    connector = Connector(
+        name=name,
+        provider=provider,
+        auth_kind=auth_kind,
+        base_url=base_url,
+        config=config or {},
+        ca_pem=ca_pem,
+        scope=scope,
+    )
+    connector.secrets = secrets or {}
+    connector.full_clean()
+    connector.save()
+    return connector
+
+
+@transaction.atomic
+def connector_update(*, connector: Connector, secrets: dict | None = None, **values) -> Connector:
+    """Update a connector. ``secrets`` replaces the stored secrets only when given (write-only)."""
+    allowed = {"name", "auth_kind", "base_url", "config", "ca_pem", "scope"}
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
+    provider_class = registry.get(connector.provider)
+    _connector_validate(provider_class, values.get("auth_kind", connector.auth_kind), secrets)
+    for field, value in values.items():
+        setattr(connector, field, value)
+    if secrets is not None:
+        connector.secrets = secrets
+    connector.full_clean()
+    connector.save()
+    return connector
