@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
@@ -50,6 +51,23 @@ class Scope(models.Model):
             raise ValidationError(
                 {"parent": f"The parent of a {self.kind} scope must be a {expected_parent_kind}."}
             )
+
+
+class ScopeMembership(models.Model):
+    """A user belongs to a scope and so sees it and everything below it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scope_memberships"
+    )
+    scope = models.ForeignKey(Scope, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "scope"], name="scope_membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.scope}"
 
 
 class Entity(models.Model):

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db.models import Count, Q, QuerySet
 
-from catalog.models import Entity, EntitySearch, Relation
+from catalog.models import Entity, EntitySearch, Relation, ScopeMembership
 from catalog.refs import EntityRefError, parse_entity_ref, ref_key
 from catalog.relations import RELATION_TYPES
 from catalog.rendering import entity_document, project_fields
@@ -13,9 +13,24 @@ from catalog.rendering import entity_document, project_fields
 _RELATION_TYPE_BY_LOWER = {name.lower(): name for name in RELATION_TYPES}
 
 
+def scope_visibility_q(user, field: str = "scope") -> Q | None:
+    """Who sees what: superusers everything; everyone else objects without a scope and those in
+    (or below) the scopes they belong to. ``None`` means no restriction."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return None
+    q = Q(**{f"{field}__isnull": True})
+    if user is None or not user.is_authenticated:
+        return q
+    paths = ScopeMembership.objects.filter(user=user).values_list("scope__path", flat=True)
+    for path in paths:
+        q |= Q(**{f"{field}__path": path}) | Q(**{f"{field}__path__startswith": f"{path}/"})
+    return q
+
+
 def entities_visible(*, user) -> QuerySet[Entity]:
-    """Entities the user may read. Scope restrictions hook in here."""
-    return Entity.objects.all()
+    """Entities the user may read (see :func:`scope_visibility_q`)."""
+    q = scope_visibility_q(user)
+    return Entity.objects.all() if q is None else Entity.objects.filter(q)
 
 
 def entity_by_ref(*, queryset: QuerySet[Entity], kind: str, namespace: str, name: str):

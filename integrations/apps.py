@@ -6,6 +6,9 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
+        from catalog.services import refresh_handler_register
+        from integrations.handlers import entity_refresh_from_source
         from integrations.providers import builtin
 
         builtin.register_all()
+        refresh_handler_register(entity_refresh_from_source)

@@ -124,6 +124,8 @@ LANTERN_PUBLIC_URL = env_str("LANTERN_PUBLIC_URL", "http://127.0.0.1:8000")
 LANTERN_ENCRYPTION_KEY = env_str("LANTERN_ENCRYPTION_KEY", "")
 BITBUCKET_DC_ENABLED = env_bool("BITBUCKET_DC_ENABLED", False)
 LANTERN_OUTBOUND_ALLOWLIST = env_list("LANTERN_OUTBOUND_ALLOWLIST", [])
+# Dotted paths of extra provider classes to register (tests, plug-ins).
+LANTERN_EXTRA_PROVIDERS = env_list("LANTERN_EXTRA_PROVIDERS", [])
 
 # Celery: Redis when a broker is configured, otherwise tasks run in process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")

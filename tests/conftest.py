@@ -38,3 +38,15 @@ def bearer_client():
 @pytest.fixture
 def reader_client(make_user, bearer_client) -> APIClient:
     return bearer_client(make_user("reader"))
+
+
+@pytest.fixture(autouse=True)
+def celery_tasks_in_process():
+    """Tasks run in process in tests, even where CELERY_BROKER_URL points at Redis (CI); the
+    tests that need a real worker switch this off themselves."""
+    from portal.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -1,10 +1,17 @@
-"""The providers Lantern ships, registered explicitly at start-up."""
+"""The providers Lantern ships, registered explicitly at start-up.
+
+``LANTERN_EXTRA_PROVIDERS`` (comma-separated dotted class paths) registers more, e.g. a
+provider a test suite defines, in worker processes too.
+"""
+
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from integrations.providers import registry
 
-BUILTIN_PROVIDERS: list[type] = []
+BUILTIN_PROVIDERS: list[str] = []
 
 
 def register_all() -> None:
-    for provider_class in BUILTIN_PROVIDERS:
-        registry.register(provider_class)
+    for dotted in [*BUILTIN_PROVIDERS, *settings.LANTERN_EXTRA_PROVIDERS]:
+        registry.register(import_string(dotted))

@@ -123,7 +123,7 @@ def test_malformed_cursor_is_an_input_error(reader_client, catalog):
 def test_list_runs_a_constant_number_of_queries(
     reader_client, catalog, django_assert_max_num_queries, limit
 ):
-    # Authentication (token lookup + last-used update) plus the entities and their relations.
-    with django_assert_max_num_queries(4):
+    # Token lookup, last-used update, scope memberships, entities, relations.
+    with django_assert_max_num_queries(5):
         response = reader_client.get(URL, {"limit": limit})
     assert response.status_code == 200

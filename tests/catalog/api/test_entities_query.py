@@ -155,10 +155,10 @@ def test_malformed_predicates_are_input_errors(reader_client, catalog, predicate
 def test_query_runs_a_constant_number_of_queries(
     reader_client, catalog, django_assert_max_num_queries
 ):
-    # token lookup, last-used update, count, page, relations
-    with django_assert_max_num_queries(5):
+    # token lookup, last-used update, scope memberships, count, page, relations
+    with django_assert_max_num_queries(6):
         small = reader_client.get(URL, {"limit": 1, "filter": "kind=component"})
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):
         large = reader_client.get(URL, {"limit": 100, "filter": "kind=component"})
     assert len(small.json()["items"]) == 1
     assert len(large.json()["items"]) == 6

@@ -131,7 +131,7 @@ def test_facets_without_a_facet_parameter_is_an_input_error(reader_client, catal
 def test_facet_counts_run_a_constant_number_of_queries(
     reader_client, catalog, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         reader_client.get(f"{API}/entity-facets", {"facet": ["kind", "spec.type"]})
 
 
@@ -247,3 +247,35 @@ def test_session_authentication_works_for_readers(make_user, catalog):
     client = APIClient()
     client.force_login(make_user("browser"))
     assert client.get(f"{API}/entities").status_code == 200
+
+
+def test_users_see_entities_of_their_scopes_and_below_only(make_user, bearer_client, db):
+    from catalog.models import Scope, ScopeMembership
+
+    acme = Scope.objects.create(name="Acme", slug="acme", kind=Scope.Kind.ACCOUNT)
+    shop = Scope.objects.create(name="Shop", slug="shop", kind=Scope.Kind.ORG, parent=acme)
+    web = Scope.objects.create(name="Web", slug="web", kind=Scope.Kind.PROJECT, parent=shop)
+    other = Scope.objects.create(name="Other", slug="other", kind=Scope.Kind.ACCOUNT)
+    shopper = Scope.objects.create(name="Shopper", slug="shopper", kind=Scope.Kind.ORG, parent=acme)
+
+    def doc(name):
+        return {
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Group",
+            "metadata": {"name": name},
+            "spec": {"type": "team", "children": []},
+        }
+
+    entities_upsert(documents=[doc("global")])
+    for scope in (acme, shop, web, other, shopper):
+        entities_upsert(documents=[doc(f"in-{scope.slug}")], scope=scope)
+    user = make_user("shop-dev")
+    ScopeMembership.objects.create(user=user, scope=shop)
+    body = bearer_client(user).get(f"{API}/entities", {"fields": "metadata.name"}).json()
+    assert sorted(item["metadata"]["name"] for item in body) == ["global", "in-shop", "in-web"]
+    hidden = Entity.objects.get(name="in-other")
+    assert bearer_client(user).get(f"{API}/entities/by-uid/{hidden.uid}").status_code == 404
+    admin = make_user("root")
+    admin.is_superuser = True
+    admin.save()
+    assert len(bearer_client(admin).get(f"{API}/entities").json()) == 6
