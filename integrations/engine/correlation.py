@@ -46,7 +46,7 @@ class Rule:
 class _RuleIndex:
     rule: Rule
     exact: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
-    # contains on strings: first word → (entity id, words of the catalog string)
+    # contains on strings: word → (entity id, words of the catalog string)
     by_word: dict[str, list[tuple[int, tuple[str, ...]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -72,7 +72,9 @@ class _RuleIndex:
         found = set(self.exact.get(text, ()))
         needle = _words(text)
         if needle:
-            for entity_id, words in self.by_word.get(needle[0], ()):
+            # Scan the shortest posting list: the rarest word of the needle.
+            rarest = min(needle, key=lambda word: len(self.by_word.get(word, ())))
+            for entity_id, words in self.by_word.get(rarest, ()):
                 if entity_id not in found and _contains_sequence(words, needle):
                     found.add(entity_id)
         return found
