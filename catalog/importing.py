@@ -9,6 +9,17 @@ import yaml
 YAML_SUFFIXES = {".yaml", ".yml"}
 
 
+class CatalogLoader(yaml.SafeLoader):
+    """Safe YAML without the timestamp resolver: ``2021-03-01`` stays a string, as Backstage's
+    YAML 1.2 parser reads it (and as JSON can carry it)."""
+
+
+CatalogLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class CatalogFileError(ValueError):
     """A file that cannot be read as YAML, with the file and line."""
 
@@ -45,7 +56,7 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
-    loader = yaml.SafeLoader(text)
+    loader = CatalogLoader(text)
     index = 0
     try:
         while loader.check_node():

@@ -96,6 +96,8 @@ class Entity(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
     links = models.JSONField(default=list, blank=True)
+    # Other metadata keys a document carries (Backstage keeps unknown metadata fields).
+    metadata_extra = models.JSONField(default=dict, blank=True)
     spec = models.JSONField(default=dict, blank=True)
     integration_links = models.JSONField(default=list, blank=True, editable=False)
     integration_properties = models.JSONField(default=dict, blank=True, editable=False)

@@ -47,7 +47,8 @@ def parse_entity_ref(
     ref = ref.strip()
     kind: str | None
     rest: str
-    if ":" in ref:
+    colon, slash = ref.find(":"), ref.find("/")
+    if colon != -1 and (slash == -1 or colon < slash):
         kind, rest = ref.split(":", 1)
         if not kind:
             raise EntityRefError(f"Entity reference {ref!r} has an empty kind")

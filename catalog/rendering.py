@@ -45,6 +45,8 @@ def entity_document(entity: Entity, relations: Iterable[Relation] | None = None)
         value = getattr(entity, field)
         if value:
             metadata[field] = value
+    for key, value in (entity.metadata_extra or {}).items():
+        metadata.setdefault(key, value)
     if entity.integration_links:
         metadata["integration"] = entity.integration_links
     document: dict[str, Any] = {

@@ -73,7 +73,8 @@ def search_rows(document: dict) -> list[tuple[str, str | None, str | None]]:
         if len(key) > MAX_KEY_LENGTH:
             continue
         original = _original(value)
-        if original is not None and len(original) > MAX_VALUE_LENGTH:
-            original = None  # too long to index: still answers "exists" filters
-        rows.setdefault((key, original.lower() if original is not None else None), original)
+        lowered = original.lower() if original is not None else None
+        if lowered is not None and max(len(original), len(lowered)) > MAX_VALUE_LENGTH:
+            original = lowered = None  # too long to index: still answers "exists" filters
+        rows.setdefault((key, lowered), original)
     return [(key, value, original) for (key, value), original in rows.items()]

@@ -34,9 +34,24 @@ _CONTENT_FIELDS = (
     "labels",
     "annotations",
     "links",
+    "metadata_extra",
     "spec",
     "scope_id",
 )
+# Metadata keys stored in their own columns (or generated); anything else is kept as is.
+_METADATA_COLUMNS = {
+    "name",
+    "namespace",
+    "uid",
+    "etag",
+    "title",
+    "description",
+    "labels",
+    "annotations",
+    "tags",
+    "links",
+    "integration",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ def _columns_from_document(document: dict) -> dict:
         "labels": dict(metadata.get("labels") or {}),
         "annotations": dict(metadata.get("annotations") or {}),
         "links": list(metadata.get("links") or []),
+        "metadata_extra": {k: v for k, v in metadata.items() if k not in _METADATA_COLUMNS},
         "spec": dict(spec),
     }
 

@@ -30,6 +30,8 @@ REQUIRED_SPEC_STRINGS: dict[str, tuple[str, ...]] = {
     "resource": ("type", "owner"),
     "group": ("type",),
 }
+# Required list fields under ``spec`` per kind (they may be empty).
+REQUIRED_SPEC_LISTS: dict[str, tuple[str, ...]] = {"group": ("children",), "user": ("memberOf",)}
 STRING_LIST_SPEC_FIELDS = (
     "dependsOn",
     "dependencyOf",
@@ -61,7 +63,7 @@ def name_errors(value: Any) -> str | None:
         return "must be a non-empty string"
     if len(value) > MAX_NAME_LENGTH:
         return f"{value!r} is longer than {MAX_NAME_LENGTH} characters"
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         return (
             f"{value!r} is not a valid name: use letters, digits, '-', '_' and '.', "
             "starting and ending with a letter or digit"
@@ -76,7 +78,7 @@ def is_valid_name(value: Any) -> bool:
 def _namespace_error(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if len(value) > MAX_NAME_LENGTH or not NAMESPACE_RE.match(value):
+    if len(value) > MAX_NAME_LENGTH or not NAMESPACE_RE.fullmatch(value):
         return f"{value!r} is not a valid namespace: lower-case DNS label, at most 63 characters"
     return None
 
@@ -84,7 +86,7 @@ def _namespace_error(value: Any) -> str | None:
 def _kind_error(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if len(value) > MAX_NAME_LENGTH or not KIND_RE.match(value):
+    if len(value) > MAX_NAME_LENGTH or not KIND_RE.fullmatch(value):
         return f"{value!r} is not a valid kind: a letter followed by letters and digits"
     return None
 
@@ -93,8 +95,13 @@ def _key_error(key: Any) -> str | None:
     """Label and annotation keys: optional DNS-subdomain prefix, then a name."""
     if not isinstance(key, str) or not key:
         return "keys must be non-empty strings"
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN_RE.match(prefix)):
+    parts = key.split("/")
+    if len(parts) > 2:
+        return f"key {key!r} may contain at most one '/'"
+    prefix, name = parts if len(parts) == 2 else ("", parts[0])
+    if len(parts) == 2 and (
+        not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(prefix)
+    ):
         return f"key {key!r} has an invalid prefix {prefix!r}"
     if name_errors(name):
         return f"key {key!r} is not valid"
@@ -111,7 +118,7 @@ def validate_entity_document(doc: Any) -> list[ValidationIssue]:
     if not isinstance(doc, dict):
         return [ValidationIssue("", "an entity must be a mapping (object)")]
     api_version = doc.get("apiVersion")
-    if not isinstance(api_version, str) or not API_VERSION_RE.match(api_version):
+    if not isinstance(api_version, str) or not API_VERSION_RE.fullmatch(api_version):
         add("apiVersion", "must be a string like 'backstage.io/v1alpha1'")
     kind = doc.get("kind")
     if error := _kind_error(kind):
@@ -136,7 +143,7 @@ def validate_entity_document(doc: Any) -> list[ValidationIssue]:
         add("metadata.tags", "must be a list of strings")
     else:
         for index, tag in enumerate(tags):
-            if not isinstance(tag, str) or len(tag) > MAX_NAME_LENGTH or not TAG_RE.match(tag):
+            if not isinstance(tag, str) or len(tag) > MAX_NAME_LENGTH or not TAG_RE.fullmatch(tag):
                 add(
                     f"metadata.tags[{index}]",
                     f"{tag!r} is not a valid tag: lower-case letters, digits, ':', '+', '#' "
@@ -153,7 +160,7 @@ def validate_entity_document(doc: Any) -> list[ValidationIssue]:
             if not isinstance(value, str):
                 add(f"metadata.{field}.{key}", "must be a string")
             elif field == "labels" and (
-                len(value) > MAX_NAME_LENGTH or not LABEL_VALUE_RE.match(value)
+                len(value) > MAX_NAME_LENGTH or not LABEL_VALUE_RE.fullmatch(value)
             ):
                 add(f"metadata.{field}.{key}", f"{value!r} is not a valid label value")
     links = metadata.get("links", [])
@@ -191,10 +198,21 @@ def _spec_issues(kind: str, spec: dict) -> list[ValidationIssue]:
             value = spec[field]
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 issues.append(ValidationIssue(f"spec.{field}", "must be a list of strings"))
-    if kind == "group" and not isinstance(spec.get("children", []), list):
-        issues.append(ValidationIssue("spec.children", "must be a list of strings"))
+    for required_list in REQUIRED_SPEC_LISTS.get(kind, ()):
+        if required_list not in spec:
+            issues.append(
+                ValidationIssue(f"spec.{required_list}", "is required (a list, possibly empty)")
+            )
     if kind == "location" and not (spec.get("target") or spec.get("targets")):
         issues.append(ValidationIssue("spec.target", "a Location needs target or targets"))
+    for field in ("dependsOn", "dependencyOf"):
+        values = spec.get(field)
+        for index, value in enumerate(values if isinstance(values, list) else []):
+            if isinstance(value, str) and value:
+                try:
+                    parse_entity_ref(value)
+                except EntityRefError as exc:
+                    issues.append(ValidationIssue(f"spec.{field}[{index}]", str(exc)))
     for field in ("owner", "system", "domain", "parent", "subcomponentOf"):
         value = spec.get(field)
         if isinstance(value, str) and value:
