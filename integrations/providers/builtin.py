@@ -9,7 +9,9 @@ from django.utils.module_loading import import_string
 
 from integrations.providers import registry
 
-BUILTIN_PROVIDERS: list[str] = []
+BUILTIN_PROVIDERS: list[str] = [
+    "integrations.providers.bitbucket_cloud.provider.BitbucketCloudProvider",
+]
 
 
 def register_all() -> None:

@@ -1,0 +1,300 @@
+"""The one HTTP layer of every provider.
+
+A wrapped ``httpx.Client`` with timeouts, TLS always verified (a private CA is added, never a
+bypass), the outbound-address guard, a client-side request budget per credential (rotating through
+a pool of credentials when one is spent), retries with exponential backoff and full jitter on
+429/5xx/timeouts/broken bodies honouring ``Retry-After``, and one paging generator per envelope
+style. Errors come out as :class:`~integrations.providers.base.ProviderError` subclasses.
+"""
+
+import email.utils
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+from django.core.cache import cache
+
+from integrations.outbound import outbound_check
+from integrations.providers.base import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderUnavailable,
+    RequestStats,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class ProviderRateLimited(ProviderUnavailable):
+    """Every credential's request budget is spent: the run stops cleanly and resumes later."""
+
+
+@dataclass
+class RetryPolicy:
+    max_tries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        # Full jitter: uniform in [0, base * 2^attempt], capped.
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+
+
+class Credential:
+    """One way of authenticating. ``budget_key`` identifies it without revealing it."""
+
+    budget_key: str = "anonymous"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def refresh(self) -> bool:
+        """Renew an expired credential (OAuth); True when a retry may succeed."""
+        return False
+
+
+@dataclass
+class StaticCredential(Credential):
+    header_value: str
+    budget_key: str = "static"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self.header_value}
+
+
+class RequestBudget:
+    """Requests per credential per clock hour, kept in the shared cache (so every worker of a
+    deployment with a shared cache counts together) and stopped short of the provider's limit."""
+
+    def __init__(self, per_hour: int | None, *, margin: float = 0.95):
+        self.limit = int(per_hour * margin) if per_hour else None
+
+    def _key(self, budget_key: str) -> str:
+        return f"lantern:budget:{budget_key}:{int(time.time() // 3600)}"
+
+    def take(self, budget_key: str) -> bool:
+        if self.limit is None:
+            return True
+        key = self._key(budget_key)
+        cache.add(key, 0, timeout=3700)
+        try:
+            used = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=3700)
+            used = 1
+        return used <= self.limit
+
+
+def ssl_context(ca_pem: str = "") -> ssl.SSLContext:
+    """System trust plus an optional private CA. Verification is never switched off."""
+    context = ssl.create_default_context()
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
+    return context
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+@dataclass
+class ProviderHttp:
+    base_url: str
+    credentials: list[Credential] = field(default_factory=lambda: [Credential()])
+    ca_pem: str = ""
+    timeout: float = 20.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    budget: RequestBudget = field(default_factory=lambda: RequestBudget(None))
+    stats: RequestStats = field(default_factory=RequestStats)
+    error_message: Callable[[httpx.Response], str] | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            verify=ssl_context(self.ca_pem),
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "Lantern/0.1"},
+        )
+        self._checked_hosts: set[str] = set()
+        self._credential_index = 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url.rstrip("/") + "/", path.lstrip("/"))
+
+    # -- credentials and budget ---------------------------------------------------------------
+
+    def _credential(self) -> Credential:
+        """The current credential with budget left, rotating through the pool."""
+        for offset in range(len(self.credentials)):
+            index = (self._credential_index + offset) % len(self.credentials)
+            credential = self.credentials[index]
+            if self.budget.take(credential.budget_key):
+                self._credential_index = index
+                return credential
+        raise ProviderRateLimited(
+            "The request budget of every credential is spent for this hour; the sync continues "
+            "on its next run. Add workspace access tokens to the connector to sync faster."
+        )
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _guard(self, url: str) -> None:
+        host = httpx.URL(url).host
+        if host not in self._checked_hosts:
+            outbound_check(url)
+            self._checked_hosts.add(host)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        data: Any = None,
+        files: Any = None,
+        headers: dict | None = None,
+        auth: bool = True,
+        not_found_ok: bool = False,
+    ) -> httpx.Response | None:
+        """One logical request with retries. ``None`` for a 404 when ``not_found_ok``."""
+        url = self.url(path)
+        self._guard(url)
+        refreshed = False
+        last_problem = ""
+        for attempt in range(self.retry.max_tries):
+            credential = self._credential() if auth else Credential()
+            request_headers = {**credential.headers(), **(headers or {})}
+            self.stats.requests += 1
+            try:
+                response = self._client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    files=files,
+                    headers=request_headers,
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last_problem = f"{type(exc).__name__}"
+                self._backoff(attempt, None, last_problem, url)
+                continue
+            if response.status_code == 401 and auth and not refreshed and credential.refresh():
+                refreshed = True
+                continue
+            if response.status_code in RETRY_STATUSES:
+                last_problem = f"HTTP {response.status_code}"
+                if response.status_code == 429 and len(self.credentials) > 1:
+                    self._credential_index += 1  # let another credential carry on
+                self._backoff(attempt, _retry_after(response), last_problem, url)
+                continue
+            if response.status_code == 404 and not_found_ok:
+                return None
+            if response.is_error:
+                raise self._error(response)
+            return response
+        raise ProviderUnavailable(
+            f"{self.base_url} kept failing ({last_problem}) after {self.retry.max_tries} tries"
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None, problem: str, url: str) -> None:
+        if attempt + 1 >= self.retry.max_tries:
+            return
+        delay = self.retry.delay(attempt, retry_after)
+        logger.info(
+            "integrations.http.retry",
+            extra={"url": url.split("?")[0], "problem": problem, "delay": round(delay, 2)},
+        )
+        self.sleep(delay)
+
+    def _error(self, response: httpx.Response) -> ProviderError:
+        detail = self.error_message(response) if self.error_message else response.text[:300]
+        status = response.status_code
+        if status == 401:
+            return ProviderAuthError(f"Authentication failed: {detail}", status=status)
+        if status == 403:
+            return ProviderAuthError(f"Permission denied: {detail}", status=status)
+        if status == 404:
+            return ProviderNotFound(f"Not found: {detail}", status=status)
+        return ProviderError(f"HTTP {status}: {detail}", status=status)
+
+    def get_json(self, path: str, *, params: Any = None, not_found_ok: bool = False) -> Any:
+        """GET and decode JSON; a broken body counts as a failed try and is retried."""
+        for attempt in range(self.retry.max_tries):
+            response = self.request("GET", path, params=params, not_found_ok=not_found_ok)
+            if response is None:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                self._backoff(attempt, None, "malformed JSON", self.url(path))
+        raise ProviderUnavailable(f"{self.base_url} kept sending malformed JSON for {path}")
+
+    # -- paging ------------------------------------------------------------------------------
+
+    def iter_next_pages(
+        self, path: str, *, params: Any = None, max_pages: int = 100_000
+    ) -> Iterator[dict]:
+        """Bitbucket Cloud style: follow the opaque ``next`` URL until there is none."""
+        seen: set[str] = set()
+        url: str | None = path
+        page_params = params
+        for _ in range(max_pages):
+            page = self.get_json(url, params=page_params)
+            if not isinstance(page, dict) or not isinstance(page.get("values", []), list):
+                raise ProviderError(f"Unexpected page shape from {self.url(path)}")
+            self.stats.pages += 1
+            yield page
+            next_url = page.get("next")
+            if not next_url:
+                return
+            if next_url in seen:
+                raise ProviderError(f"Pagination loop: {next_url} was already fetched")
+            seen.add(next_url)
+            url, page_params = next_url, None
+        raise ProviderError(f"More than {max_pages} pages from {self.url(path)}")
+
+    def iter_start_pages(
+        self, path: str, *, params: dict | None = None, limit: int = 100, max_pages: int = 100_000
+    ) -> Iterator[dict]:
+        """Bitbucket Data Center style: ``start``/``limit``, continue from ``nextPageStart``."""
+        start = 0
+        seen: set[int] = set()
+        for _ in range(max_pages):
+            page = self.get_json(path, params={**(params or {}), "start": start, "limit": limit})
+            if not isinstance(page, dict) or not isinstance(page.get("values", []), list):
+                raise ProviderError(f"Unexpected page shape from {self.url(path)}")
+            self.stats.pages += 1
+            yield page
+            if page.get("isLastPage", True) or page.get("nextPageStart") is None:
+                return
+            start = int(page["nextPageStart"])
+            if start in seen:
+                raise ProviderError(f"Pagination loop at start={start}")
+            seen.add(start)
+        raise ProviderError(f"More than {max_pages} pages from {self.url(path)}")

@@ -1,0 +1,94 @@
+"""The outbound-address guard, shared by every provider.
+
+Before a request, the host is resolved and every address checked against loopback, private,
+link-local (cloud metadata), CGNAT, unspecified, multicast and reserved ranges, IPv4 and IPv6
+(including IPv4-mapped forms). Only ``LANTERN_OUTBOUND_ALLOWLIST`` — exact host names or CIDRs —
+relaxes it (tests, the sandbox, on-premise installs).
+"""
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from integrations.providers.base import ProviderError
+
+_FORBIDDEN_NETWORKS = [
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+        "64:ff9b::/96",
+    )
+]
+
+
+class OutboundAddressError(ProviderError):
+    """A URL whose host resolves to an address Lantern must not call."""
+
+
+def _allowlist() -> tuple[set[str], list]:
+    hosts, networks = set(), []
+    for item in settings.LANTERN_OUTBOUND_ALLOWLIST:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            hosts.add(item.lower())
+    return hosts, networks
+
+
+def address_forbidden(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _FORBIDDEN_NETWORKS if ip.version == network.version)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OutboundAddressError(f"Cannot resolve {host}: {exc.strerror}") from exc
+    return sorted({info[4][0] for info in infos})
+
+
+def outbound_check(url: str) -> list[str]:
+    """Resolve the URL's host and refuse it when any address is forbidden.
+
+    Returns the checked addresses; the caller connects to one of these, never resolving again.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutboundAddressError(f"Not an http(s) URL: {url}")
+    host = parts.hostname.lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    allowed_hosts, allowed_networks = _allowlist()
+    addresses = resolve(host, port)
+    if host in allowed_hosts:
+        return addresses
+    for address in addresses:
+        ip = ipaddress.ip_address(address)
+        if any(ip in network for network in allowed_networks if ip.version == network.version):
+            continue
+        if address_forbidden(address):
+            raise OutboundAddressError(
+                f"Refusing to connect to {host}: it resolves to {address}, an internal address. "
+                "Add the host to LANTERN_OUTBOUND_ALLOWLIST if it is meant to be reachable."
+            )
+    return addresses

@@ -1,0 +1,200 @@
+"""Bitbucket Cloud REST 2.0 over the shared HTTP layer."""
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import httpx
+
+from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy
+from integrations.providers.base import ProviderAuthError, RequestStats
+
+DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
+REPOSITORIES_PAGELEN = 100
+PULL_REQUESTS_PAGELEN = 50
+COMMITS_PAGELEN = 100
+PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
+HOURLY_LIMIT = 1000
+
+
+def _budget_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class BearerCredential(Credential):
+    def __init__(self, token: str):
+        self._token = token
+        self.budget_key = _budget_key(token)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+
+class BasicCredential(Credential):
+    def __init__(self, username: str, password: str):
+        raw = f"{username}:{password}".encode()
+        self._value = "Basic " + base64.b64encode(raw).decode()
+        self.budget_key = _budget_key(f"{username}:{password}")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self._value}
+
+
+class OAuthCredential(Credential):
+    """An OAuth consumer's access token, refreshed with its refresh token when it expires.
+
+    ``store`` persists renewed tokens (encrypted, on the connector); ``on_failure`` marks the
+    connector down when the refresh is refused.
+    """
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        tokens: dict,
+        store: Callable[[dict], None],
+        on_failure: Callable[[str], None],
+        http_client: httpx.Client | None = None,
+    ):
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tokens = dict(tokens)
+        self.store = store
+        self.on_failure = on_failure
+        self.http_client = http_client
+        self.budget_key = _budget_key(client_id)
+
+    def headers(self) -> dict[str, str]:
+        if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
+            self.refresh()
+        return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
+
+    def refresh(self) -> bool:
+        refresh_token = self.tokens.get("refresh_token")
+        data = (
+            {"grant_type": "refresh_token", "refresh_token": refresh_token}
+            if refresh_token
+            else {"grant_type": "client_credentials"}
+        )
+        client = self.http_client or httpx.Client(timeout=20.0)
+        try:
+            response = client.post(
+                self.token_url, data=data, auth=(self.client_id, self.client_secret)
+            )
+        except httpx.HTTPError as exc:
+            message = f"Could not reach the OAuth token endpoint: {type(exc).__name__}"
+            self.on_failure(message)
+            raise ProviderAuthError(message) from exc
+        if response.status_code != 200:
+            try:
+                body = response.json()
+                reason = body.get("error_description") or body.get("error") or response.text
+            except ValueError:
+                reason = response.text[:200]
+            message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
+            self.on_failure(message)
+            raise ProviderAuthError(message, status=response.status_code)
+        body = response.json()
+        self.tokens = {
+            "access_token": body["access_token"],
+            "refresh_token": body.get("refresh_token", refresh_token),
+            "expires_at": time.time() + int(body.get("expires_in", 3600)) - 60,
+        }
+        self.store(self.tokens)
+        return True
+
+
+def bbql_time(value: datetime) -> str:
+    """BBQL datetimes are unquoted ISO-8601 with an offset (UTC)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def cloud_error_message(response: httpx.Response) -> str:
+    """Bitbucket's ``{"type": "error", "error": {"message", "detail"}}`` as one line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        parts = [error.get("message") or "", error.get("detail") or ""]
+        return " — ".join(part for part in parts if part) or response.reason_phrase
+    return response.reason_phrase
+
+
+class BitbucketCloudClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: list[Credential],
+        stats: RequestStats,
+        hourly_limit: int | None = HOURLY_LIMIT,
+        retry: RetryPolicy | None = None,
+    ):
+        self.http = ProviderHttp(
+            base_url=base_url or DEFAULT_API_URL,
+            credentials=credentials,
+            stats=stats,
+            budget=RequestBudget(hourly_limit),
+            retry=retry or RetryPolicy(),
+            error_message=cloud_error_message,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def user(self) -> dict:
+        return self.http.get_json("user")
+
+    def workspace(self, workspace: str) -> dict:
+        return self.http.get_json(f"workspaces/{workspace}")
+
+    def repository(self, workspace: str, slug: str) -> dict | None:
+        return self.http.get_json(f"repositories/{workspace}/{slug}", not_found_ok=True)
+
+    def repository_pages(
+        self, workspace: str, *, q: str | None = None, sort: str | None = None
+    ) -> Iterator[dict]:
+        params = {"pagelen": REPOSITORIES_PAGELEN}
+        if q:
+            params["q"] = q
+        if sort:
+            params["sort"] = sort
+        return self.http.iter_next_pages(f"repositories/{workspace}", params=params)
+
+    def pull_request_pages(
+        self, workspace: str, slug: str, *, q: str | None, pagelen: int
+    ) -> Iterator[dict]:
+        params: list[tuple[str, str | int]] = [("state", state) for state in PR_STATES]
+        params += [("sort", "-updated_on"), ("pagelen", min(pagelen, PULL_REQUESTS_PAGELEN))]
+        if q:
+            params.append(("q", q))
+        return self.http.iter_next_pages(
+            f"repositories/{workspace}/{slug}/pullrequests", params=params
+        )
+
+    def commit_pages(self, workspace: str, slug: str, branch: str, *, pagelen: int):
+        return self.http.iter_next_pages(
+            f"repositories/{workspace}/{slug}/commits/{branch}",
+            params={"pagelen": min(pagelen, COMMITS_PAGELEN)},
+        )
+
+    def file(self, workspace: str, slug: str, ref: str, path: str) -> bytes | None:
+        response = self.http.request(
+            "GET", f"repositories/{workspace}/{slug}/src/{ref}/{path}", not_found_ok=True
+        )
+        return None if response is None else response.content
+
+    def hooks(self, workspace: str, slug: str) -> Iterator[dict]:
+        for page in self.http.iter_next_pages(f"repositories/{workspace}/{slug}/hooks"):
+            yield from page.get("values", [])
+
+    def create_hook(self, workspace: str, slug: str, body: dict) -> dict:
+        response = self.http.request("POST", f"repositories/{workspace}/{slug}/hooks", json=body)
+        return response.json()
