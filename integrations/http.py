@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import httpx
 from django.core.cache import cache
 
-from integrations.outbound import outbound_check
+from integrations.outbound import OutboundAddressError, guarded_transport, outbound_check
 from integrations.providers.base import (
     ProviderAuthError,
     ProviderError,
@@ -130,8 +130,9 @@ class ProviderHttp:
     def __post_init__(self) -> None:
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            verify=ssl_context(self.ca_pem),
-            follow_redirects=False,
+            transport=guarded_transport(ssl_context(self.ca_pem)),
+            follow_redirects=True,
+            max_redirects=5,
             headers={"Accept": "application/json", "User-Agent": "Lantern/0.1"},
         )
         self._checked_hosts: set[str] = set()
@@ -200,6 +201,18 @@ class ProviderHttp:
                     files=files,
                     headers=request_headers,
                 )
+            except OutboundAddressError:
+                raise
+            except httpx.ConnectError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise ProviderUnavailable(
+                        f"TLS certificate of {httpx.URL(url).host} could not be verified ({exc}). "
+                        "If the server uses a private CA, add its certificate (PEM) to the "
+                        "connector."
+                    ) from exc
+                last_problem = type(exc).__name__
+                self._backoff(attempt, None, last_problem, url)
+                continue
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last_problem = f"{type(exc).__name__}"
                 self._backoff(attempt, None, last_problem, url)

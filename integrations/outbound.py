@@ -8,8 +8,11 @@ relaxes it (tests, the sandbox, on-premise installs).
 
 import ipaddress
 import socket
+import ssl
 from urllib.parse import urlsplit
 
+import httpcore
+import httpx
 from django.conf import settings
 
 from integrations.providers.base import ProviderError
@@ -76,8 +79,13 @@ def outbound_check(url: str) -> list[str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutboundAddressError(f"Not an http(s) URL: {url}")
-    host = parts.hostname.lower()
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    return host_check(parts.hostname, port)
+
+
+def host_check(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` after checking every one of them (see :func:`outbound_check`)."""
+    host = host.lower().strip("[]")
     allowed_hosts, allowed_networks = _allowlist()
     addresses = resolve(host, port)
     if host in allowed_hosts:
@@ -92,3 +100,35 @@ def outbound_check(url: str) -> list[str]:
                 "Add the host to LANTERN_OUTBOUND_ALLOWLIST if it is meant to be reachable."
             )
     return addresses
+
+
+class GuardedNetworkBackend(httpcore.SyncBackend):
+    """Every new connection resolves its host once, checks every address, and connects to a
+    checked address — so DNS cannot be rebound between the check and the connection, and each
+    redirect hop is checked as it connects. TLS still verifies the original host name."""
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        addresses = host_check(host, port)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc
+        raise last_error or httpcore.ConnectError(f"Cannot connect to {host}")
+
+
+def guarded_transport(ssl_context: ssl.SSLContext) -> httpx.HTTPTransport:
+    """An httpx transport whose connections go through :class:`GuardedNetworkBackend`."""
+    transport = httpx.HTTPTransport(verify=ssl_context)
+    # httpx exposes no hook for the network backend; its pool is rebuilt with ours.
+    transport._pool = httpcore.ConnectionPool(  # noqa: SLF001
+        ssl_context=ssl_context, network_backend=GuardedNetworkBackend()
+    )
+    return transport
