@@ -57,7 +57,8 @@ class RuleInput:
     operator: str = choices.Operator.EQUALS
 
 
-def _provider_class(key: str, field: str = "provider"):
+def provider_class_get(key: str, field: str = "provider"):
+    """The registered, enabled provider class for ``key``; a ValidationError on ``field``."""
     try:
         provider_class = registry.get(key)
     except registry.UnknownProvider as exc:
@@ -184,7 +185,7 @@ def _apply_mappings(integration: Integration, mappings: dict[str, str]) -> None:
 def integration_create(*, connector: Connector, name: str, **values) -> Integration:
     """Create an integration; rules default to ``name → metadata.name`` and field mappings to
     the provider's defaults."""
-    provider_class = _provider_class(connector.provider, "connector")
+    provider_class = provider_class_get(connector.provider, "connector")
     values = dict(values)
     _validate_settings(values, instance=None)
     target = values.pop("target", {}) or {}
@@ -192,9 +193,10 @@ def integration_create(*, connector: Connector, name: str, **values) -> Integrat
     if target_errors:
         raise ValidationError({f"target.{k}": v for k, v in target_errors.items()})
     rules = correlation_rules_validate(values.pop("correlation", DEFAULT_CORRELATION))
-    mappings = field_mappings_validate(
-        values.pop("field_mappings", None) or dict(provider_class.default_field_mappings)
-    )
+    mappings = values.pop("field_mappings", None)
+    if mappings is None:
+        mappings = dict(provider_class.default_field_mappings)
+    mappings = field_mappings_validate(mappings)
     if Integration.objects.filter(name=name).exists():
         raise ValidationError({"name": f"An integration named {name!r} already exists"})
     if values.get("registration") == choices.Registration.MERGE:
@@ -288,7 +290,17 @@ SECRET_KEYS_BY_AUTH = {
 }
 
 
-def _connector_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
+def connector_validate(*, provider: str, auth_kind: str, secrets: dict | None = None):
+    """Check a connector's provider, auth kind and secret names; returns the provider class.
+
+    The admin form and ``apply_config`` call this too, so every path refuses the same things.
+    """
+    provider_class = provider_class_get(provider)
+    _auth_validate(provider_class, auth_kind, secrets)
+    return provider_class
+
+
+def _auth_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
     if auth_kind not in choices.AuthKind.values:
         raise ValidationError({"auth_kind": f"Unknown auth kind {auth_kind!r}"})
     if provider_class.auth_kinds and auth_kind not in provider_class.auth_kinds:
@@ -316,8 +328,7 @@ def connector_create(
     ca_pem: str = "",
     scope=None,
 ) -> Connector:
-    provider_class = _provider_class(provider)
-    _connector_validate(provider_class, auth_kind, secrets)
+    connector_validate(provider=provider, auth_kind=auth_kind, secrets=secrets)
     if Connector.objects.filter(name=name).exists():
         raise ValidationError({"name": f"A connector named {name!r} already exists"})
     connector = Connector(
@@ -342,8 +353,12 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
     unknown = set(values) - allowed
     if unknown:
         raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
-    provider_class = registry.get(connector.provider)
-    _connector_validate(provider_class, values.get("auth_kind", connector.auth_kind), secrets)
+    auth_kind = values.get("auth_kind", connector.auth_kind)
+    _auth_validate(registry.get(connector.provider), auth_kind, secrets)
+    if auth_kind != connector.auth_kind and secrets is None:
+        raise ValidationError(
+            {"secrets": f"Changing the auth kind to {auth_kind} needs its secrets as well"}
+        )
     for field, value in values.items():
         setattr(connector, field, value)
     if secrets is not None:
