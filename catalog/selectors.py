@@ -27,6 +27,17 @@ def scope_visibility_q(user, field: str = "scope") -> Q | None:
     return q
 
 
+def entities_in_scope(*, scope) -> QuerySet[Entity]:
+    """Entities an object of ``scope`` may touch: those of the scope, below it, or unscoped."""
+    if scope is None:
+        return Entity.objects.all()
+    return Entity.objects.filter(
+        Q(scope__isnull=True)
+        | Q(scope__path=scope.path)
+        | Q(scope__path__startswith=f"{scope.path}/")
+    )
+
+
 def entities_visible(*, user) -> QuerySet[Entity]:
     """Entities the user may read (see :func:`scope_visibility_q`)."""
     q = scope_visibility_q(user)

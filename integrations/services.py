@@ -366,3 +366,22 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
     connector.full_clean()
     connector.save()
     return connector
+
+
+class ConnectorInUse(ValueError):
+    """A connector still used by integrations cannot be deleted."""
+
+
+@transaction.atomic
+def connector_delete(*, connector: Connector) -> None:
+    used_by = list(
+        Integration.objects.select_for_update()
+        .filter(connector=connector)
+        .values_list("name", flat=True)
+    )
+    if used_by:
+        raise ConnectorInUse(
+            f"Connector {connector.name} is used by {', '.join(sorted(used_by))}: delete those "
+            "integrations or move them to another connector first"
+        )
+    connector.delete()

@@ -17,6 +17,7 @@ from typing import Any
 
 from catalog.models import Entity
 from catalog.rendering import entity_document
+from catalog.selectors import entities_in_scope
 from integrations.choices import Operator
 from integrations.engine.mapping import search
 
@@ -51,17 +52,30 @@ class _RuleIndex:
         default_factory=lambda: defaultdict(list)
     )
 
+    # entity id → (exact keys, words) it was indexed under, so an entity can be re-indexed
+    keys: dict[int, tuple[set[str], set[str]]] = field(default_factory=dict)
+
     def add(self, entity_id: int, value: Any) -> None:
+        exact_keys, word_keys = self.keys.setdefault(entity_id, (set(), set()))
         values = value if isinstance(value, list) else [value]
         for item in values:
             text = _norm(item)
             if text is None:
                 continue
             self.exact[text].add(entity_id)
+            exact_keys.add(text)
             if self.rule.operator == Operator.CONTAINS and not isinstance(value, list):
                 words = _words(text)
                 for word in set(words):
                     self.by_word[word].append((entity_id, words))
+                    word_keys.add(word)
+
+    def discard(self, entity_id: int) -> None:
+        exact_keys, word_keys = self.keys.pop(entity_id, ((), ()))
+        for text in exact_keys:
+            self.exact[text].discard(entity_id)
+        for word in word_keys:
+            self.by_word[word] = [item for item in self.by_word[word] if item[0] != entity_id]
 
     def matches(self, ingested: Any) -> set[int]:
         text = _norm(ingested)
@@ -88,15 +102,31 @@ def _contains_sequence(words: tuple[str, ...], needle: tuple[str, ...]) -> bool:
 class CorrelationIndex:
     """Built once per run from the candidate entities; answers ``match(record_data)``."""
 
-    def __init__(self, rules: Iterable[Rule], entities: Iterable[Entity]):
+    def __init__(self, rules: Iterable[Rule], entities: Iterable[Entity], kind: str = ""):
         self.rules = list(rules)
+        self.kind = kind.lower()
         self._indexes = [_RuleIndex(rule) for rule in self.rules]
         self.refs: dict[int, str] = {}
+        self.changed = False  # whether update() changed the index since it was built
         for entity in entities:
-            self.refs[entity.pk] = entity.ref
-            document = entity_document(entity)
+            self._add(entity)
+
+    def _add(self, entity: Entity) -> None:
+        self.refs[entity.pk] = entity.ref
+        document = entity_document(entity)
+        for index in self._indexes:
+            index.add(entity.pk, search(index.rule.catalog_path, document))
+
+    def update(self, entities: Iterable[Entity]) -> None:
+        """Re-index entities the run itself wrote (imported, refreshed), so later pages — and
+        a re-run after a crash — see the same catalog."""
+        for entity in entities:
             for index in self._indexes:
-                index.add(entity.pk, search(index.rule.catalog_path, document))
+                index.discard(entity.pk)
+            self.refs.pop(entity.pk, None)
+            if not self.kind or entity.kind.lower() == self.kind:
+                self._add(entity)
+            self.changed = True
 
     def match(self, record_data: dict) -> list[int]:
         """Ids of the entities every rule matches (sorted); empty without rules."""
@@ -117,7 +147,15 @@ def correlation_index_build(*, integration) -> CorrelationIndex:
         Rule(rule.ingested_path, rule.catalog_path, rule.operator)
         for rule in integration.correlation_rules.all()
     ]
-    entities = Entity.objects.filter(kind__iexact=integration.entity_kind).only(
+    # Only entities the integration's scope may touch: no suggestion leaks another scope's.
+    candidates = entities_in_scope(scope=integration.scope)
+    entities = index_entities(candidates.filter(kind__iexact=integration.entity_kind))
+    return CorrelationIndex(rules, entities.iterator(chunk_size=2000), kind=integration.entity_kind)
+
+
+def index_entities(queryset):
+    """Only the columns a rendered document needs."""
+    return queryset.only(
         "pk",
         "uid",
         "api_version",
@@ -135,4 +173,3 @@ def correlation_index_build(*, integration) -> CorrelationIndex:
         "integration_links",
         "integration_properties",
     )
-    return CorrelationIndex(rules, entities.iterator(chunk_size=2000))

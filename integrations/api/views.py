@@ -1,0 +1,505 @@
+"""The integrations API (``/api/integrations``): connectors and integrations as viewsets, and one
+small view per action on an integration.
+
+Reading needs an authenticated user; every write and action needs
+``integrations.edit_integration``. Objects outside the user's scopes answer 404. Views stay thin:
+writes go through :mod:`integrations.services` and the engine, whose Django ``ValidationError``
+becomes a 400 ``InputError`` with the field errors in ``error.details``.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import generics, status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.api.serializers import ErrorSerializer
+from catalog.refs import EntityRefError, parse_entity_ref
+from catalog.selectors import entities_visible
+from integrations import services
+from integrations.api import serializers as s
+from integrations.choices import (
+    DiscoveredState,
+    IntegrationState,
+    LinkState,
+    RecommendedAction,
+    SyncTrigger,
+)
+from integrations.engine.imports import ImportRequest, discovered_import_many, imported_unlink
+from integrations.models import Integration
+from integrations.selectors import (
+    connectors_visible,
+    discovered_list,
+    imported_list,
+    integrations_visible,
+    integrations_with_details,
+    runs_list,
+)
+from integrations.tasks import sync_enqueue
+from portal.api import ConflictError, InputError, require_perm
+
+EDIT_PERMISSION = "integrations.edit_integration"
+CanEditIntegrations = require_perm(EDIT_PERMISSION)
+
+_ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="InputError"),
+    401: OpenApiResponse(ErrorSerializer, description="AuthenticationError"),
+}
+_READ_ERRORS = {401: _ERRORS[401]}
+_FORBIDDEN = {403: OpenApiResponse(ErrorSerializer, description="NotAllowedError")}
+_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="NotFoundError")}
+_CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="ConflictError")}
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """A Django ``ValidationError`` from a service → DRF's, keeping the field errors."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            raise ValidationError(exc.message_dict) from exc
+        raise ValidationError({"non_field_errors": exc.messages}) from exc
+
+
+class EditPermissionMixin:
+    """Reads need a signed-in user; everything else the edit permission."""
+
+    read_actions = ("list", "retrieve")
+
+    def get_permissions(self):
+        if self.action in self.read_actions:
+            return [IsAuthenticated()]
+        return [CanEditIntegrations()]
+
+
+# Connectors
+
+
+@extend_schema(tags=["integrations"])
+class ConnectorViewSet(EditPermissionMixin, viewsets.GenericViewSet):
+    """Connectors: credentials and address of a Bitbucket account or instance. ``secrets`` is
+    write-only; responses say only ``has_secrets``."""
+
+    serializer_class = s.ConnectorSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        return connectors_visible(self.request.user)
+
+    @extend_schema(
+        operation_id="integrations_connectors_list",
+        responses={200: s.ConnectorSerializer(many=True), **_READ_ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ConnectorSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="integrations_connectors_retrieve",
+        responses={200: s.ConnectorSerializer, **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def retrieve(self, request: Request, pk: int) -> Response:
+        return Response(s.ConnectorSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="integrations_connectors_create",
+        request=s.ConnectorCreateSerializer,
+        responses={201: s.ConnectorSerializer, **_ERRORS, **_FORBIDDEN},
+    )
+    def create(self, request: Request) -> Response:
+        body = s.ConnectorCreateSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            connector = services.connector_create(**body.validated_data)
+        return Response(s.ConnectorSerializer(connector).data, status=201)
+
+    @extend_schema(
+        operation_id="integrations_connectors_update",
+        request=s.ConnectorUpdateSerializer,
+        responses={200: s.ConnectorSerializer, **_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def partial_update(self, request: Request, pk: int) -> Response:
+        connector = self.get_object()
+        body = s.ConnectorUpdateSerializer(
+            data=request.data, context={"request": request}, partial=True
+        )
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            connector = services.connector_update(connector=connector, **body.validated_data)
+        return Response(s.ConnectorSerializer(connector).data)
+
+    @extend_schema(
+        operation_id="integrations_connectors_destroy",
+        responses={204: None, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND, **_CONFLICT},
+    )
+    def destroy(self, request: Request, pk: int) -> Response:
+        try:
+            services.connector_delete(connector=self.get_object())
+        except services.ConnectorInUse as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Integrations
+
+
+def _integration_detail(integration_id: int) -> Integration:
+    """An integration with its counts, rules and mappings, for a response."""
+    return integrations_with_details(Integration.objects.select_related("scope")).get(
+        pk=integration_id
+    )
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationViewSet(EditPermissionMixin, viewsets.GenericViewSet):
+    """Integrations: one provider account feeding the catalog. The webhook secret is never
+    shown; ``webhook_url`` is where the provider posts."""
+
+    serializer_class = s.IntegrationSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        return integrations_with_details(integrations_visible(self.request.user))
+
+    @extend_schema(
+        operation_id="integrations_list",
+        responses={200: s.IntegrationSerializer(many=True), **_READ_ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.IntegrationSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="integrations_retrieve",
+        responses={200: s.IntegrationSerializer, **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def retrieve(self, request: Request, pk: int) -> Response:
+        return Response(s.IntegrationSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="integrations_create",
+        request=s.IntegrationWriteSerializer,
+        responses={201: s.IntegrationSerializer, **_ERRORS, **_FORBIDDEN},
+    )
+    def create(self, request: Request) -> Response:
+        body = s.IntegrationWriteSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            integration = services.integration_create(**body.validated_data)
+        return Response(
+            s.IntegrationSerializer(_integration_detail(integration.pk)).data, status=201
+        )
+
+    @extend_schema(
+        operation_id="integrations_update",
+        request=s.IntegrationWriteSerializer(partial=True),
+        responses={200: s.IntegrationSerializer, **_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def partial_update(self, request: Request, pk: int) -> Response:
+        integration = self.get_object()
+        body = s.IntegrationWriteSerializer(
+            data=request.data, context={"request": request}, partial=True
+        )
+        body.is_valid(raise_exception=True)
+        values = dict(body.validated_data)
+        state = values.pop("state", None)
+        with service_errors():
+            if values:
+                integration = services.integration_update(integration=integration, **values)
+            # Suspend and resume through their services: resuming also schedules a sync.
+            if state == IntegrationState.SUSPENDED and integration.is_enabled:
+                services.integration_suspend(integration=integration)
+            elif state == IntegrationState.ENABLED and not integration.is_enabled:
+                services.integration_resume(integration=integration)
+        return Response(s.IntegrationSerializer(_integration_detail(integration.pk)).data)
+
+    @extend_schema(
+        operation_id="integrations_destroy",
+        responses={204: None, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def destroy(self, request: Request, pk: int) -> Response:
+        services.integration_delete(integration=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Actions on one integration
+
+
+class IntegrationActionApi(APIView):
+    """Base of the per-action views: the integration, if the user may see it."""
+
+    permission_classes = [CanEditIntegrations]
+
+    def get_integration(self, pk: int) -> Integration:
+        return get_object_or_404(integrations_visible(self.request.user), pk=pk)
+
+
+class IntegrationReadListApi(generics.ListAPIView):
+    """Base of the paginated lists under one integration."""
+
+    permission_classes = [IsAuthenticated]
+    pagination_class = Pagination
+
+    def get_integration(self) -> Integration:
+        return get_object_or_404(integrations_visible(self.request.user), pk=self.kwargs["pk"])
+
+    def choice_param(self, name: str, allowed: list[str]) -> str | None:
+        value = self.request.query_params.get(name) or None
+        if value is not None and value not in allowed:
+            raise InputError(f"{name} must be one of {', '.join(allowed)}")
+        return value
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationSyncApi(IntegrationActionApi):
+    @extend_schema(
+        operation_id="integrations_sync",
+        request=None,
+        responses={
+            202: s.QueuedSerializer,
+            **_READ_ERRORS,
+            **_FORBIDDEN,
+            **_NOT_FOUND,
+            **_CONFLICT,
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Queue a manual sync; it runs once this request commits."""
+        integration = self.get_integration(pk)
+        if not integration.is_enabled:
+            raise ConflictError(f"Integration {integration.name} is suspended: resume it first")
+        sync_enqueue(integration_id=integration.pk, trigger=SyncTrigger.MANUAL)
+        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationSuspendApi(IntegrationActionApi):
+    @extend_schema(
+        operation_id="integrations_suspend",
+        request=None,
+        responses={200: s.IntegrationSerializer, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        integration = services.integration_suspend(integration=self.get_integration(pk))
+        return Response(s.IntegrationSerializer(_integration_detail(integration.pk)).data)
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationResumeApi(IntegrationActionApi):
+    @extend_schema(
+        operation_id="integrations_resume",
+        request=None,
+        responses={200: s.IntegrationSerializer, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Enable the integration again and schedule a sync now."""
+        integration = services.integration_resume(integration=self.get_integration(pk))
+        return Response(s.IntegrationSerializer(_integration_detail(integration.pk)).data)
+
+
+@extend_schema(tags=["integrations"])
+class DiscoveredListApi(IntegrationReadListApi):
+    serializer_class = s.DiscoveredEntitySerializer
+
+    @extend_schema(
+        operation_id="integrations_discovered_list",
+        parameters=[
+            OpenApiParameter("state", str, enum=DiscoveredState.values),
+            OpenApiParameter("recommended_action", str, enum=RecommendedAction.values),
+            OpenApiParameter("search", str, description="part of the name"),
+        ],
+        responses={
+            200: s.DiscoveredEntitySerializer(many=True),
+            **_ERRORS,
+            **_NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return discovered_list(
+            integration=self.get_integration(),
+            state=self.choice_param("state", DiscoveredState.values),
+            recommended_action=self.choice_param("recommended_action", RecommendedAction.values),
+            search=self.request.query_params.get("search", "").strip(),
+        )
+
+
+_IMPORT_REQUEST = PolymorphicProxySerializer(
+    component_name="DiscoveredImport",
+    serializers=[s.ImportItemSerializer, s.ImportBatchSerializer],
+    resource_type_field_name=None,
+)
+
+
+@extend_schema(tags=["integrations"])
+class DiscoveredImportApi(IntegrationActionApi):
+    @extend_schema(
+        operation_id="integrations_import",
+        request=_IMPORT_REQUEST,
+        responses={
+            200: OpenApiResponse(s.ImportResponseSerializer, description="Every item imported"),
+            207: OpenApiResponse(s.ImportResponseSerializer, description="Some items failed"),
+            400: OpenApiResponse(
+                s.ImportResponseSerializer,
+                description="Every item failed (or the body is invalid: InputError)",
+            ),
+            **_READ_ERRORS,
+            **_FORBIDDEN,
+            **_NOT_FOUND,
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Import discovered records: one item, or ``{"items": [...]}``. Each item succeeds or
+        fails on its own."""
+        integration = self.get_integration(pk)
+        if isinstance(request.data, dict) and "items" in request.data:
+            body = s.ImportBatchSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            items = body.validated_data["items"]
+        else:
+            body = s.ImportItemSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            items = [body.validated_data]
+        results: list[dict | None] = [None] * len(items)
+        pending: list[tuple[int, ImportRequest]] = []
+        targets = self._merge_targets(integration, items)
+        for index, item in enumerate(items):
+            entity_id = targets.get(index)
+            if isinstance(entity_id, str):  # why the target could not be found
+                results[index] = _result(item["discovered_id"], error=entity_id)
+                continue
+            pending.append(
+                (
+                    index,
+                    ImportRequest(
+                        discovered_id=item["discovered_id"],
+                        action=item.get("action"),
+                        entity_id=entity_id,
+                        entity_type=item.get("type"),
+                    ),
+                )
+            )
+        outcomes = discovered_import_many(
+            integration=integration, requests=[r for _, r in pending], user=request.user
+        )
+        for (index, import_request), (_, imported, error) in zip(pending, outcomes, strict=True):
+            results[index] = _result(
+                import_request.discovered_id,
+                imported_id=imported.pk if imported is not None else None,
+                error=error,
+            )
+        succeeded = sum(1 for result in results if result["ok"])
+        if succeeded == len(results):
+            code = status.HTTP_200_OK
+        elif succeeded == 0:
+            code = status.HTTP_400_BAD_REQUEST
+        else:
+            code = status.HTTP_207_MULTI_STATUS
+        return Response({"results": results}, status=code)
+
+    def _merge_targets(self, integration: Integration, items: list[dict]) -> dict[int, int | str]:
+        """Per item index: the id of the visible catalog entity to merge into, or an error."""
+        visible = entities_visible(user=self.request.user)
+        keys: dict[int, str] = {}
+        targets: dict[int, int | str] = {}
+        for index, item in enumerate(items):
+            if item.get("entity_ref"):
+                try:
+                    keys[index] = parse_entity_ref(
+                        item["entity_ref"], default_kind=integration.entity_kind
+                    ).key
+                except EntityRefError as exc:
+                    targets[index] = str(exc)
+        by_key = dict(visible.filter(ref_key__in=set(keys.values())).values_list("ref_key", "pk"))
+        ids = {item["entity_id"] for item in items if item.get("entity_id")}
+        visible_ids = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
+        for index, item in enumerate(items):
+            if index in keys:
+                found = by_key.get(keys[index])
+                targets[index] = found if found else f"No catalog entity {item['entity_ref']}"
+            elif item.get("entity_id"):
+                entity_id = item["entity_id"]
+                targets[index] = (
+                    entity_id if entity_id in visible_ids else f"No catalog entity {entity_id}"
+                )
+        return targets
+
+
+def _result(discovered_id: int, *, imported_id: int | None = None, error: str = "") -> dict:
+    if imported_id is not None:
+        return {"discovered_id": discovered_id, "ok": True, "imported_id": imported_id}
+    return {"discovered_id": discovered_id, "ok": False, "error": error}
+
+
+@extend_schema(tags=["integrations"])
+class ImportedListApi(IntegrationReadListApi):
+    serializer_class = s.ImportedEntitySerializer
+
+    @extend_schema(
+        operation_id="integrations_imported_list",
+        parameters=[
+            OpenApiParameter("state", str, enum=LinkState.values),
+            OpenApiParameter("search", str, description="part of the entity name"),
+        ],
+        responses={200: s.ImportedEntitySerializer(many=True), **_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return imported_list(
+            integration=self.get_integration(),
+            state=self.choice_param("state", LinkState.values),
+            search=self.request.query_params.get("search", "").strip(),
+        )
+
+
+@extend_schema(tags=["integrations"])
+class ImportedUnlinkApi(IntegrationActionApi):
+    @extend_schema(
+        operation_id="integrations_imported_unlink",
+        request=None,
+        responses={200: s.ImportedEntitySerializer, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
+    )
+    def post(self, request: Request, pk: int, imported_pk: int) -> Response:
+        """Stop syncing into the entity; the entity and its data stay in the catalog."""
+        integration = self.get_integration(pk)
+        imported = get_object_or_404(imported_list(integration=integration), pk=imported_pk)
+        imported_unlink(imported=imported)
+        return Response(s.ImportedEntitySerializer(imported).data)
+
+
+@extend_schema(tags=["integrations"])
+class SyncRunListApi(IntegrationReadListApi):
+    serializer_class = s.SyncRunSerializer
+
+    @extend_schema(
+        operation_id="integrations_runs_list",
+        responses={200: s.SyncRunSerializer(many=True), **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return runs_list(integration=self.get_integration())

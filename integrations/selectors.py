@@ -1,0 +1,104 @@
+"""Reads of integrations: what a user may see, and list querysets that cost a fixed number of
+queries whatever the page size."""
+
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from catalog.models import Scope, ScopeMembership
+from catalog.selectors import scope_visibility_q
+from integrations.choices import DiscoveredState, LinkState
+from integrations.models import (
+    Connector,
+    CorrelationRule,
+    DiscoveredEntity,
+    FieldMapping,
+    ImportedEntity,
+    Integration,
+    SyncRun,
+)
+
+
+def _visible(queryset: QuerySet, user) -> QuerySet:
+    q = scope_visibility_q(user)
+    return queryset if q is None else queryset.filter(q)
+
+
+def connectors_visible(user) -> QuerySet[Connector]:
+    """Connectors without a scope, or in (or below) a scope the user belongs to; all for
+    superusers."""
+    return _visible(Connector.objects.select_related("scope"), user)
+
+
+def integrations_visible(user) -> QuerySet[Integration]:
+    """Integrations the user may see, by the same scope rule as connectors."""
+    return _visible(Integration.objects.select_related("scope", "connector"), user)
+
+
+def scopes_assignable(user) -> QuerySet[Scope]:
+    """Scopes a user may put a connector or an integration in: the scopes they belong to and
+    those below; every scope for superusers."""
+    if user.is_superuser:
+        return Scope.objects.all()
+    q = Q(pk__in=[])
+    for path in ScopeMembership.objects.filter(user=user).values_list("scope__path", flat=True):
+        q |= Q(path=path) | Q(path__startswith=f"{path}/")
+    return Scope.objects.filter(q)
+
+
+def _count(model, filter_q: Q) -> Coalesce:
+    rows = (
+        model.objects.filter(filter_q, integration=OuterRef("pk"))
+        .order_by()
+        .values("integration")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+def integrations_with_details(queryset: QuerySet[Integration]) -> QuerySet[Integration]:
+    """Counts as correlated subqueries (two joined ``Count`` would multiply each other) and
+    rules and mappings prefetched: three queries for any number of integrations."""
+    return queryset.annotate(
+        discovered_count=_count(DiscoveredEntity, ~Q(state=DiscoveredState.GONE)),
+        imported_count=_count(ImportedEntity, Q(state=LinkState.LINKED)),
+    ).prefetch_related(
+        Prefetch("correlation_rules", queryset=CorrelationRule.objects.order_by("position", "pk")),
+        Prefetch("field_mappings", queryset=FieldMapping.objects.order_by("position", "pk")),
+    )
+
+
+def discovered_list(
+    *,
+    integration: Integration,
+    state: str | None = None,
+    recommended_action: str | None = None,
+    search: str | None = None,
+) -> QuerySet[DiscoveredEntity]:
+    queryset = DiscoveredEntity.objects.filter(integration=integration).select_related(
+        "suggested_entity"
+    )
+    if state:
+        queryset = queryset.filter(state=state)
+    if recommended_action:
+        queryset = queryset.filter(recommended_action=recommended_action)
+    if search:
+        queryset = queryset.filter(name__icontains=search)
+    return queryset.order_by("name", "pk")
+
+
+def imported_list(
+    *, integration: Integration, state: str | None = None, search: str | None = None
+) -> QuerySet[ImportedEntity]:
+    queryset = ImportedEntity.objects.filter(integration=integration).select_related(
+        "entity", "entity__scope"
+    )
+    if state:
+        queryset = queryset.filter(state=state)
+    if search:
+        queryset = queryset.filter(entity__name__icontains=search)
+    return queryset.order_by("-imported_at", "-pk")
+
+
+def runs_list(*, integration: Integration) -> QuerySet[SyncRun]:
+    return SyncRun.objects.filter(integration=integration).order_by("-started_at", "-pk")
