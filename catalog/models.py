@@ -1,5 +1,6 @@
 """The software catalog: entities in the Backstage envelope, their relations and search rows."""
 
+import json
 import uuid
 
 from django.conf import settings
@@ -8,6 +9,34 @@ from django.db import models
 from django.urls import reverse
 
 from catalog.refs import DEFAULT_NAMESPACE, ref_key, stringify_entity_ref
+
+
+class DocumentJSONField(models.JSONField):
+    """JSON that keeps the key order its author wrote.
+
+    PostgreSQL's ``jsonb`` reorders keys; entity documents are shown and exported as YAML, so they
+    are stored as ``json`` there. Nothing filters on these columns (filters use the search
+    table), so jsonb's operators are not needed.
+    """
+
+    def db_type(self, connection):
+        if connection.vendor == "postgresql":
+            return "json"
+        return super().db_type(connection)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        # Django sends ``Jsonb``, which PostgreSQL reorders before casting to json.
+        if connection.vendor == "postgresql" and value is not None and not hasattr(value, "as_sql"):
+            from psycopg.types.json import Json
+
+            return Json(value, dumps=lambda data: json.dumps(data, cls=self.encoder))
+        return super().get_db_prep_value(value, connection, prepared)
+
+    def from_db_value(self, value, expression, connection):
+        # psycopg decodes ``json`` (unlike ``jsonb``, which Django asks to keep as text).
+        if value is not None and not isinstance(value, str | bytes):
+            return value
+        return super().from_db_value(value, expression, connection)
 
 
 class Scope(models.Model):
@@ -92,15 +121,15 @@ class Entity(models.Model):
     owner = models.CharField(max_length=255, blank=True)
     lifecycle = models.CharField(max_length=255, blank=True)
     system = models.CharField(max_length=255, blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    labels = models.JSONField(default=dict, blank=True)
-    annotations = models.JSONField(default=dict, blank=True)
-    links = models.JSONField(default=list, blank=True)
+    tags = DocumentJSONField(default=list, blank=True)
+    labels = DocumentJSONField(default=dict, blank=True)
+    annotations = DocumentJSONField(default=dict, blank=True)
+    links = DocumentJSONField(default=list, blank=True)
     # Other metadata keys a document carries (Backstage keeps unknown metadata fields).
-    metadata_extra = models.JSONField(default=dict, blank=True)
-    spec = models.JSONField(default=dict, blank=True)
-    integration_links = models.JSONField(default=list, blank=True, editable=False)
-    integration_properties = models.JSONField(default=dict, blank=True, editable=False)
+    metadata_extra = DocumentJSONField(default=dict, blank=True)
+    spec = DocumentJSONField(default=dict, blank=True)
+    integration_links = DocumentJSONField(default=list, blank=True, editable=False)
+    integration_properties = DocumentJSONField(default=dict, blank=True, editable=False)
     scope = models.ForeignKey(
         Scope, null=True, blank=True, on_delete=models.PROTECT, related_name="entities"
     )

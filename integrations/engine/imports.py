@@ -113,9 +113,11 @@ def discovered_import(
         raise ImportRefused(f"{discovered.name} is already imported")
     behaviour = integration.registration
     if action is None:
+        # A register-only integration registers even when correlation suggests an entity.
         action = (
             RecommendedAction.MERGE
-            if entity is not None or discovered.suggested_entity_id
+            if behaviour != Registration.REGISTER
+            and (entity is not None or discovered.suggested_entity_id)
             else RecommendedAction.REGISTER
         )
     if action not in RecommendedAction.values:
@@ -147,7 +149,13 @@ def _register(discovered: DiscoveredEntity, entity_type: str | None, user) -> Im
     )
     metadata = document["metadata"]
     key = ref_key(document["kind"], metadata.get("namespace") or "default", metadata["name"])
-    if Entity.objects.filter(ref_key=key).exists():
+    existing = Entity.objects.filter(ref_key=key).first()
+    if existing is not None:
+        # Re-import after an unlink: the entity this record registered is linked again.
+        if discovered.imports.filter(
+            entity=existing, action=ImportAction.REGISTER, state=LinkState.UNLINKED
+        ).exists():
+            return _link(discovered, existing, ImportAction.REGISTER, user)
         raise ImportRefused(f"The entity {key} already exists: merge {discovered.name} into it")
     (entity,) = _write([document], discovered.name)
     return _link(discovered, entity, ImportAction.REGISTER, user)

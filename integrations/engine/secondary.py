@@ -10,13 +10,14 @@ the first-sync 50 are still owed (``first_remaining``). Each run, within the per
 3. backfill below ``oldest``: the rest of a cut first sync, and with a start date, everything
    back to it.
 
-Every fetch is bounded ``since < t < until``, so re-running after a crash refetches at most what
-was not recorded, and upserts by external id keep it duplicate-free.
+Every fetch is bounded ``since < t <= until`` (items already stored at ``until``, where an earlier
+fetch was cut, are dropped), so re-running after a crash refetches at most what was not recorded,
+and upserts by external id keep it duplicate-free.
 """
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -51,6 +52,19 @@ def _dt(value: str | None) -> datetime | None:
 
 def _stamp(kind: str, item) -> datetime:
     return item.updated_on if kind == SecondaryKind.PULL_REQUESTS else item.date
+
+
+def _key(kind: str, item) -> str:
+    return item.external_id if kind == SecondaryKind.PULL_REQUESTS else item.hash
+
+
+def _stored_at(discovered_id: int, kind: str, stamp: datetime) -> set[str]:
+    """Ids of the items of a repository already stored with exactly this timestamp."""
+    if kind == SecondaryKind.PULL_REQUESTS:
+        rows = PullRequest.objects.filter(discovered_id=discovered_id, updated_on=stamp)
+        return set(rows.values_list("external_id", flat=True))
+    rows = Commit.objects.filter(discovered_id=discovered_id, date=stamp)
+    return set(rows.values_list("hash", flat=True))
 
 
 def _fetcher(provider: Provider, kind: str) -> Callable:
@@ -149,9 +163,18 @@ class SecondarySync:
             return []
         if self.start and (since is None or since < self.start):
             since = self.start
+        # ``until`` is the timestamp of an item already stored, where an earlier fetch was cut:
+        # items sharing it (commit dates have one-second resolution) may not be stored yet, so
+        # fetch up to and including it and drop the ones that are.
+        stored = _stored_at(discovered.pk, kind, until) if until is not None else set()
+        if until is not None:
+            until += timedelta(microseconds=1)
+        fetch_limit = limit + len(stored)
         items = list(
-            _fetcher(self.provider, kind)(discovered.data, since=since, until=until, limit=limit)
-        )[:limit]
+            _fetcher(self.provider, kind)(
+                discovered.data, since=since, until=until, limit=fetch_limit
+            )
+        )[:fetch_limit]
         # The provider bounds the fetch; the engine re-checks, so a sloppy provider cannot make it
         # ingest data older than the start date.
         items = [
@@ -159,7 +182,8 @@ class SecondarySync:
             for item in items
             if (since is None or _stamp(kind, item) > since)
             and (until is None or _stamp(kind, item) < until)
-        ]
+            and _key(kind, item) not in stored
+        ][:limit]
         _UPSERT[kind](discovered.pk, items)
         self.budget.spend(kind, len(items))
         self.on_progress()
@@ -227,6 +251,7 @@ class SecondarySync:
             newest=_iso(max(stamps)) if stamps else None,
             oldest=_iso(min(stamps)) if stamps else None,
             exhausted=exhausted,
+            start=_iso(self.start),
             first_remaining=0 if exhausted else FIRST_SYNC_LIMIT - len(items),
             repo_updated=_iso(row.source_updated_at),
             gaps=[],
@@ -234,8 +259,14 @@ class SecondarySync:
         return True
 
     def _backfill(self, row, kind, state) -> bool:
-        if not state.get("initialized") or state.get("exhausted"):
+        if not state.get("initialized"):
             return False
+        if state.get("exhausted"):
+            # Exhausted back to the start date of then: a first or an earlier one reopens it.
+            then = _dt(state.get("start"))
+            if self.start is None or (then is not None and then <= self.start):
+                return False
+            state["exhausted"] = False
         owed = state.get("first_remaining", 0)
         if self.start is None and owed <= 0:
             return False
@@ -251,4 +282,5 @@ class SecondarySync:
             state["exhausted"] = len(items) < limit
             if self.start is None:
                 state["exhausted"] = True
+            state["start"] = _iso(self.start)
         return True

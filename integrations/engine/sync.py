@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.models import Entity
 from integrations.choices import (
     DiscoveredState,
     IntegrationState,
@@ -27,7 +28,11 @@ from integrations.choices import (
     Registration,
     SyncState,
 )
-from integrations.engine.correlation import CorrelationIndex, correlation_index_build
+from integrations.engine.correlation import (
+    CorrelationIndex,
+    correlation_index_build,
+    index_entities,
+)
 from integrations.engine.imports import ImportRefused, discovered_import, imported_refresh
 from integrations.engine.secondary import SecondarySync
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
@@ -83,6 +88,34 @@ def _recommend(
     return RecommendedAction.REGISTER, None, candidates
 
 
+def _set_recommendation(row: DiscoveredEntity, action, suggested, candidates) -> bool:
+    """Store a recommendation on the row; True when it changed."""
+    current = (row.recommended_action, row.suggested_entity_id, row.match_candidates)
+    row.recommended_action, row.suggested_entity_id, row.match_candidates = (
+        action,
+        suggested,
+        candidates,
+    )
+    return current != (action, suggested, candidates)
+
+
+def recommendations_refresh(*, integration: Integration, index: CorrelationIndex) -> int:
+    """Recompute the advice of records not imported against the index as the run left it
+    (entities the run imported or refreshed); returns how many changed."""
+    rows = DiscoveredEntity.objects.filter(
+        integration=integration, state=DiscoveredState.DISCOVERED
+    ).only("pk", "data", "recommended_action", "suggested_entity", "match_candidates")
+    changed = [
+        row
+        for row in rows.iterator(chunk_size=500)
+        if _set_recommendation(row, *_recommend(integration, index, row.data))
+    ]
+    DiscoveredEntity.objects.bulk_update(
+        changed, ["recommended_action", "suggested_entity", "match_candidates"], batch_size=500
+    )
+    return len(changed)
+
+
 def discovered_upsert_page(
     *,
     integration: Integration,
@@ -105,7 +138,6 @@ def discovered_upsert_page(
     )
     created, updated = [], []
     for external_id, record in by_id.items():
-        action, suggested, candidates = _recommend(integration, index, record.data)
         row = existing.get(external_id)
         if row is None:
             row = DiscoveredEntity(
@@ -121,17 +153,19 @@ def discovered_upsert_page(
         row.data = record.data
         row.source_updated_at = record.updated_at
         row.last_seen_at = seen_at
-        row.recommended_action = action
-        row.suggested_entity_id = suggested
-        row.match_candidates = candidates
-        if row.pk is None or row.state == DiscoveredState.GONE:
-            row.state = DiscoveredState.IMPORTED if row.pk in linked else DiscoveredState.DISCOVERED
+        if row.pk not in linked:  # an imported record keeps what it was imported with
+            row.kind, row.type = integration.entity_kind, integration.entity_type
+            _set_recommendation(row, *_recommend(integration, index, record.data))
+        # From the links, not the previous state: a link goes when its entity is deleted.
+        row.state = DiscoveredState.IMPORTED if row.pk in linked else DiscoveredState.DISCOVERED
     with transaction.atomic():
         DiscoveredEntity.objects.bulk_create(created, batch_size=500)
         DiscoveredEntity.objects.bulk_update(
             updated,
             [
                 "name",
+                "kind",
+                "type",
                 "data",
                 "source_updated_at",
                 "last_seen_at",
@@ -223,7 +257,6 @@ def integration_sync(
             run, SyncState.SKIPPED, message=f"Another sync (run {holder.first()}) is running"
         )
     logger.info("integrations.sync.started", extra=log_extra)
-    provider = provider or registry.for_integration(integration)
     progress = on_progress or (lambda run: None)
 
     def tick() -> None:
@@ -233,19 +266,34 @@ def integration_sync(
         progress(run)
 
     try:
+        provider = provider or registry.for_integration(integration)
         index = correlation_index_build(integration=integration)
         seen_at = timezone.now()
         for page in provider.iter_repositories():
-            created, rows = discovered_upsert_page(
-                integration=integration, records=page, index=index, seen_at=seen_at
-            )
+            # One transaction per page: a crash never leaves new records without their
+            # auto-import (a re-run would no longer see them as new).
+            with transaction.atomic():
+                created, rows = discovered_upsert_page(
+                    integration=integration, records=page, index=index, seen_at=seen_at
+                )
+                imported = 0
+                if integration.auto_import and created:
+                    imported = _auto_import(integration, created)
+                page_ids = [row.pk for row in rows]
+                refreshed = imported_refresh(integration=integration, discovered_ids=page_ids)
+                if imported or refreshed:  # later pages correlate against what this one wrote
+                    linked = ImportedEntity.objects.filter(
+                        discovered__in=page_ids, state=LinkState.LINKED
+                    )
+                    index.update(
+                        index_entities(Entity.objects.filter(pk__in=linked.values("entity_id")))
+                    )
             run.discovered += len(created)
-            if integration.auto_import and created:
-                run.imported += _auto_import(integration, created)
-            run.refreshed += imported_refresh(
-                integration=integration, discovered_ids=[row.pk for row in rows]
-            )
+            run.imported += imported
+            run.refreshed += refreshed
             tick()
+        if index.changed:
+            recommendations_refresh(integration=integration, index=index)
         _mark_gone(integration, run, seen_at)
         if integration.secondary_kinds:
             secondary = SecondarySync(

@@ -2,11 +2,16 @@
 
 Tests register it under the key ``fake`` and point a connector at a world by name
 (``connector.config["world"]``). Requests and pages are counted as a real client would.
+
+A process that does not hold the world in :data:`WORLDS` (a Celery worker started by a test)
+loads it from the JSON file at ``connector.config["world_file"]`` (:meth:`World.save`).
 """
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from integrations.providers.base import (
     CommitRecord,
@@ -46,6 +51,10 @@ class World:
     repos: list[FakeRepo] = field(default_factory=list)
     pagelen: int = 100
     fail_after_pages: int | None = None  # raise after serving this many repository pages
+    # raise on the next pull-request/commit fetch once this many were served (then reset it)
+    fail_after_secondary_fetches: int | None = None
+    secondary_fetches: int = 0
+    name: str = ""
 
     def add_repo(self, name: str, *, prs: int = 0, commits: int = 0, **kwargs) -> FakeRepo:
         index = len(self.repos)
@@ -92,6 +101,70 @@ class World:
     def repo(self, uid: str) -> FakeRepo:
         return next(repo for repo in self.repos if repo.uid == uid)
 
+    # -- JSON, for processes that do not share WORLDS ---------------------------------------------
+
+    def to_json(self) -> dict:
+        def stamps(item) -> dict:
+            return {
+                key: value.isoformat() if isinstance(value, datetime) else value
+                for key, value in asdict(item).items()
+            }
+
+        return {
+            "pagelen": self.pagelen,
+            "repos": [
+                {
+                    "uid": repo.uid,
+                    "name": repo.name,
+                    "description": repo.description,
+                    "project_key": repo.project_key,
+                    "updated_on": repo.updated_on.isoformat(),
+                    "pull_requests": [stamps(pr) for pr in repo.pull_requests],
+                    "commits": [stamps(commit) for commit in repo.commits],
+                }
+                for repo in self.repos
+            ],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()))
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "World":
+        def when(value):
+            return datetime.fromisoformat(value) if value else None
+
+        world = cls(pagelen=payload.get("pagelen", 100))
+        for item in payload["repos"]:
+            world.repos.append(
+                FakeRepo(
+                    uid=item["uid"],
+                    name=item["name"],
+                    description=item["description"],
+                    project_key=item["project_key"],
+                    updated_on=when(item["updated_on"]),
+                    pull_requests=[
+                        PullRequestRecord(
+                            **{
+                                **pr,
+                                "updated_on": when(pr["updated_on"]),
+                                "created_on": when(pr["created_on"]),
+                            }
+                        )
+                        for pr in item["pull_requests"]
+                    ],
+                    commits=[
+                        CommitRecord(**{**commit, "date": when(commit["date"])})
+                        for commit in item["commits"]
+                    ],
+                )
+            )
+        return world
+
+    @classmethod
+    def load(cls, path: str | Path) -> "World":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
 
 WORLDS: dict[str, World] = {}
 
@@ -110,7 +183,15 @@ class FakeProvider(Provider):
 
     @property
     def world(self) -> World:
-        return WORLDS[self.connector.config["world"]]
+        config = self.connector.config
+        world = WORLDS.get(config.get("world", ""))
+        if world is not None:
+            return world
+        if not hasattr(self, "_loaded_world"):
+            if not config.get("world_file"):
+                raise KeyError(f"No world {config.get('world')!r} and no world_file")
+            self._loaded_world = World.load(config["world_file"])
+        return self._loaded_world
 
     def _request(self) -> None:
         self.stats.requests += 1
@@ -150,11 +231,21 @@ class FakeProvider(Provider):
         self.stats.pages += pages
         return iter(selected)
 
+    def _secondary_fetch(self) -> None:
+        world = self.world
+        if world.fail_after_secondary_fetches is not None:
+            if world.secondary_fetches >= world.fail_after_secondary_fetches:
+                world.fail_after_secondary_fetches = None
+                raise RuntimeError("injected crash while fetching pull requests/commits")
+        world.secondary_fetches += 1
+
     def iter_pull_requests(self, repo, *, since=None, until=None, limit):
+        self._secondary_fetch()
         items = self.world.repo(repo["uuid"]).pull_requests
         return self._bounded(items, lambda pr: pr.updated_on, since, until, limit)
 
     def iter_commits(self, repo, *, since=None, until=None, limit):
+        self._secondary_fetch()
         items = self.world.repo(repo["uuid"]).commits
         return self._bounded(items, lambda commit: commit.date, since, until, limit)
 
@@ -163,5 +254,8 @@ class FakeProvider(Provider):
 
     @classmethod
     def properties(cls, data: dict) -> dict:
-        return {"name": data["name"], "url": data["links"]["html"]["href"],
-                "project_key": data["project"]["key"]}
+        return {
+            "name": data["name"],
+            "url": data["links"]["html"]["href"],
+            "project_key": data["project"]["key"],
+        }

@@ -1,0 +1,220 @@
+"""A crash at any point, then a clean re-run, gives exactly the catalog a clean run gives.
+
+Each test runs the same world twice in one database: a clean run, snapshot, wipe the catalog and
+the integration, then a run with an injected crash followed by a clean re-run, snapshot, compare
+row by row (entities as rendered documents minus uid/etag/timestamps, search rows, relations,
+discovered rows, imports, pull requests and commits).
+"""
+
+from datetime import timedelta
+
+import pytest
+
+from catalog.models import Entity, EntitySearch, Relation
+from catalog.rendering import entity_document
+from integrations.choices import SyncState
+from integrations.engine import sync as sync_module
+from integrations.models import Commit, DiscoveredEntity, ImportedEntity, Integration, PullRequest
+from tests.integrations.conftest import component_doc
+from tests.integrations.engine.conftest import sync, sync_ok
+from tests.integrations.fake_provider import EPOCH, World
+
+_VOLATILE_LINK_KEYS = ("integration_id", "linked_entity_uid", "imported_at")
+_VOLATILE_SEARCH_KEYS = ("metadata.uid", "metadata.etag", "metadata.integration.")
+
+
+def snapshot() -> dict:
+    refs = dict(Entity.objects.values_list("pk", "ref_key"))
+    entities = {}
+    for entity in Entity.objects.all():
+        document = entity_document(entity, Relation.objects.filter(source_key=entity.ref_key))
+        for key in ("uid", "etag"):
+            document["metadata"].pop(key)
+        for item in document["metadata"].get("integration", []):
+            for key in _VOLATILE_LINK_KEYS:
+                item.pop(key)
+        entities[entity.ref_key] = document
+    search = sorted(
+        (refs[entity_id], key, value)
+        for entity_id, key, value in EntitySearch.objects.values_list("entity_id", "key", "value")
+        if not key.startswith(_VOLATILE_SEARCH_KEYS)
+    )
+    relations = sorted(
+        (refs[r.originating_entity_id], r.source_key, r.type, r.target_key)
+        for r in Relation.objects.all()
+    )
+    discovered = {}
+    for row in DiscoveredEntity.objects.all():
+        discovered[row.external_id] = {
+            "name": row.name,
+            "data": row.data,
+            "kind": row.kind,
+            "type": row.type,
+            "source_updated_at": row.source_updated_at,
+            "state": row.state,
+            "recommended_action": row.recommended_action,
+            "suggested": refs.get(row.suggested_entity_id),
+            "candidates": sorted(refs[c["id"]] for c in row.match_candidates),
+            "candidate_refs": sorted(c["ref"] for c in row.match_candidates),
+            "secondary_state": row.secondary_state,
+        }
+    imports = sorted(
+        (i.discovered.external_id, refs[i.entity_id], i.action, i.state)
+        for i in ImportedEntity.objects.select_related("discovered")
+    )
+    pull_requests = sorted(
+        (
+            pr.discovered.external_id,
+            pr.external_id,
+            pr.title,
+            pr.state,
+            pr.author,
+            pr.source_branch,
+            pr.destination_branch,
+            pr.url,
+            pr.created_on,
+            pr.updated_on,
+            repr(pr.data),
+        )
+        for pr in PullRequest.objects.select_related("discovered")
+    )
+    commits = sorted(
+        (c.discovered.external_id, c.hash, c.message, c.author, c.url, c.date, repr(c.data))
+        for c in Commit.objects.select_related("discovered")
+    )
+    return {
+        "entities": entities,
+        "search": search,
+        "relations": relations,
+        "discovered": discovered,
+        "imports": imports,
+        "pull_requests": pull_requests,
+        "commits": commits,
+    }
+
+
+def wipe() -> None:
+    Integration.objects.all().delete()
+    Entity.objects.all().delete()
+
+
+def build_world(world: World) -> None:
+    """17 repositories over 6 pages of 3. Data Center style, two repositories share the name
+    ``common`` in different projects (pages 0 and 3), two share ``dup`` on one page (2); a
+    third has the name of another but in other case (pages 1 and 5)."""
+    world.pagelen = 3
+    for index in range(16):
+        name = {1: "common", 10: "common", 6: "dup", 7: "dup"}.get(index, f"svc-{index:02d}")
+        repo = world.add_repo(
+            name,
+            description=f"Service {index}",
+            project_key=f"P{index % 3}",
+            updated_on=EPOCH + timedelta(days=index),
+        )
+        for number in range(index % 4 * 20):  # 0, 20, 40 or 60 PRs and commits
+            world.add_pull_request(repo, number)
+            world.add_commit(repo, number)
+    world.add_repo("Svc-04")  # same entity name as svc-04, on a later page
+
+
+def setup_catalog(make_entities, make_integration) -> Integration:
+    make_entities(
+        component_doc("svc-03", metadata={"description": "Written by the team"}),
+        component_doc("svc-12", system="payments"),
+        {
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "System",
+            "metadata": {"name": "payments"},
+            "spec": {"owner": "team-a"},
+        },
+    )
+    return make_integration(auto_import=True, secondary_kinds=["pull_requests", "commits"])
+
+
+def clean_then_crashed(world, make_entities, make_integration, inject) -> tuple[dict, dict]:
+    build_world(world)
+    integration = setup_catalog(make_entities, make_integration)
+    sync_ok(integration)
+    clean = snapshot()
+    wipe()
+
+    integration = setup_catalog(make_entities, make_integration)
+    undo = inject()
+    crashed = sync(integration)
+    undo()
+    assert crashed.state == SyncState.FAILED
+    assert "injected crash" in crashed.error
+    assert Integration.objects.get(pk=integration.pk).locked_by_run is None
+    sync_ok(integration)
+    return clean, snapshot()
+
+
+def assert_same(clean: dict, rerun: dict) -> None:
+    assert clean["entities"].keys() == rerun["entities"].keys()
+    for key in clean:
+        if isinstance(clean[key], dict):
+            for item in clean[key]:
+                assert rerun[key][item] == clean[key][item], (key, item)
+        assert rerun[key] == clean[key], key
+
+
+@pytest.mark.parametrize("pages", [1, 2, 4])
+def test_crash_while_listing_then_rerun_equals_a_clean_run(
+    world, make_entities, make_integration, pages
+):
+    def inject():
+        world.fail_after_pages = pages
+        return lambda: setattr(world, "fail_after_pages", None)
+
+    clean, rerun = clean_then_crashed(world, make_entities, make_integration, inject)
+    # 3 pre-existing; 17 repositories: 2 merged into them, 3 share a name: 12 registered
+    assert len(clean["entities"]) == 15
+    assert sorted(name for _, name, _, _ in clean["imports"] if "common" in name) == [
+        "component:default/common",
+        "component:default/common",
+    ]  # the second one merged into the entity the first registered (page 3 sees page 0)
+    dup = sorted(
+        (row["state"], row["recommended_action"], row["suggested"])
+        for row in clean["discovered"].values()
+        if row["name"] == "dup"
+    )
+    # on one page: the second is refused (the name is taken) and left with the advice to merge
+    assert dup == [("discovered", "merge", "component:default/dup"), ("imported", "register", None)]
+    assert len(clean["pull_requests"]) > 0
+    assert_same(clean, rerun)
+
+
+@pytest.mark.parametrize("fetches", [0, 5, 17])
+def test_crash_while_fetching_pull_requests_or_commits_then_rerun_equals_a_clean_run(
+    world, make_entities, make_integration, fetches
+):
+    def inject():
+        world.fail_after_secondary_fetches = fetches
+        return lambda: setattr(world, "fail_after_secondary_fetches", None)
+
+    clean, rerun = clean_then_crashed(world, make_entities, make_integration, inject)
+    assert_same(clean, rerun)
+
+
+@pytest.mark.parametrize("imports", [1, 7])
+def test_crash_in_the_middle_of_auto_import_then_rerun_equals_a_clean_run(
+    world, make_entities, make_integration, monkeypatch, imports
+):
+    real_import = sync_module.discovered_import
+    calls = {"n": 0, "armed": False}
+
+    def flaky_import(**kwargs):
+        if calls["armed"]:
+            calls["n"] += 1
+            if calls["n"] > imports:
+                raise RuntimeError("injected crash during auto-import")
+        return real_import(**kwargs)
+
+    monkeypatch.setattr(sync_module, "discovered_import", flaky_import)
+
+    def inject():
+        calls["armed"] = True
+        return lambda: calls.update(armed=False)
+
+    clean, rerun = clean_then_crashed(world, make_entities, make_integration, inject)
+    assert_same(clean, rerun)
