@@ -212,7 +212,9 @@ def _mark_gone(integration: Integration, run: SyncRun, seen_at: datetime) -> Non
         state=DiscoveredState.GONE
     )
     vanished = active.filter(last_seen_at__lt=seen_at)
-    total, count = active.count(), vanished.count()
+    # The share is of what was known before this run: new records do not dilute it.
+    total = active.filter(detected_at__lt=seen_at).count()
+    count = vanished.count()
     if not count:
         return
     if total and count / total > integration.vanish_threshold:

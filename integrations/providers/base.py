@@ -145,8 +145,8 @@ class Provider:
         until: datetime | None = None,
         limit: int,
     ) -> Iterator[PullRequestRecord]:
-        """Pull requests of all states, most recently updated first, ``since < updated_on <=
-        until`` (each bound optional), at most ``limit``."""
+        """Pull requests of all states, most recently updated first, ``since < updated_on <
+        until`` (both bounds exclusive and optional), at most ``limit``."""
         raise NotImplementedError
 
     def iter_commits(
