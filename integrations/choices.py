@@ -67,6 +67,12 @@ class SyncTrigger(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
 
 
+class SyncMode(models.TextChoices):
+    FULL = "full", "Full listing"
+    INCREMENTAL = "incremental", "Changed repositories"
+    REPOSITORY = "repository", "One repository"
+
+
 class SyncState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"

@@ -88,8 +88,15 @@ class Integration(models.Model):
         default=0.5, help_text="Largest share of records that may vanish in one run"
     )
     webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    full_sync_interval = models.PositiveIntegerField(
+        default=1440,
+        help_text="Minutes between full listings (deletions, renames) and PR sweeps",
+    )
     next_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
+    # Start of the last successful listing: incremental runs ask for what changed since.
+    last_listing_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_full_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The sync claim: which run holds the integration and until when (a crashed worker's
     # claim expires instead of locking the integration forever).
     locked_by_run = models.BigIntegerField(null=True, blank=True, editable=False)
@@ -304,6 +311,9 @@ class SyncRun(models.Model):
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=10, choices=choices.SyncTrigger.choices)
+    mode = models.CharField(
+        max_length=12, choices=choices.SyncMode.choices, default=choices.SyncMode.FULL
+    )
     state = models.CharField(
         max_length=10, choices=choices.SyncState.choices, default=choices.SyncState.RUNNING
     )

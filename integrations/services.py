@@ -47,6 +47,7 @@ INTEGRATION_FIELDS = {
     "vanish_threshold",
     "correlation",
     "field_mappings",
+    "full_sync_interval",
 }
 
 
@@ -145,6 +146,9 @@ def _validate_settings(values: dict, *, instance: Integration | None) -> None:
             allowed = ", ".join(choices.UPDATE_FREQUENCIES)
             errors["update_frequency"] = f"must be one of {allowed}"
         values["update_frequency"] = frequency
+    interval = values.get("full_sync_interval")
+    if interval is not None and (not isinstance(interval, int) or not 60 <= interval <= 10080):
+        errors["full_sync_interval"] = "must be a number of minutes from 60 to 10080 (a week)"
     if "state" in values and values["state"] not in choices.IntegrationState.values:
         errors["state"] = "must be enabled or suspended"
     threshold = values.get("vanish_threshold")

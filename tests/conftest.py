@@ -50,3 +50,6 @@ def celery_tasks_in_process():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+from tests.sandbox.fixtures import cloud_sandbox, make_cloud_sandbox  # noqa: E402, F401

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.choices import DiscoveredState, SecondaryKind
@@ -149,12 +150,16 @@ class SecondarySync:
         start: datetime | None,
         budget: Budget | None = None,
         on_progress: Callable[[], None] | None = None,
+        sweep: set[int] | None = None,
     ):
         self.provider = provider
         self.kinds = [kind for kind in SecondaryKind.values if kind in kinds]
         self.start = start
         self.budget = budget or Budget()
         self.on_progress = on_progress or (lambda: None)
+        # Repositories checked for new items even though they did not change themselves.
+        self.sweep = sweep or set()
+        self.now = timezone.now()
 
     # -- one fetch --------------------------------------------------------------------------
 
@@ -210,7 +215,8 @@ class SecondarySync:
             return False
         changed = False
         repo_stamp = _iso(row.source_updated_at)
-        if repo_stamp is None or state.get("repo_updated") != repo_stamp:
+        swept = row.pk in self.sweep
+        if repo_stamp is None or state.get("repo_updated") != repo_stamp or swept:
             newest = _dt(state.get("newest"))
             limit = self.budget.left[kind]
             items = self._fetch(row, kind, since=newest, until=None, limit=limit)
@@ -224,6 +230,7 @@ class SecondarySync:
                     state["oldest"] = _iso(min(stamps))
             if len(items) < limit:
                 state["repo_updated"] = repo_stamp
+                state["swept_at"] = _iso(self.now)
             changed = True
         open_gaps = []
         for since, until in state.get("gaps", []):
@@ -254,6 +261,7 @@ class SecondarySync:
             start=_iso(self.start),
             first_remaining=0 if exhausted else FIRST_SYNC_LIMIT - len(items),
             repo_updated=_iso(row.source_updated_at),
+            swept_at=_iso(self.now),
             gaps=[],
         )
         return True

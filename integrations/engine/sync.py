@@ -15,10 +15,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import yaml
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from catalog.importing import CatalogLoader
 from catalog.models import Entity
 from integrations.choices import (
     DiscoveredState,
@@ -26,6 +29,7 @@ from integrations.choices import (
     LinkState,
     RecommendedAction,
     Registration,
+    SyncMode,
     SyncState,
 )
 from integrations.engine.correlation import (
@@ -42,6 +46,9 @@ from integrations.providers.base import Provider, ProviderError, RepoRecord
 logger = logging.getLogger(__name__)
 
 LOCK_TTL = timedelta(minutes=10)
+LISTING_OVERLAP = timedelta(minutes=10)
+SWEEP_PER_RUN = 100
+CATALOG_FILE_READS_PER_RUN = 1000
 ProgressCallback = Callable[[SyncRun], None]
 
 
@@ -232,10 +239,92 @@ def _mark_gone(integration: Integration, run: SyncRun, seen_at: datetime) -> Non
     run.gone = vanished.update(state=DiscoveredState.GONE)
 
 
+def _catalog_info(content: bytes | None) -> dict:
+    """The parts of a repository's catalog-info.yaml that enrich its entity."""
+    if content is None:
+        return {}
+    try:
+        document = next(iter(yaml.load_all(content.decode("utf-8"), Loader=CatalogLoader)), None)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return {"error": f"catalog-info.yaml is not valid YAML: {exc}"[:300]}
+    if not isinstance(document, dict):
+        return {"error": "catalog-info.yaml does not hold an entity"}
+    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    spec = document.get("spec") if isinstance(document.get("spec"), dict) else {}
+    return {
+        "metadata": {k: metadata[k] for k in ("title", "description", "tags") if k in metadata},
+        "spec": {k: spec[k] for k in ("type", "owner", "lifecycle", "system") if k in spec},
+    }
+
+
+def _catalog_files_enrich(
+    provider: Provider, integration: Integration, page: list[RepoRecord], *, budget: int
+) -> int:
+    """Put each repository's catalog-info.yaml (``data["catalog_info"]``) into its record: read
+    again only when the repository changed since the last read, at most ``budget`` reads."""
+    if not provider.catalog_file:
+        return 0
+    previous = dict(
+        DiscoveredEntity.objects.filter(
+            integration=integration, external_id__in=[r.external_id for r in page]
+        ).values_list("external_id", "data")
+    )
+    reads = 0
+    for record in page:
+        stamp = record.updated_at.isoformat() if record.updated_at else None
+        known = previous.get(record.external_id) or {}
+        if "catalog_info" in known and (stamp is None or known.get("catalog_info_stamp") == stamp):
+            record.data["catalog_info"] = known["catalog_info"]
+            record.data["catalog_info_stamp"] = known.get("catalog_info_stamp")
+            continue
+        if reads >= budget:  # read on a later run; keep what we had meanwhile
+            if "catalog_info" in known:
+                record.data["catalog_info"] = known["catalog_info"]
+                record.data["catalog_info_stamp"] = known.get("catalog_info_stamp")
+            continue
+        record.data["catalog_info"] = _catalog_info(
+            provider.read_file(record.data, provider.catalog_file)
+        )
+        record.data["catalog_info_stamp"] = stamp
+        reads += 1
+    return reads
+
+
 def _start_datetime(integration: Integration) -> datetime | None:
     if integration.start_date is None:
         return None
     return datetime.combine(integration.start_date, datetime.min.time(), tzinfo=UTC)
+
+
+def _sync_mode(integration: Integration, full: bool | None) -> tuple[str, datetime | None]:
+    """A full listing when asked, never done, or due; otherwise only what changed since the last
+    listing (with an overlap for clock skew and slow writes)."""
+    now = timezone.now()
+    due = integration.last_full_sync_at is None or (
+        now - integration.last_full_sync_at >= timedelta(minutes=integration.full_sync_interval)
+    )
+    if full or (full is None and due) or integration.last_listing_at is None:
+        return SyncMode.FULL, None
+    return SyncMode.INCREMENTAL, integration.last_listing_at - LISTING_OVERLAP
+
+
+def _sweep_candidates(integration: Integration, now: datetime) -> set[int]:
+    """Repositories whose PRs and commits are due a check even though the repository itself did
+    not change (PR-only activity does not touch it): the least recently swept, a few per run."""
+    interval = timedelta(minutes=integration.full_sync_interval)
+    due: list[tuple[str, int]] = []
+    rows = integration.discovered.exclude(state=DiscoveredState.GONE).values_list(
+        "pk", "secondary_state"
+    )
+    for pk, state in rows.iterator(chunk_size=2000):
+        swept = min(
+            ((state or {}).get(kind) or {}).get("swept_at") or ""
+            for kind in integration.secondary_kinds
+        )
+        if not swept or parse_datetime(swept) <= now - interval:
+            due.append((swept, pk))
+    due.sort()
+    return {pk for _, pk in due[:SWEEP_PER_RUN]}
 
 
 def integration_sync(
@@ -244,10 +333,16 @@ def integration_sync(
     trigger: str,
     provider: Provider | None = None,
     on_progress: ProgressCallback | None = None,
+    full: bool | None = None,
 ) -> SyncRun:
-    """Run one sync of an integration and return its SyncRun (skipped if another is running)."""
+    """Run one sync of an integration and return its SyncRun (skipped if another is running).
+
+    ``full``: force a full listing (True) or an incremental one (False); by default a full
+    listing runs every ``full_sync_interval`` and incremental ones in between.
+    """
     integration = Integration.objects.select_related("connector").get(pk=integration_id)
-    run = SyncRun.objects.create(integration=integration, trigger=trigger)
+    mode, since = _sync_mode(integration, full)
+    run = SyncRun.objects.create(integration=integration, trigger=trigger, mode=mode)
     log_extra = {"integration_id": integration.pk, "run_id": run.pk, "trigger": trigger}
     if integration.state != IntegrationState.ENABLED:
         return _finish(run, SyncState.SKIPPED, message="Integration is suspended")
@@ -271,7 +366,11 @@ def integration_sync(
         provider = provider or registry.for_integration(integration)
         index = correlation_index_build(integration=integration)
         seen_at = timezone.now()
-        for page in provider.iter_repositories():
+        catalog_files_read = 0
+        for page in provider.iter_repositories(since=since):
+            catalog_files_read += _catalog_files_enrich(
+                provider, integration, page, budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read
+            )
             # One transaction per page: a crash never leaves new records without their
             # auto-import (a re-run would no longer see them as new).
             with transaction.atomic():
@@ -296,13 +395,19 @@ def integration_sync(
             tick()
         if index.changed:
             recommendations_refresh(integration=integration, index=index)
-        _mark_gone(integration, run, seen_at)
+        if mode == SyncMode.FULL:  # only a complete listing can tell what vanished
+            _mark_gone(integration, run, seen_at)
+        Integration.objects.filter(pk=integration.pk).update(
+            last_listing_at=seen_at,
+            **({"last_full_sync_at": seen_at} if mode == SyncMode.FULL else {}),
+        )
         if integration.secondary_kinds:
             secondary = SecondarySync(
                 provider=provider,
                 kinds=integration.secondary_kinds,
                 start=_start_datetime(integration),
                 on_progress=tick,
+                sweep=_sweep_candidates(integration, seen_at),
             )
             secondary.run(integration.discovered.all())
             run.pull_requests = secondary.budget.written["pull_requests"]

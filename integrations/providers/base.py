@@ -108,6 +108,8 @@ class Provider:
     auth_kinds: ClassVar[tuple[str, ...]] = ()
     # catalog path → JMESPath over RepoRecord.data
     default_field_mappings: ClassVar[dict[str, str]] = {}
+    # A file in each repository's default branch that enriches its entity, if any.
+    catalog_file: ClassVar[str | None] = None
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
 

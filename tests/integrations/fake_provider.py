@@ -50,6 +50,7 @@ class FakeRepo:
 class World:
     repos: list[FakeRepo] = field(default_factory=list)
     pagelen: int = 100
+    honour_since: bool = False
     fail_after_pages: int | None = None  # raise after serving this many repository pages
     # raise on the next pull-request/commit fetch once this many were served (then reset it)
     fail_after_secondary_fetches: int | None = None
@@ -201,7 +202,10 @@ class FakeProvider(Provider):
         return ProbeResult(True, f"{len(self.world.repos)} repositories visible")
 
     def iter_repositories(self, since=None) -> Iterator[list[RepoRecord]]:
-        repos = list(self.world.repos)
+        # ``since`` is a hint a provider may ignore; with ``honour_since`` the world answers like
+        # Bitbucket's ``q=updated_on > since`` (its timestamps must then be real ones).
+        honour = since is not None and self.world.honour_since
+        repos = [r for r in self.world.repos if not honour or r.updated_on > since]
         size = self.world.pagelen
         for page_number, start in enumerate(range(0, max(len(repos), 1), size)):
             failing = self.world.fail_after_pages

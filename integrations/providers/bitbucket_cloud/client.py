@@ -122,7 +122,10 @@ def cloud_error_message(response: httpx.Response) -> str:
         return response.text[:300].strip() or response.reason_phrase
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        parts = [error.get("message") or "", error.get("detail") or ""]
+        detail = error.get("detail") or ""
+        if isinstance(detail, dict):  # real 403s carry {required, granted} scopes here
+            detail = "; ".join(f"{key}: {value}" for key, value in detail.items())
+        parts = [str(error.get("message") or ""), str(detail)]
         return " — ".join(part for part in parts if part) or response.reason_phrase
     return response.reason_phrase
 

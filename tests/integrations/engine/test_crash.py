@@ -56,7 +56,11 @@ def snapshot() -> dict:
             "suggested": refs.get(row.suggested_entity_id),
             "candidates": sorted(refs[c["id"]] for c in row.match_candidates),
             "candidate_refs": sorted(c["ref"] for c in row.match_candidates),
-            "secondary_state": row.secondary_state,
+            # When a repository was last swept is wall-clock time, not catalog state.
+            "secondary_state": {
+                kind: {k: v for k, v in state.items() if k != "swept_at"}
+                for kind, state in row.secondary_state.items()
+            },
         }
     imports = sorted(
         (i.discovered.external_id, refs[i.entity_id], i.action, i.state)

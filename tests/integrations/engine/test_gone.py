@@ -18,10 +18,10 @@ def test_repository_removed_from_the_world_is_marked_gone_and_its_entity_kept(
         world.add_repo(f"svc-{index}")
     world.pagelen = 3
     integration = engine_integration(auto_import=True)
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     removed = world.repos.pop(4)
 
-    run = sync_ok(integration)
+    run = sync_ok(integration, full=True)
 
     assert run.gone == 1
     assert not run.flagged
@@ -30,7 +30,7 @@ def test_repository_removed_from_the_world_is_marked_gone_and_its_entity_kept(
     assert entity(removed.name).integration_links  # the catalog entity stays, still linked
 
     world.repos.append(removed)  # it comes back
-    back = sync_ok(integration)
+    back = sync_ok(integration, full=True)
     assert back.gone == 0
     assert discovered(integration, removed.name).state == DiscoveredState.IMPORTED
 
@@ -41,16 +41,16 @@ def test_half_vanishing_is_still_marked_but_more_than_half_is_flagged_and_marks_
     for index in range(8):
         world.add_repo(f"svc-{index}")
     integration = engine_integration()
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     kept = world.repos[:4]
     world.repos[:] = kept  # exactly 50 %: allowed
 
-    half = sync_ok(integration)
+    half = sync_ok(integration, full=True)
 
     assert (half.gone, half.flagged) == (4, False)
     world.repos[:] = world.repos[3:]  # 3 of the 4 still active vanish: 75 %
 
-    run = sync_ok(integration)
+    run = sync_ok(integration, full=True)
 
     assert run.flagged
     assert run.gone == 0
@@ -69,10 +69,10 @@ def test_more_than_half_vanishing_at_once_marks_nothing_and_flags_the_run(
     for index in range(10):
         world.add_repo(f"svc-{index}")
     integration = engine_integration()
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     del world.repos[:6]
 
-    run = sync_ok(integration)
+    run = sync_ok(integration, full=True)
 
     assert run.state == SyncState.SUCCEEDED
     assert run.flagged
@@ -86,14 +86,14 @@ def test_crashed_listing_marks_nothing_gone(world, engine_integration):
         world.add_repo(f"svc-{index}")
     world.pagelen = 2
     integration = engine_integration()
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     world.repos.pop()  # would be gone after a complete listing
     world.fail_after_pages = 2
 
-    run = sync(integration)
+    run = sync(integration, full=True)
 
     assert run.state == SyncState.FAILED
     assert "injected crash" in run.error
     assert DiscoveredEntity.objects.filter(state=DiscoveredState.GONE).count() == 0
     world.fail_after_pages = None
-    assert sync_ok(integration).gone == 1
+    assert sync_ok(integration, full=True).gone == 1

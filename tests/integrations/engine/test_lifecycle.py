@@ -262,9 +262,9 @@ def test_import_of_a_gone_record_is_refused(world, engine_integration):
     for name in ("a", "b", "c"):
         world.add_repo(name)
     integration = engine_integration()
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     world.repos.pop()
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     with pytest.raises(ImportRefused, match="no longer exists"):
         discovered_import(discovered=discovered(integration, "c"))
 

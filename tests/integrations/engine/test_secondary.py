@@ -240,11 +240,11 @@ def test_gone_repositories_are_not_fetched(world, make_integration):
     for index in range(4):
         world.add_repo(f"svc-{index}", prs=2)
     integration = make_integration(secondary_kinds=["pull_requests"])
-    sync_ok(integration)
+    sync_ok(integration, full=True)
     gone = world.repos.pop()
     world.add_pull_request(gone, 2, when=EPOCH + timedelta(days=9))
     gone.updated_on = EPOCH + timedelta(days=9)
-    run = sync_ok(integration)
+    run = sync_ok(integration, full=True)
     assert run.gone == 1
     assert run.pull_requests == 0
 
