@@ -232,23 +232,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        fields = [
-            "name",
-            "description",
-            "labels",
-            "scope",
-            "connector",
-            "target",
-            "registration",
-            "entity_kind",
-            "entity_type",
-            "secondary_kinds",
-            "update_frequency",
-            "start_date",
-            "auto_import",
-            "state",
-            "vanish_threshold",
-        ]
+        fields = list(services.INTEGRATION_SETTINGS)
 
     def clean(self) -> dict:
         data = super().clean()

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CORRELATION = [{"ingested": "name", "catalog": "metadata.name", "operator": "equals"}]
 DEFAULT_SECONDARY_KINDS = [choices.SecondaryKind.PULL_REQUESTS, choices.SecondaryKind.COMMITS]
 
-# Settings a caller may pass to integration_create / integration_update.
-INTEGRATION_FIELDS = {
+# Integration columns a caller may set (the admin form and the API serializer list these too).
+INTEGRATION_SETTINGS = (
     "name",
     "description",
     "labels",
@@ -45,10 +45,10 @@ INTEGRATION_FIELDS = {
     "auto_import",
     "state",
     "vanish_threshold",
-    "correlation",
-    "field_mappings",
     "full_sync_interval",
-}
+)
+# What integration_create / integration_update accept: the columns plus rules and mappings.
+INTEGRATION_FIELDS = {*INTEGRATION_SETTINGS, "correlation", "field_mappings"}
 
 
 @dataclass(frozen=True)

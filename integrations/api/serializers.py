@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.api.serializers import JSONObjectField
-from integrations import choices
+from integrations import choices, services
 from integrations.models import (
     Connector,
     DiscoveredEntity,
@@ -177,22 +177,8 @@ class IntegrationSerializer(serializers.ModelSerializer):
         model = Integration
         fields = [
             "id",
-            "name",
-            "description",
-            "labels",
-            "scope",
-            "connector",
+            *services.INTEGRATION_SETTINGS,
             "provider",
-            "target",
-            "registration",
-            "entity_kind",
-            "entity_type",
-            "secondary_kinds",
-            "update_frequency",
-            "start_date",
-            "auto_import",
-            "state",
-            "vanish_threshold",
             "correlation",
             "field_mappings",
             "last_sync_at",
