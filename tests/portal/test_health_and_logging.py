@@ -1,0 +1,60 @@
+import json
+import logging
+
+from django.test import override_settings
+
+from integrations.models import Connector
+from portal.logging import JsonFormatter
+
+
+def test_healthz_answers_without_a_database(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_database_broker_and_connector_health(client, db):
+    Connector.objects.create(
+        name="acme", provider="bitbucket_cloud", auth_kind="api_token", health="down"
+    )
+    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
+        response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "ready"
+    assert body["database"]["ok"] is True
+    assert body["broker"] == {"ok": True, "mode": "in-process"}
+    assert body["connectors"] == [
+        {"name": "acme", "provider": "bitbucket_cloud", "health": "down", "last_checked_at": None}
+    ]
+
+
+def test_readyz_is_unavailable_when_the_broker_is_unreachable(client, db, settings):
+    from portal.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    previous = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get("/readyz")
+    finally:
+        app.conf.broker_url = previous
+    assert response.status_code == 503
+    assert response.json()["broker"]["ok"] is False
+
+
+def test_json_log_lines_carry_the_extra_fields():
+    record = logging.makeLogRecord(
+        {
+            "name": "integrations.engine.sync",
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+            "msg": "integrations.sync.started",
+            "run_id": 7,
+            "integration_id": 3,
+        }
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["event"] == "integrations.sync.started"
+    assert line["run_id"] == 7 and line["integration_id"] == 3
+    assert line["level"] == "info"
