@@ -30,17 +30,18 @@ def test_readyz_reports_database_broker_and_connector_health(client, db):
 
 
 def test_readyz_is_unavailable_when_the_broker_is_unreachable(client, db, settings):
-    from portal.celery import app
-
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    previous = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get("/readyz")
-    finally:
-        app.conf.broker_url = previous
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["broker"]["ok"] is False
+
+
+def test_readyz_is_ready_with_a_reachable_redis_broker(client, db, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    body = client.get("/readyz").json()
+    assert body["broker"] == {"ok": True, "mode": "broker"}
 
 
 def test_json_log_lines_carry_the_extra_fields():
