@@ -4,7 +4,6 @@ import os
 import socket
 
 import pytest
-
 from django.test import override_settings
 
 from integrations.models import Connector
