@@ -168,6 +168,7 @@ def index_entities(queryset):
         "labels",
         "annotations",
         "links",
+        "metadata_extra",  # entity_document reads it: left out, each entity costs a query
         "spec",
         "etag",
         "integration_links",

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy
+from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy, ssl_context
+from integrations.outbound import OutboundAddressError, guarded_transport
 from integrations.providers.base import ProviderAuthError, RequestStats
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
@@ -16,7 +17,14 @@ REPOSITORIES_PAGELEN = 100
 PULL_REQUESTS_PAGELEN = 50
 COMMITS_PAGELEN = 100
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
-HOURLY_LIMIT = 1000
+HOURLY_LIMIT = 1000  # /2.0/repositories/* per credential and rolling hour (Atlassian's docs)
+REQUEST_TIMEOUT = 20.0
+TOKEN_TRIES = 3
+
+
+def retry_policy() -> RetryPolicy:
+    """The retries of every Bitbucket Cloud client (tests replace it with tiny delays)."""
+    return RetryPolicy()
 
 
 def _budget_key(secret: str) -> str:
@@ -40,6 +48,10 @@ class BasicCredential(Credential):
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
+
+
+class OAuthRefreshError(ProviderAuthError):
+    """The token endpoint refused to renew the OAuth access token (or could not be reached)."""
 
 
 class OAuthCredential(Credential):
@@ -74,6 +86,14 @@ class OAuthCredential(Credential):
             self.refresh()
         return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
 
+    def _client(self) -> httpx.Client:
+        """The token endpoint goes through the same outbound guard and TLS rules as the API."""
+        if self.http_client is None:
+            self.http_client = httpx.Client(
+                timeout=REQUEST_TIMEOUT, transport=guarded_transport(ssl_context())
+            )
+        return self.http_client
+
     def refresh(self) -> bool:
         refresh_token = self.tokens.get("refresh_token")
         data = (
@@ -81,25 +101,13 @@ class OAuthCredential(Credential):
             if refresh_token
             else {"grant_type": "client_credentials"}
         )
-        client = self.http_client or httpx.Client(timeout=20.0)
-        try:
-            response = client.post(
-                self.token_url, data=data, auth=(self.client_id, self.client_secret)
-            )
-        except httpx.HTTPError as exc:
-            message = f"Could not reach the OAuth token endpoint: {type(exc).__name__}"
-            self.on_failure(message)
-            raise ProviderAuthError(message) from exc
-        if response.status_code != 200:
-            try:
-                body = response.json()
-                reason = body.get("error_description") or body.get("error") or response.text
-            except ValueError:
-                reason = response.text[:200]
+        response = self._post(data)
+        body = _json_object(response)
+        if response.status_code != 200 or not body.get("access_token"):
+            reason = body.get("error_description") or body.get("error") or response.text[:200]
             message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
             self.on_failure(message)
-            raise ProviderAuthError(message, status=response.status_code)
-        body = response.json()
+            raise OAuthRefreshError(message, status=response.status_code)
         self.tokens = {
             "access_token": body["access_token"],
             "refresh_token": body.get("refresh_token", refresh_token),
@@ -107,6 +115,36 @@ class OAuthCredential(Credential):
         }
         self.store(self.tokens)
         return True
+
+    def _post(self, data: dict) -> httpx.Response:
+        """POST to the token endpoint; a network failure or 5xx is tried again a few times."""
+        problem = ""
+        for attempt in range(TOKEN_TRIES):
+            if attempt:
+                time.sleep(0.2 * attempt)
+            try:
+                response = self._client().post(
+                    self.token_url, data=data, auth=(self.client_id, self.client_secret)
+                )
+            except OutboundAddressError:
+                raise
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+                continue
+            if response.status_code < 500:
+                return response
+            problem = f"HTTP {response.status_code}"
+        message = f"Could not reach the OAuth token endpoint ({problem}): reconnect the connector"
+        self.on_failure(message)
+        raise OAuthRefreshError(message)
+
+
+def _json_object(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def bbql_time(value: datetime) -> str:
@@ -139,24 +177,37 @@ class BitbucketCloudClient:
         stats: RequestStats,
         hourly_limit: int | None = HOURLY_LIMIT,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ):
+        self.credentials = credentials
         self.http = ProviderHttp(
             base_url=base_url or DEFAULT_API_URL,
             credentials=credentials,
             stats=stats,
             budget=RequestBudget(hourly_limit),
-            retry=retry or RetryPolicy(),
+            retry=retry or retry_policy(),
+            timeout=timeout or REQUEST_TIMEOUT,
             error_message=cloud_error_message,
         )
 
     def close(self) -> None:
         self.http.close()
+        for credential in self.credentials:
+            client = getattr(credential, "http_client", None)
+            if client is not None:
+                client.close()
 
     def user(self) -> dict:
         return self.http.get_json("user")
 
     def workspace(self, workspace: str) -> dict:
         return self.http.get_json(f"workspaces/{workspace}")
+
+    def projects_page(self, workspace: str, *, pagelen: int = 1) -> dict:
+        return self.http.get_json(f"workspaces/{workspace}/projects", params={"pagelen": pagelen})
+
+    def repositories_page(self, workspace: str, *, pagelen: int = 1) -> dict:
+        return self.http.get_json(f"repositories/{workspace}", params={"pagelen": pagelen})
 
     def repository(self, workspace: str, slug: str) -> dict | None:
         return self.http.get_json(f"repositories/{workspace}/{slug}", not_found_ok=True)

@@ -20,14 +20,37 @@ from integrations.providers.base import (
 from integrations.providers.bitbucket_cloud import records
 from integrations.providers.bitbucket_cloud.client import (
     DEFAULT_API_URL,
+    HOURLY_LIMIT,
     BasicCredential,
     BearerCredential,
     BitbucketCloudClient,
     OAuthCredential,
+    OAuthRefreshError,
     bbql_time,
 )
 
 REQUIRED_SCOPES = ("project", "repository", "pullrequest")
+SCOPE_LABELS = {
+    "project": "Projects: Read",
+    "repository": "Repositories: Read",
+    "pullrequest": "Pull requests: Read",
+}
+APP_PASSWORDS_RETIRED = (
+    "Bitbucket retired app passwords on 2026-06-09 and refuses them now: switch this connector "
+    "to an API token (account e-mail + API token) or a workspace access token."
+)
+UNAUTHORIZED = {
+    AuthKind.WORKSPACE_ACCESS_TOKEN: "The access token was refused: it is wrong, expired or "
+    "revoked. Create a new one (Workspace settings → Access tokens).",
+    AuthKind.PROJECT_ACCESS_TOKEN: "The project access token was refused: it is wrong, expired "
+    "or revoked.",
+    AuthKind.REPOSITORY_ACCESS_TOKEN: "The repository access token was refused: it is wrong, "
+    "expired or revoked.",
+    AuthKind.API_TOKEN: "The account e-mail or API token was refused: check both (an API token "
+    "is used with the Atlassian account's e-mail, not the username).",
+    AuthKind.APP_PASSWORD: "The username or app password was refused. " + APP_PASSWORDS_RETIRED,
+    AuthKind.OAUTH_CONSUMER: "The OAuth access token was refused: reconnect the connector.",
+}
 PROPERTY_KEYS = (
     "uuid",
     "name",
@@ -69,9 +92,14 @@ class BitbucketCloudProvider(Provider):
         AuthKind.OAUTH_CONSUMER,
     )
     target_keys = ("workspace", "projects", "repository_pattern")
+    catalog_file = "catalog-info.yaml"
+    # A repository's catalog-info.yaml (``catalog_info``, read by the engine) comes first.
     default_field_mappings: ClassVar[dict[str, str]] = {
-        "metadata.description": "description",
-        "metadata.tags": "tags",
+        "metadata.description": "catalog_info.metadata.description || description",
+        "metadata.tags": "catalog_info.metadata.tags || tags",
+        "spec.owner": "catalog_info.spec.owner",
+        "spec.lifecycle": "catalog_info.spec.lifecycle",
+        "spec.system": "catalog_info.spec.system",
         'metadata.labels."bitbucket.org/project"': "project_key",
         'metadata.annotations."bitbucket.org/repo-url"': "url",
         'metadata.annotations."bitbucket.org/default-branch"': "default_branch",
@@ -82,7 +110,10 @@ class BitbucketCloudProvider(Provider):
         super().__init__(connector=connector, integration=integration)
         self.api_url = connector.base_url or DEFAULT_API_URL
         self.client = client or BitbucketCloudClient(
-            base_url=self.api_url, credentials=self._credentials(), stats=self.stats
+            base_url=self.api_url,
+            credentials=self._credentials(),
+            stats=self.stats,
+            hourly_limit=self._hourly_limit(),
         )
 
     # -- set-up ------------------------------------------------------------------------------
@@ -103,6 +134,15 @@ class BitbucketCloudProvider(Provider):
             except re.error as exc:
                 errors["repository_pattern"] = f"invalid regular expression: {exc}"
         return errors
+
+    def _hourly_limit(self) -> int:
+        """Requests per hour and credential: 1,000 by default; workspace access tokens of paid
+        plans get more (``config.requests_per_hour``, up to 10,000)."""
+        value = (self.connector.config or {}).get("requests_per_hour")
+        try:
+            return max(1, int(value)) if value else HOURLY_LIMIT
+        except (TypeError, ValueError):
+            return HOURLY_LIMIT
 
     def _credentials(self):
         connector = self.connector
@@ -155,32 +195,57 @@ class BitbucketCloudProvider(Provider):
     # -- probe ---------------------------------------------------------------------------------
 
     def probe(self) -> ProbeResult:
+        """Credentials, workspace access and each read scope, one small request apiece; the
+        message says what to fix."""
         workspace = self.workspace
+        details: dict = {"workspace": workspace}
+        step_scope: str | None = None
         try:
-            if workspace:
-                self.client.workspace(workspace)
-                self.client.http.get_json(f"repositories/{workspace}", params={"pagelen": 1})
-            else:
+            if not workspace:
                 self.client.user()
-        except ProviderNotFound:
-            return ProbeResult(False, f"No workspace named {workspace!r} (or it is not visible)")
-        except ProviderAuthError as exc:
-            if exc.status == 403:
-                return ProbeResult(
-                    False,
-                    f"{exc.message}. The credential needs the scopes "
-                    f"{', '.join(REQUIRED_SCOPES)} (read).",
-                )
+                return ProbeResult(True, "Connected (no workspace chosen yet)", details)
+            self.client.workspace(workspace)
+            step_scope = "project"
+            self.client.projects_page(workspace)
+            step_scope = "repository"
+            page = self.client.repositories_page(workspace)
+            details["repositories"] = page.get("size")
+            first = next(iter(page.get("values") or []), None)
+            if first is not None:
+                step_scope = "pullrequest"
+                slug = first.get("uuid") or first.get("slug")
+                next(self.client.pull_request_pages(workspace, slug, q=None, pagelen=1), None)
+        except OAuthRefreshError as exc:
+            return ProbeResult(False, exc.message, details)
+        except ProviderNotFound as exc:
+            if step_scope == "pullrequest":  # the repository went between two requests
+                return ProbeResult(False, exc.message, details)
             return ProbeResult(
                 False,
-                f"{exc.message}. Check the token (or the username/app password or email/API "
-                "token): it was refused.",
+                f"No workspace {workspace!r} is visible to this connector: check the workspace "
+                "slug (a workspace access token only sees its own workspace).",
+                details,
             )
+        except ProviderAuthError as exc:
+            if exc.status == 403 and step_scope:
+                details["missing_scope"] = step_scope
+                needed = ", ".join(SCOPE_LABELS[scope] for scope in REQUIRED_SCOPES)
+                return ProbeResult(
+                    False,
+                    f"The credential lacks the scope {step_scope} ({SCOPE_LABELS[step_scope]}). "
+                    f"Lantern needs {needed}.",
+                    details,
+                )
+            if exc.status == 401:
+                return ProbeResult(
+                    False, UNAUTHORIZED.get(self.connector.auth_kind, exc.message), details
+                )
+            return ProbeResult(False, exc.message, details)
         except ProviderError as exc:
-            return ProbeResult(False, exc.message)
-        return ProbeResult(
-            True, f"Connected to workspace {workspace}" if workspace else "Connected"
-        )
+            return ProbeResult(False, exc.message, details)
+        count = details.get("repositories")
+        seen = f" ({count} repositories visible)" if count is not None else ""
+        return ProbeResult(True, f"Connected to workspace {workspace}{seen}", details)
 
     # -- repositories --------------------------------------------------------------------------
 
@@ -196,6 +261,11 @@ class BitbucketCloudProvider(Provider):
     def _wanted(self, record: RepoRecord) -> bool:
         pattern = self.target.get("repository_pattern")
         return not pattern or re.search(pattern, record.data["name"]) is not None
+
+    def in_target(self, record: RepoRecord) -> bool:
+        projects = self.target.get("projects") or []
+        in_projects = not projects or record.data.get("project_key") in projects
+        return in_projects and self._wanted(record)
 
     def iter_repositories(self, since: datetime | None = None) -> Iterator[list[RepoRecord]]:
         sort = "-updated_on" if since is not None else None
@@ -219,6 +289,9 @@ class BitbucketCloudProvider(Provider):
     def iter_pull_requests(
         self, repo, *, since=None, until=None, limit
     ) -> Iterator[PullRequestRecord]:
+        data = repo.data if isinstance(repo, RepoRecord) else repo
+        if limit <= 0 or ("default_branch" in data and not data["default_branch"]):
+            return  # an empty repository has no branches, so no pull requests
         clauses = []
         if since is not None:
             clauses.append(f"updated_on > {bbql_time(since)}")
@@ -263,6 +336,11 @@ class BitbucketCloudProvider(Provider):
 
     def ensure_webhook(self, url: str, secret: str, events: list[str]) -> None:
         raise NotImplementedError("Webhook registration arrives with the webhooks feature")
+
+    def parse_webhook(self, headers, body):
+        from .webhooks import parse_webhook
+
+        return parse_webhook(headers, body)
 
     @classmethod
     def properties(cls, data: dict) -> dict:

@@ -1,5 +1,6 @@
 """Bitbucket Cloud payloads → Lantern records (no Django, no HTTP)."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,13 @@ def parse_time(value: Any) -> datetime | None:
 def _href(links: Any, name: str) -> str:
     link = (links or {}).get(name) if isinstance(links, dict) else None
     return link.get("href", "") if isinstance(link, dict) else ""
+
+
+def tag(value: str) -> str:
+    """A Backstage-valid tag from a language name (``Visual Basic`` → ``visual-basic``); ``""``
+    when nothing valid is left."""
+    text = re.sub(r"[^a-z0-9:+#]+", "-", value.strip().lower()).strip("-")
+    return text[:63].rstrip("-")
 
 
 def repository_record(raw: dict) -> RepoRecord:
@@ -54,7 +62,8 @@ def repository_record(raw: dict) -> RepoRecord:
         "clone_https": clone.get("https", ""),
         "clone_ssh": clone.get("ssh", ""),
         "source_location": f"url:{url}/src/{default_branch}/" if url and default_branch else "",
-        "tags": [raw["language"].lower()] if raw.get("language") else [],
+        # Bitbucket Cloud repositories have no topics: the language is their one tag.
+        "tags": [t for t in [tag(raw.get("language") or "")] if t],
     }
     return RepoRecord(
         external_id=data["uuid"],
