@@ -53,7 +53,9 @@ def demo(args: list[str]) -> None:
     run(*manage, "demo_setup")
     address = args[0] if args else "127.0.0.1:8000"
     print(f"Lantern is starting on http://{address}/ (admin: /admin/, API: /api/docs/)")
-    os.execv(str(PYTHON), [str(PYTHON), "manage.py", "runserver", "--noreload", address])  # noqa: S606
+    # --insecure: runserver serves the static files (stylesheet, script) without DEBUG too.
+    server = [str(PYTHON), "manage.py", "runserver", "--noreload", "--insecure", address]
+    os.execv(str(PYTHON), server)  # noqa: S606
 
 
 def test(args: list[str]) -> None:

@@ -47,7 +47,12 @@ URL_FIELD_OVERRIDES = {models.URLField: {"assume_scheme": "https"}}
 
 
 def _provider_choices() -> list[tuple[str, str]]:
-    return [(key, cls.name) for key, cls in sorted(registry.all_providers().items())]
+    """Every registered provider; one behind a feature flag that is off says so."""
+    choices_ = []
+    for key, cls in sorted(registry.all_providers().items()):
+        enabled, _ = cls.is_enabled()
+        choices_.append((key, cls.name if enabled else f"{cls.name} (not enabled)"))
+    return choices_
 
 
 # Connectors
@@ -103,7 +108,10 @@ class ConnectorAdminForm(forms.ModelForm):
         # What services.connector_create/_update check, as form errors.
         try:
             services.connector_validate(
-                provider=provider_key, auth_kind=auth_kind, secrets=data.get("new_secrets")
+                provider=provider_key,
+                auth_kind=auth_kind,
+                secrets=data.get("new_secrets"),
+                ca_pem=data.get("ca_pem") or "",
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
@@ -262,9 +270,10 @@ class IntegrationAdminForm(forms.ModelForm):
             self.add_error("target", "Must be a JSON object.")
             return data
         try:
-            provider_class = registry.get(connector.provider)
-        except registry.UnknownProvider as exc:
-            self.add_error("connector", str(exc))
+            provider_class = services.provider_class_get(connector.provider, "connector")
+        except ValidationError as exc:  # unknown, or behind a feature flag that is off
+            for message in exc.message_dict.get("connector", exc.messages):
+                self.add_error("connector", message)
             return data
         for key, message in provider_class.validate_target(target).items():
             self.add_error("target", f"{key}: {message}")

@@ -12,3 +12,10 @@ class IntegrationsConfig(AppConfig):
 
         builtin.register_all()
         refresh_handler_register(entity_refresh_from_source)
+
+        from catalog.views import EntityTab, entity_tab_register
+
+        entity_tab_register(
+            EntityTab("pull-requests", "Pull requests", "integrations-entity:pull-requests")
+        )
+        entity_tab_register(EntityTab("commits", "Commits", "integrations-entity:commits"))

@@ -73,6 +73,21 @@ class SyncMode(models.TextChoices):
     REPOSITORY = "repository", "One repository"
 
 
+class WebhookRegistration(models.TextChoices):
+    REGISTERED = "registered", "Registered on the provider"
+    MANUAL = "manual", "Set up by hand"
+    FAILED = "failed", "Registration failed"
+
+
+class WebhookOutcome(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSED = "processed", "Processed"
+    FAILED = "failed", "Failed"
+    IGNORED = "ignored", "Ignored"
+    SKIPPED = "skipped", "Skipped"
+    REJECTED = "rejected", "Rejected"
+
+
 class SyncState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"

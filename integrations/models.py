@@ -88,6 +88,13 @@ class Integration(models.Model):
         default=0.5, help_text="Largest share of records that may vanish in one run"
     )
     webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    # Whether Lantern registered its hook on the provider, or why a person must do it.
+    webhook_registration = models.CharField(
+        max_length=12, choices=choices.WebhookRegistration.choices, blank=True, editable=False
+    )
+    webhook_registration_detail = models.TextField(blank=True, editable=False)
+    # Deliveries refused before anything was stored (bad signature, oversized body).
+    webhook_rejected_count = models.PositiveIntegerField(default=0, editable=False)
     full_sync_interval = models.PositiveIntegerField(
         default=1440,
         help_text="Minutes between full listings (deletions, renames) and PR sweeps",
@@ -129,6 +136,12 @@ class Integration(models.Model):
     @property
     def is_enabled(self) -> bool:
         return self.state == choices.IntegrationState.ENABLED
+
+    @property
+    def webhook_url(self) -> str:
+        """Where the provider posts deliveries (by id, so renaming never breaks it)."""
+        base = settings.LANTERN_PUBLIC_URL.rstrip("/")
+        return f"{base}/webhooks/{self.provider.replace('_', '-')}/{self.pk}"
 
 
 class CorrelationRule(models.Model):
@@ -341,14 +354,26 @@ class SyncRun(models.Model):
 
 
 class WebhookDelivery(models.Model):
+    """One signed delivery from the provider, recorded once per provider delivery id.
+
+    The payload itself is not kept: it is only a hint of which repository changed, and the task
+    re-reads that repository from the API.
+    """
+
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="webhook_deliveries"
     )
     delivery_id = models.CharField(max_length=200)
     event = models.CharField(max_length=100)
+    repository_external_id = models.CharField(max_length=200, blank=True)
+    repository_name = models.CharField(max_length=255, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=30, default="received")
+    outcome = models.CharField(
+        max_length=30,
+        choices=choices.WebhookOutcome.choices,
+        default=choices.WebhookOutcome.QUEUED,
+    )
     detail = models.TextField(blank=True)
 
     class Meta:
@@ -359,6 +384,14 @@ class WebhookDelivery(models.Model):
                 fields=["integration", "delivery_id"], name="webhook_delivery_unique"
             )
         ]
+        indexes = [
+            models.Index(fields=["integration", "-received_at"], name="webhook_delivery_recent")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event} {self.delivery_id}"
+
+    @property
+    def latency(self):
+        """Time from receipt to the end of processing (``None`` while queued)."""
+        return self.processed_at - self.received_at if self.processed_at else None

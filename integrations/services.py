@@ -6,6 +6,7 @@ import secrets as secrets_module
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -22,6 +23,8 @@ from integrations.models import (
     Integration,
 )
 from integrations.providers import registry
+from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
+from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +219,8 @@ def integration_create(*, connector: Connector, name: str, **values) -> Integrat
     _apply_rules(integration, rules)
     _apply_mappings(integration, mappings)
     logger.info("integrations.integration.created", extra={"integration_id": integration.pk})
+    if integration.is_enabled:
+        _webhook_task("webhook_register", integration.pk)
     return integration
 
 
@@ -255,9 +260,22 @@ def integration_update(*, integration: Integration, **values) -> Integration:
     return integration
 
 
+def _webhook_task(name: str, *args) -> None:
+    """Enqueue a webhook (un)registration after commit, when automatic registration is on."""
+    if not settings.LANTERN_WEBHOOKS_AUTO_REGISTER:
+        return
+    from integrations import tasks
+
+    task = getattr(tasks, name)
+    transaction.on_commit(lambda: task.delay(*args))
+
+
 def integration_suspend(*, integration: Integration) -> Integration:
     integration.state = choices.IntegrationState.SUSPENDED
     integration.save(update_fields=["state", "updated_at"])
+    _webhook_task(
+        "webhook_unregister", integration.connector_id, integration.target, integration.webhook_url
+    )
     return integration
 
 
@@ -265,6 +283,7 @@ def integration_resume(*, integration: Integration) -> Integration:
     integration.state = choices.IntegrationState.ENABLED
     integration.next_sync_at = timezone.now()
     integration.save(update_fields=["state", "next_sync_at", "updated_at"])
+    _webhook_task("webhook_register", integration.pk)
     return integration
 
 
@@ -276,6 +295,9 @@ def integration_delete(*, integration: Integration) -> None:
         ImportedEntity.objects.filter(integration=integration).values_list("entity_id", flat=True)
     )
     integration_id = integration.pk
+    _webhook_task(
+        "webhook_unregister", integration.connector_id, integration.target, integration.webhook_url
+    )
     integration.delete()
     entities_ingested_rebuild(entity_ids=set(entity_ids))
     logger.info("integrations.integration.deleted", extra={"integration_id": integration_id})
@@ -294,14 +316,32 @@ SECRET_KEYS_BY_AUTH = {
 }
 
 
-def connector_validate(*, provider: str, auth_kind: str, secrets: dict | None = None):
-    """Check a connector's provider, auth kind and secret names; returns the provider class.
+def connector_validate(
+    *, provider: str, auth_kind: str, secrets: dict | None = None, ca_pem: str = ""
+):
+    """Check a connector's provider, auth kind, secret names and private CA; returns the
+    provider class.
 
     The admin form and ``apply_config`` call this too, so every path refuses the same things.
     """
     provider_class = provider_class_get(provider)
     _auth_validate(provider_class, auth_kind, secrets)
+    ca_pem_check(ca_pem)
     return provider_class
+
+
+# -- private CA (Data Center) ------------------------------------------------------------------
+
+
+def ca_pem_check(ca_pem: str) -> None:
+    """A connector's private CA is accepted only as valid CA certificates (at most 64 KiB, CA
+    constraint, not expired); the ValidationError on ``ca_pem`` gives the reason."""
+    if not ca_pem:
+        return
+    try:
+        ca_pem_validate(ca_pem)
+    except CertificateError as exc:
+        raise ValidationError({"ca_pem": str(exc)}) from exc
 
 
 def _auth_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
@@ -332,7 +372,7 @@ def connector_create(
     ca_pem: str = "",
     scope=None,
 ) -> Connector:
-    connector_validate(provider=provider, auth_kind=auth_kind, secrets=secrets)
+    connector_validate(provider=provider, auth_kind=auth_kind, secrets=secrets, ca_pem=ca_pem)
     if Connector.objects.filter(name=name).exists():
         raise ValidationError({"name": f"A connector named {name!r} already exists"})
     connector = Connector(
@@ -359,6 +399,7 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
         raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
     auth_kind = values.get("auth_kind", connector.auth_kind)
     _auth_validate(registry.get(connector.provider), auth_kind, secrets)
+    ca_pem_check(values.get("ca_pem") or "")
     if auth_kind != connector.auth_kind and secrets is None:
         raise ValidationError(
             {"secrets": f"Changing the auth kind to {auth_kind} needs its secrets as well"}
@@ -389,3 +430,84 @@ def connector_delete(*, connector: Connector) -> None:
             "integrations or move them to another connector first"
         )
     connector.delete()
+
+
+def connector_test(*, connector: Connector, target: dict | None = None) -> ProbeResult:
+    """Probe a connector (for a target such as ``{"workspace": ...}``): credentials and
+    reachability. A saved connector's health is recorded. Returns the provider's ProbeResult."""
+    provider_class = provider_class_get(connector.provider, "connector")
+    integration = Integration(connector=connector, provider=connector.provider)
+    integration.target = target or {}
+    try:
+        result = provider_class(connector=connector, integration=integration).probe()
+    except ProviderError as exc:
+        result = ProbeResult(False, exc.message)
+    if connector.pk:
+        Connector.objects.filter(pk=connector.pk).update(
+            health=choices.Health.UP if result.ok else choices.Health.DOWN,
+            last_error="" if result.ok else result.message,
+            last_checked_at=timezone.now(),
+        )
+    logger.info(
+        "integrations.connector.tested",
+        extra={"connector_id": connector.pk, "ok": result.ok},
+    )
+    return result
+
+
+# --- webhook registration -------------------------------------------------------------------
+
+
+def integration_webhook_register(*, integration: Integration) -> str:
+    """Register (or bring up to date) the integration's hook on the provider and record the
+    outcome: ``registered``; ``manual`` when the provider or the credential cannot (the
+    integration page then shows URL, secret and events to set up by hand); ``failed``."""
+    provider = registry.for_integration(integration)
+    try:
+        provider.ensure_webhook(integration.webhook_url, integration.webhook_secret)
+    except NotImplementedError as exc:
+        outcome, detail = choices.WebhookRegistration.MANUAL, str(exc)
+    except ProviderAuthError as exc:
+        outcome = choices.WebhookRegistration.MANUAL
+        detail = (
+            f"{exc.message}. Add the webhook by hand, or give the credential the webhook scope."
+        )
+    except ProviderError as exc:
+        outcome, detail = choices.WebhookRegistration.FAILED, exc.message
+    else:
+        outcome, detail = choices.WebhookRegistration.REGISTERED, ""
+    Integration.objects.filter(pk=integration.pk).update(
+        webhook_registration=outcome, webhook_registration_detail=detail[:2000]
+    )
+    logger.info(
+        "integrations.webhook.registration",
+        extra={"integration_id": integration.pk, "outcome": outcome},
+    )
+    return outcome
+
+
+def integration_webhook_unregister(*, connector: Connector, target: dict, url: str) -> int:
+    """Remove the hooks posting to ``url`` (after suspend or delete); best effort."""
+    shell = Integration(connector=connector, provider=connector.provider, target=target)
+    provider = registry.get(connector.provider)(connector=connector, integration=shell)
+    try:
+        return provider.remove_webhook(url)
+    except (NotImplementedError, ProviderError) as exc:
+        logger.warning(
+            "integrations.webhook.unregister_failed", extra={"url": url, "error": str(exc)}
+        )
+        return 0
+
+
+@transaction.atomic
+def integration_webhook_secret_rotate(*, integration: Integration) -> Integration:
+    """A new secret on the provider and in Lantern together: the hook is updated first, so the
+    provider never signs with a secret Lantern does not know."""
+    previous = integration.webhook_secret
+    integration.webhook_secret = secrets_module.token_urlsafe(32)
+    integration.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+    if integration_webhook_register(integration=integration) == choices.WebhookRegistration.FAILED:
+        integration.webhook_secret = previous
+        integration.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+        raise ValidationError({"webhook": "The provider refused the new secret; nothing changed"})
+    return integration

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.choices import IntegrationState, SyncTrigger
+from integrations.engine import targeted
 from integrations.engine.sync import integration_sync
 from integrations.models import Integration
 
@@ -35,3 +36,54 @@ def enqueue_due_integrations() -> int:
 def sync_enqueue(*, integration_id: int, trigger: str) -> None:
     """Enqueue a sync once the current transaction commits."""
     transaction.on_commit(lambda: sync_integration.delay(integration_id, trigger))
+
+
+# A delivery deferred behind a running sync is tried again at most this many times (the time
+# limit, targeted.DEFER_WINDOW, normally ends it first).
+WEBHOOK_MAX_DEFERRALS = 200
+
+
+@shared_task(name="integrations.webhook_delivery_process", acks_late=True)
+def webhook_delivery_process(delivery_id: int, deferrals: int = 0) -> str:
+    """Refresh the repository a webhook delivery names; waits (re-enqueued with a countdown)
+    while another sync holds the integration. In-process tasks cannot wait, so they don't."""
+    may_defer = not webhook_delivery_process.app.conf.task_always_eager
+    result = targeted.webhook_delivery_process(
+        delivery_id=delivery_id, may_defer=may_defer and deferrals < WEBHOOK_MAX_DEFERRALS
+    )
+    if result.retry_in is not None:
+        logger.info(
+            "integrations.webhook.deferred",
+            extra={"delivery_id": delivery_id, "retry_in": round(result.retry_in, 1)},
+        )
+        webhook_delivery_process.apply_async(
+            (delivery_id, deferrals + 1), countdown=result.retry_in
+        )
+    return result.outcome
+
+
+def webhook_delivery_enqueue(*, delivery_id: int) -> None:
+    """Enqueue the processing of a recorded delivery once the current transaction commits (a
+    failure to enqueue is logged, not raised: the delivery is recorded, the sync catches up)."""
+    transaction.on_commit(lambda: webhook_delivery_process.delay(delivery_id), robust=True)
+
+
+@shared_task(name="integrations.webhook_register")
+def webhook_register(integration_id: int) -> str:
+    from integrations import services
+
+    integration = Integration.objects.select_related("connector").filter(pk=integration_id).first()
+    if integration is None or not integration.is_enabled:
+        return ""
+    return services.integration_webhook_register(integration=integration)
+
+
+@shared_task(name="integrations.webhook_unregister")
+def webhook_unregister(connector_id: int, target: dict, url: str) -> int:
+    from integrations import services
+    from integrations.models import Connector
+
+    connector = Connector.objects.filter(pk=connector_id).first()
+    if connector is None:
+        return 0
+    return services.integration_webhook_unregister(connector=connector, target=target, url=url)

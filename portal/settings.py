@@ -61,6 +61,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.layout",
             ],
         },
     },
@@ -121,6 +122,8 @@ SPECTACULAR_SETTINGS = {
 # Catalog: reading the API needs an authenticated user unless this is on.
 LANTERN_CATALOG_ANONYMOUS_READ = env_bool("LANTERN_CATALOG_ANONYMOUS_READ", False)
 LANTERN_PUBLIC_URL = env_str("LANTERN_PUBLIC_URL", "http://127.0.0.1:8000")
+# Register each enabled integration's webhook on the provider (and remove it on suspend/delete).
+LANTERN_WEBHOOKS_AUTO_REGISTER = env_bool("LANTERN_WEBHOOKS_AUTO_REGISTER", True)
 LANTERN_ENCRYPTION_KEY = env_str("LANTERN_ENCRYPTION_KEY", "")
 BITBUCKET_DC_ENABLED = env_bool("BITBUCKET_DC_ENABLED", False)
 LANTERN_OUTBOUND_ALLOWLIST = env_list("LANTERN_OUTBOUND_ALLOWLIST", [])

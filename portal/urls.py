@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from integrations import webhooks
+from integrations.urls import entity_tab_patterns
 from portal import health, views
 
 urlpatterns = [
@@ -10,8 +12,23 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("catalog/", include("catalog.urls")),
+    path("catalog/", include(entity_tab_patterns)),
+    path("integrations/", include("integrations.urls")),
     path("api/catalog/", include("catalog.api.urls")),
     path("api/integrations/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "webhooks/bitbucket-cloud/<int:integration_id>",
+        webhooks.webhook_receive,
+        {"provider": "bitbucket_cloud"},
+        name="webhook-bitbucket-cloud",
+    ),
+    path(
+        "webhooks/bitbucket-dc/<int:integration_id>",
+        webhooks.webhook_receive,
+        {"provider": "bitbucket_dc"},
+        name="webhook-bitbucket-dc",
+    ),
 ]

@@ -1,9 +1,17 @@
 from django.db.models import Count
 from django.shortcuts import render
 
-from catalog.models import Entity
+from catalog.selectors import entities_visible
 
 
 def home(request):
-    kinds = Entity.objects.values("kind").annotate(count=Count("pk")).order_by("kind")
+    """Entity counts per kind (of what the user may see) and where to go next."""
+    kinds = []
+    if request.user.is_authenticated:
+        kinds = (
+            entities_visible(user=request.user)
+            .values("kind")
+            .annotate(count=Count("pk"))
+            .order_by("kind")
+        )
     return render(request, "portal/home.html", {"kinds": kinds})

@@ -53,3 +53,9 @@ def celery_tasks_in_process():
 
 
 from tests.sandbox.fixtures import cloud_sandbox, make_cloud_sandbox  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def no_automatic_webhook_registration(settings):
+    """Registration talks to the provider; the tests that check it switch it back on."""
+    settings.LANTERN_WEBHOOKS_AUTO_REGISTER = False

@@ -6,7 +6,6 @@ call. Outputs never carry a secret: connectors say ``has_secrets``, integrations
 webhook secret.
 """
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,6 +18,7 @@ from integrations.models import (
     ImportedEntity,
     Integration,
     SyncRun,
+    WebhookDelivery,
 )
 from integrations.selectors import connectors_visible, scopes_assignable
 
@@ -184,6 +184,8 @@ class IntegrationSerializer(serializers.ModelSerializer):
             "last_sync_at",
             "next_sync_at",
             "webhook_url",
+            "webhook_registration",
+            "webhook_registration_detail",
             "counts",
             "created_at",
             "updated_at",
@@ -202,8 +204,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
         return {m.catalog_path: m.expression for m in integration.field_mappings.all()}
 
     def get_webhook_url(self, integration: Integration) -> str:
-        base = settings.LANTERN_PUBLIC_URL.rstrip("/")
-        return f"{base}/webhooks/{integration.provider.replace('_', '-')}/{integration.pk}"
+        return integration.webhook_url
 
     @extend_schema_field(IntegrationCountsSerializer)
     def get_counts(self, integration: Integration) -> dict:
@@ -369,6 +370,29 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "error",
         ]
         read_only_fields = fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    latency_ms = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "delivery_id",
+            "event",
+            "repository_name",
+            "received_at",
+            "processed_at",
+            "outcome",
+            "detail",
+            "latency_ms",
+        ]
+        read_only_fields = fields
+
+    def get_latency_ms(self, delivery: WebhookDelivery) -> int | None:
+        latency = delivery.latency
+        return round(latency.total_seconds() * 1000) if latency is not None else None
 
 
 class QueuedSerializer(serializers.Serializer):

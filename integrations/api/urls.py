@@ -28,6 +28,11 @@ urlpatterns = [
         name="imported-unlink",
     ),
     path("<int:pk>/runs", views.SyncRunListApi.as_view(), name="runs"),
+    path(
+        "<int:pk>/webhooks/deliveries",
+        views.WebhookDeliveryListApi.as_view(),
+        name="webhook-deliveries",
+    ),
     path("connectors", connector_list, name="connectors"),
     path("connectors/<int:pk>", connector_detail, name="connector"),
 ]

@@ -503,3 +503,19 @@ class SyncRunListApi(IntegrationReadListApi):
 
     def get_queryset(self):
         return runs_list(integration=self.get_integration())
+
+
+class WebhookDeliveryListApi(IntegrationReadListApi):
+    """The delivery log: time, event, repository, outcome, latency (newest first)."""
+
+    serializer_class = s.WebhookDeliverySerializer
+
+    @extend_schema(
+        operation_id="integrations_webhook_deliveries_list",
+        responses={200: s.WebhookDeliverySerializer(many=True), **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return self.get_integration().webhook_deliveries.order_by("-received_at", "-pk")

@@ -75,9 +75,25 @@ class CommitRecord:
     raw: dict = field(default_factory=dict, repr=False)
 
 
+class WebhookPayloadError(ValueError):
+    """A delivery (already verified) whose body or headers cannot be understood; the message is
+    safe to send back to the provider."""
+
+
+@dataclass(frozen=True)
+class RefChange:
+    """One ref a push moved. ``old`` is ``None`` for a new ref, ``new`` for a deleted one (Data
+    Center's all-zero hashes become ``None`` here, so they never reach an API call)."""
+
+    ref: str
+    old: str | None
+    new: str | None
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
-    """A verified delivery, reduced to what the engine acts on."""
+    """A verified delivery, reduced to what the engine acts on: a hint of which repository
+    changed (the engine re-reads it from the API; the payload may be stale or reordered)."""
 
     event: str
     delivery_id: str
@@ -85,6 +101,8 @@ class WebhookEvent:
     repository_name: str | None = None
     ignored: bool = False
     payload: dict = field(default_factory=dict, repr=False)
+    pull_request_id: str | None = None
+    refs: tuple[RefChange, ...] = ()
 
 
 @dataclass
@@ -137,7 +155,14 @@ class Provider:
         raise NotImplementedError
 
     def get_repository(self, external_id: str, name: str | None = None) -> RepoRecord | None:
+        """One repository by external id (or name, when the id is unknown); ``None`` when the
+        provider answers that it does not exist."""
         raise NotImplementedError
+
+    def in_target(self, record: RepoRecord) -> bool:
+        """Whether a repository read on its own (a webhook's) is one the integration's target
+        selects — the filters ``iter_repositories`` applies (projects, name pattern)."""
+        return True
 
     def iter_pull_requests(
         self,
@@ -165,8 +190,13 @@ class Provider:
     def read_file(self, repo: RepoRecord | dict, path: str) -> bytes | None:
         raise NotImplementedError
 
-    def ensure_webhook(self, url: str, secret: str, events: list[str]) -> None:
-        raise NotImplementedError
+    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
+        """Register (or update: events, secret) the integration's hook on the provider."""
+        raise NotImplementedError(f"{self.name} cannot register webhooks")
+
+    def remove_webhook(self, url: str) -> int:
+        """Delete the hooks posting to ``url``; returns how many."""
+        raise NotImplementedError(f"{self.name} cannot remove webhooks")
 
     def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:
         raise NotImplementedError

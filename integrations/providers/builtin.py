@@ -11,6 +11,7 @@ from integrations.providers import registry
 
 BUILTIN_PROVIDERS: list[str] = [
     "integrations.providers.bitbucket_cloud.provider.BitbucketCloudProvider",
+    "integrations.providers.bitbucket_dc.provider.BitbucketDataCenterProvider",
 ]
 
 

@@ -2,9 +2,12 @@
 
 Real HTTP (``ThreadingHTTPServer``, HTTP/1.1 keep-alive) so the product's own client, retries and
 connection handling are exercised unchanged; ``stop()`` or the context manager shuts it down.
+The Data Center sandbox (``kind="dc"``) serves HTTPS only, with a certificate from a private CA
+it generates (``.ca_pem`` is what a client must trust).
 """
 
 import logging
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,7 +24,11 @@ def _api_class(kind: str) -> Any:
         from integrations.sandbox.cloud import CloudApi
 
         return CloudApi
-    raise ValueError(f"Unknown sandbox kind {kind!r} (known: cloud)")
+    if kind == "dc":
+        from integrations.sandbox.datacenter import DataCenterApi
+
+        return DataCenterApi
+    raise ValueError(f"Unknown sandbox kind {kind!r} (known: cloud, dc)")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,19 +92,65 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
 
-class SandboxServer:
-    """``kind="cloud"``: Bitbucket Cloud REST 2.0 plus OAuth and the ``/_sandbox`` control API."""
+class _TlsServer(_Server):
+    """TLS on each accepted connection; the handshake happens in the connection's own thread
+    (on first read), so a client that stalls or refuses the certificate blocks nobody else."""
 
-    def __init__(self, world: World, kind: str = "cloud", **options: Any):
+    ssl_context: ssl.SSLContext
+
+    def get_request(self):
+        sock, address = super().get_request()
+        wrapped = self.ssl_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, address
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that does not trust the CA closes the handshake: expected in tests.
+        logger.debug("integrations.sandbox.connection_failed", exc_info=True)
+
+
+class SandboxServer:
+    """``kind="cloud"``: Bitbucket Cloud REST 2.0 plus OAuth and the ``/_sandbox`` control API;
+    ``kind="dc"``: Bitbucket Data Center REST 1.0 over HTTPS (``tls`` to bring a certificate)."""
+
+    def __init__(self, world: World, kind: str = "cloud", *, tls=None, **options: Any):
         self.world = world
         self.kind = kind
         self.api = _api_class(kind)(world, **options)
+        self.tls = tls
+        if kind == "dc" and tls is None:
+            from integrations.sandbox.tls import sandbox_tls
+
+            self.tls = sandbox_tls()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def ca_pem(self) -> str:
+        """The private CA that signed the server's certificate (HTTPS sandboxes only)."""
+        if self.tls is None:
+            raise AttributeError("This sandbox serves plain HTTP")
+        return self.tls.ca_pem
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "SandboxServer":
         handler = type("SandboxHandler", (_Handler,), {"api": self.api})
-        self._httpd = _Server((host, port), handler)
+        if self.tls is not None:
+            self._httpd = _TlsServer((host, port), handler, bind_and_activate=False)
+            self._httpd.ssl_context = self.tls.server_context()
+            try:
+                self._httpd.server_bind()
+                self._httpd.server_activate()
+            except OSError:
+                self._httpd.server_close()
+                self._httpd = None
+                raise
+        else:
+            self._httpd = _Server((host, port), handler)
         self.api.start(self.url)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -113,11 +166,14 @@ class SandboxServer:
         if self._httpd is None:
             raise RuntimeError("The sandbox is not started")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     @property
     def api_url(self) -> str:
-        """What a client takes as its base URL (``https://api.bitbucket.org/2.0`` for real)."""
+        """The REST base (``https://api.bitbucket.org/2.0`` for real; ``{instance}/rest/api/1.0``
+        on Data Center, whose connectors take the instance URL, :attr:`url`)."""
+        if self.kind == "dc":
+            return f"{self.url}/rest/api/1.0"
         return f"{self.url}/2.0"
 
     def serve_forever(self) -> None:

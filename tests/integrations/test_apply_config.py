@@ -15,6 +15,7 @@ from integrations.config import ConfigError, config_apply, config_load
 from integrations.models import Connector, Integration
 from integrations.providers import registry
 from tests.integrations.fake_provider import FakeProvider
+from tests.integrations.test_private_ca import certificate_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -411,7 +412,7 @@ def test_an_auth_kind_the_provider_does_not_support_is_refused(fake_provider, wr
 
 def test_ca_pem_file_is_read_relative_to_the_yaml_file(token_provider, write, monkeypatch):
     monkeypatch.setenv("T", "x")
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    pem = certificate_pem(ca=True)  # a valid CA: connectors refuse anything else
     write(pem, name="ca.pem")
     path = write(
         """

@@ -62,3 +62,57 @@ def cloud_sandbox():
     client's base URL, ``.world`` the data, ``.api`` the faults, limits and logs."""
     with SandboxServer(cloud_world_factory(), kind="cloud", webhook_timeout=5.0) as server:
         yield server
+
+
+# -- Bitbucket Data Center -----------------------------------------------------------------------
+
+DC_TOKEN = "dc-sandbox-token"
+
+
+def dc_world_factory(
+    seed: int = 11,
+    *,
+    projects: int = 4,
+    repos: int = 24,
+    prs_per_repo: int = 3,
+    commits_per_repo: int = 4,
+    token: str | None = DC_TOKEN,
+) -> World:
+    """A small deterministic one-workspace world (the Data Center instance) with a personal
+    access token (``dc-sandbox-token``) of its first user, PROJECT_READ on every project."""
+    world = World.generate(
+        seed,
+        workspaces=1,
+        projects=projects,
+        repos=repos,
+        prs_per_repo=prs_per_repo,
+        commits_per_repo=commits_per_repo,
+    )
+    if token:
+        world.credentials.dc.add_token(token, name="sandbox")
+    return world
+
+
+@pytest.fixture
+def make_dc_sandbox():
+    """Start Bitbucket Data Center sandboxes (HTTPS, each with its own private CA) over given
+    worlds; all are stopped after the test."""
+    servers: list[SandboxServer] = []
+
+    def make(world: World | None = None, **options) -> SandboxServer:
+        server = SandboxServer(world or dc_world_factory(), kind="dc", **options).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def dc_sandbox():
+    """A Bitbucket Data Center sandbox over :func:`dc_world_factory`'s world: ``.url`` is the
+    instance URL (HTTPS), ``.ca_pem`` the private CA to trust, ``.api`` the faults, limits, logs
+    and settings (``.api.configure(version=...)``)."""
+    with SandboxServer(dc_world_factory(), kind="dc", webhook_timeout=5.0) as server:
+        yield server

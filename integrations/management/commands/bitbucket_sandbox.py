@@ -3,6 +3,9 @@
 The one place outside the tests that imports :mod:`integrations.sandbox`.
 """
 
+import tempfile
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.sandbox import READ_SCOPES, SandboxServer, World
@@ -11,18 +14,25 @@ DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 (a sandbox credential, printed on 
 API_TOKEN = "sandbox-api-token"  # noqa: S105
 OAUTH_CLIENT_ID = "sandbox-client"
 OAUTH_SECRET = "sandbox-secret"  # noqa: S105
+DC_REDIRECT_URI = "http://127.0.0.1:8000/org/bitbucket-dc/1/callback"
+DEFAULT_PORTS = {"cloud": 8990, "dc": 8991}
 
 
 class Command(BaseCommand):
     help = (
         "Start a Bitbucket Cloud sandbox (REST 2.0, OAuth, webhooks and the /_sandbox control API) "
-        "over a generated or loaded world, and print its URL and credentials."
+        "or, with --dc, a Bitbucket Data Center one (REST 1.0 over HTTPS with a private CA) over "
+        "a generated or loaded world, and print its URL and credentials."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--cloud", action="store_true", help="Bitbucket Cloud (the default)")
+        kind = parser.add_mutually_exclusive_group()
+        kind.add_argument("--cloud", action="store_true", help="Bitbucket Cloud (the default)")
+        kind.add_argument(
+            "--dc", action="store_true", help="Bitbucket Data Center (HTTPS, private CA)"
+        )
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8990)
+        parser.add_argument("--port", type=int, help="default 8990 (Cloud), 8991 (Data Center)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--workspaces", type=int, default=1)
         parser.add_argument("--projects", type=int, default=3)
@@ -41,8 +51,25 @@ class Command(BaseCommand):
             action="store_true",
             help="accept app passwords (Bitbucket retired them on 2026-06-09)",
         )
+        parser.add_argument(
+            "--ca-file",
+            help="Data Center: where to write the private CA's PEM "
+            "(default: lantern-dc-sandbox-ca.pem in the temporary directory)",
+        )
+        parser.add_argument(
+            "--dc-version", default="9.4.1", help="Data Center: the version it reports"
+        )
+        parser.add_argument(
+            "--dc-redirect-uri",
+            default=DC_REDIRECT_URI,
+            help="Data Center: the redirect URL of the sandbox's OAuth application link",
+        )
 
     def handle(self, *args, **options):
+        if options["port"] is None:
+            options["port"] = DEFAULT_PORTS["dc" if options["dc"] else "cloud"]
+        if options["dc"]:
+            return self._handle_dc(options)
         world = self._world(options)
         lines = self._credentials(world, options)
         if options["dump"]:
@@ -79,6 +106,77 @@ class Command(BaseCommand):
             server.serve_forever()
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
+
+    def _handle_dc(self, options) -> None:
+        world = self._world(options)
+        lines = self._dc_credentials(world, options)
+        if options["dump"]:
+            world.dump_to(options["dump"])
+        try:
+            server = SandboxServer(world, kind="dc", version=options["dc_version"]).start(
+                options["host"], options["port"]
+            )
+        except OSError as exc:
+            where = f"{options['host']}:{options['port']}"
+            raise CommandError(f"Cannot listen on {where}: {exc}") from exc
+        ca_file = Path(
+            options["ca_file"] or Path(tempfile.gettempdir()) / "lantern-dc-sandbox-ca.pem"
+        )
+        ca_file.write_text(server.ca_pem)
+        summary = world.summary()
+        workspace = next(ws for ws in summary["workspaces"] if ws["slug"] == server.api.workspace)
+        self.stdout.write(
+            "\n".join(
+                [
+                    f"Bitbucket Data Center sandbox on {server.url} "
+                    f"(version {options['dc_version']})",
+                    f"  REST base URL: {server.api_url}",
+                    f"  CA certificate (PEM): {ca_file}  (paste it into the connector's private "
+                    "CA)",
+                    f"  OAuth:         {server.url}/rest/oauth2/latest/authorize , "
+                    f"{server.url}/rest/oauth2/latest/token",
+                    f"  Control API:   {server.url}/_sandbox/world",
+                    f"World: {workspace['repositories']} repositories in projects "
+                    f"{', '.join(workspace['projects'])}",
+                    "Credentials:",
+                    *lines,
+                    "Lantern reaches it only with BITBUCKET_DC_ENABLED=true and "
+                    f"LANTERN_OUTBOUND_ALLOWLIST={options['host']}. Ctrl-C stops it.",
+                ]
+            )
+        )
+        self.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            self.stdout.write("Stopped.")
+
+    def _dc_credentials(self, world: World, options) -> list[str]:
+        """A personal access token of the first member (PROJECT_READ on every project) and an
+        OAuth application link; credentials already in a loaded world are kept."""
+        dc = world.credentials.dc
+        token = options["token"]
+        if token not in dc.tokens:
+            dc.add_token(token, name="sandbox")
+        item = dc.tokens[token]
+        user = world.account(item.account)
+        scope = ", ".join(item.projects) if item.projects is not None else "every project"
+        lines = [
+            f"  personal access token: {token}  (user {user.nickname if user else '?'}, "
+            f"{item.permission} on {scope})"
+        ]
+        if OAUTH_CLIENT_ID not in dc.clients:
+            dc.add_client(
+                client_id=OAUTH_CLIENT_ID,
+                secret=OAUTH_SECRET,
+                redirect_uri=options["dc_redirect_uri"],
+            )
+        client = dc.clients[OAUTH_CLIENT_ID]
+        lines.append(
+            f"  OAuth application link: {client.client_id} / {client.secret}  "
+            f"redirect URL: {client.redirect_uri}"
+        )
+        return lines
 
     def _world(self, options) -> World:
         if options["data"]:

@@ -334,8 +334,28 @@ class BitbucketCloudProvider(Provider):
             return None
         return self.client.file(self.workspace, self._slug(repo), branch, path)
 
-    def ensure_webhook(self, url: str, secret: str, events: list[str]) -> None:
-        raise NotImplementedError("Webhook registration arrives with the webhooks feature")
+    def _repository_slugs(self):
+        """Lazily: only listed when the workspace hook is refused and repositories need one."""
+        return (record.data["slug"] for page in self.iter_repositories() for record in page)
+
+    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
+        from .webhooks import EVENTS, ensure_webhook
+
+        ensure_webhook(
+            self.client,
+            workspace=self.workspace,
+            url=url,
+            secret=secret,
+            events=events or EVENTS,
+            repositories=self._repository_slugs(),
+        )
+
+    def remove_webhook(self, url: str) -> int:
+        from .webhooks import remove_webhook
+
+        return remove_webhook(
+            self.client, workspace=self.workspace, url=url, repositories=self._repository_slugs()
+        )
 
     def parse_webhook(self, headers, body):
         from .webhooks import parse_webhook

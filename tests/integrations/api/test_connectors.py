@@ -7,6 +7,7 @@ from django.db import connection
 
 from integrations.models import Connector
 from tests.integrations.api.conftest import API
+from tests.integrations.test_private_ca import certificate_pem
 
 SECRET = "s3cr3t-token-value-42"
 
@@ -22,7 +23,7 @@ def token_connector(token_provider, editor_client):
             "base_url": "https://api.example.com",
             "config": {"email": "ada@example.com"},
             "secrets": {"token": SECRET},
-            "ca_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+            "ca_pem": certificate_pem(ca=True),  # a valid CA: anything else is refused
         },
         format="json",
     )

@@ -1,0 +1,332 @@
+"""The catalog UI: the entity list and the entity page with its tabs.
+
+Views are thin: visibility comes from :mod:`catalog.selectors`, filtering and keyset paging from
+:mod:`catalog.query` (through :mod:`catalog.filtersets`), documents from :mod:`catalog.rendering`.
+Other apps add tabs to the entity page with :func:`entity_tab_register` (the integrations app adds
+Pull requests and Commits) so the catalog never imports them.
+"""
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from catalog.filtersets import ENTITY_FILTERS, ENTITY_SORTS, EntityListQuery
+from catalog.models import Entity, Relation
+from catalog.query import QueryError, full_text_q, keyset_q, row_key_values
+from catalog.refs import EntityRefError, parse_entity_ref
+from catalog.rendering import dump_yaml, entity_document
+from catalog.selectors import entities_visible, entity_by_ref, entity_facets
+
+PAGE_SIZE = 25
+FACET_LIMIT = 100
+
+# --- tabs of the entity page ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityTab:
+    """A tab of the entity page; ``url_name`` takes ``namespace``, ``kind`` and ``name``."""
+
+    key: str
+    label: str
+    url_name: str
+
+
+_BUILTIN_TABS = (
+    EntityTab("overview", "Overview", "catalog:entity"),
+    EntityTab("relationships", "Relationships", "catalog:entity-relationships"),
+)
+_YAML_TAB = EntityTab("yaml", "YAML", "catalog:entity-yaml")
+_registered_tabs: list[EntityTab] = []
+
+
+def entity_tab_register(tab: EntityTab) -> None:
+    """Add a tab (shown between Relationships and YAML), from an ``AppConfig.ready()``."""
+    if any(existing.key == tab.key for existing in _registered_tabs):
+        return
+    _registered_tabs.append(tab)
+
+
+def entity_url_kwargs(entity: Entity) -> dict[str, str]:
+    return {"namespace": entity.namespace, "kind": entity.kind.lower(), "name": entity.name}
+
+
+def entity_url(entity: Entity) -> str:
+    return reverse("catalog:entity", kwargs=entity_url_kwargs(entity))
+
+
+def entity_page_context(entity: Entity, active: str) -> dict[str, Any]:
+    """What every tab of the entity page shares: the entity, its tabs, its source link."""
+    kwargs = entity_url_kwargs(entity)
+    tabs = [
+        {
+            "label": tab.label,
+            "url": reverse(tab.url_name, kwargs=kwargs),
+            "active": tab.key == active,
+        }
+        for tab in (*_BUILTIN_TABS, *_registered_tabs, _YAML_TAB)
+    ]
+    return {"entity": entity, "tabs": tabs, "source_url": source_url(entity), "active_tab": active}
+
+
+def source_url(entity: Entity) -> str:
+    """Where the entity's code lives (the Bitbucket repository), from its annotations."""
+    annotations = entity.annotations or {}
+    for key in ("bitbucket.org/repo-url", "backstage.io/source-location"):
+        value = annotations.get(key)
+        if isinstance(value, str) and value:
+            value = value.removeprefix("url:")
+            if value.startswith(("https://", "http://")):
+                return value
+    return ""
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+def catalog_read_required(view: Callable) -> Callable:
+    """Reading the catalog needs a signed-in user unless anonymous read is on (as in the API)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated and not settings.LANTERN_CATALOG_ANONYMOUS_READ:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def entity_for_request(request: HttpRequest, namespace: str, kind: str, name: str) -> Entity:
+    """The entity if the user may see it, else 404."""
+    entity = entity_by_ref(
+        queryset=entities_visible(user=request.user).select_related("scope"),
+        kind=kind,
+        namespace=namespace,
+        name=name,
+    )
+    if entity is None:
+        raise Http404(f"No entity {kind}:{namespace}/{name}")
+    return entity
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+def _encode_position(values: list) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
+
+
+def _decode_position(token: str) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise QueryError("Malformed page token") from exc
+    if not isinstance(values, list):
+        raise QueryError("Malformed page token")
+    return values
+
+
+def _page_url(request: HttpRequest, **changes: str | None) -> str:
+    params = request.GET.copy()
+    for key in ("after", "before"):
+        params.pop(key, None)
+    for key, value in changes.items():
+        if value is not None:
+            params[key] = value
+    return f"?{params.urlencode()}"
+
+
+@require_GET
+@catalog_read_required
+def entity_list(request: HttpRequest) -> HttpResponse:
+    """Keyset pages over the visible entities, filtered through the search table.
+
+    Whatever the catalog's size, a page costs the same queries: one count, one page of rows
+    (ORDER BY a column with keyset conditions, never an OFFSET), one per filter's options.
+    """
+    query = EntityListQuery.from_params(request.GET)
+    visible = entities_visible(user=request.user)
+    error = ""
+    try:
+        filtered = visible.filter(query.where())
+        queryset, keys = query.ordered(filtered), query.keys
+        after, before = request.GET.get("after"), request.GET.get("before")
+        if after:
+            queryset = queryset.filter(keyset_q(keys, _decode_position(after)))
+        elif before:
+            queryset = queryset.filter(
+                keyset_q(keys, _decode_position(before), backwards=True)
+            ).reverse()
+        rows = list(queryset[: PAGE_SIZE + 1])
+        total = filtered.count()
+    except QueryError as exc:
+        error, rows, total, after, before, keys = str(exc), [], 0, None, None, []
+    more = len(rows) > PAGE_SIZE
+    entities = rows[:PAGE_SIZE]
+    if before:
+        entities.reverse()
+    has_next = more if not before else True
+    has_prev = bool(after) or (more if before else False)
+    next_url = prev_url = ""
+    if entities and has_next:
+        next_url = _page_url(request, after=_encode_position(row_key_values(entities[-1], keys)))
+    if entities and has_prev:
+        prev_url = _page_url(request, before=_encode_position(row_key_values(entities[0], keys)))
+    facets = entity_facets(queryset=visible, facets=[f.key for f in ENTITY_FILTERS])
+    filters = [
+        {
+            "param": f.param,
+            "label": f.label,
+            "selected": query.values.get(f.param, []),
+            "options": sorted(
+                {str(item["value"]) for item in facets[f.key][:FACET_LIMIT]}
+                | set(query.values.get(f.param, []))
+            ),
+        }
+        for f in ENTITY_FILTERS
+    ]
+    sort_links = {
+        key: _page_url(
+            request, sort=f"-{key}" if key == query.sort and not query.descending else key
+        )
+        for key in ENTITY_SORTS
+    }
+    return render(
+        request,
+        "catalog/entity_list.html",
+        {
+            "entities": entities,
+            "total": total,
+            "query": query,
+            "filters": filters,
+            "sorts": [(key, label) for key, (label, _) in ENTITY_SORTS.items()],
+            "sort_links": sort_links,
+            "next_url": next_url,
+            "prev_url": prev_url,
+            "error": error,
+        },
+    )
+
+
+@require_GET
+@catalog_read_required
+def entity_picker(request: HttpRequest) -> JsonResponse:
+    """Up to 20 visible entities matching a term, for the merge target picker."""
+    term = request.GET.get("q", "").strip()
+    queryset = entities_visible(user=request.user)
+    if kind := request.GET.get("kind", "").strip():
+        queryset = queryset.filter(kind__iexact=kind)
+    if term:
+        queryset = queryset.filter(full_text_q(term, ["metadata.name", "metadata.title"]))
+    results = [
+        {"id": e.pk, "ref": e.ref, "name": e.name, "title": e.title, "kind": e.kind}
+        for e in queryset.order_by("ref_key")[:20]
+    ]
+    return JsonResponse({"results": results})
+
+
+# --- the entity page --------------------------------------------------------------------------
+
+
+def _ref_link(ref: str, *, default_kind: str, namespace: str) -> dict[str, str]:
+    try:
+        parsed = parse_entity_ref(ref, default_kind=default_kind, default_namespace=namespace)
+    except EntityRefError:
+        return {"ref": ref, "url": ""}
+    url = reverse(
+        "catalog:entity",
+        kwargs={"namespace": parsed.namespace, "kind": parsed.kind.lower(), "name": parsed.name},
+    )
+    return {"ref": ref, "url": url}
+
+
+@require_GET
+@catalog_read_required
+def entity_detail(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    entity = entity_for_request(request, namespace, kind, name)
+    context = entity_page_context(entity, "overview")
+    context["owner"] = (
+        _ref_link(entity.owner, default_kind="Group", namespace=entity.namespace)
+        if entity.owner
+        else None
+    )
+    context["system"] = (
+        _ref_link(entity.system, default_kind="System", namespace=entity.namespace)
+        if entity.system
+        else None
+    )
+    context["annotations"] = sorted((entity.annotations or {}).items())
+    context["labels"] = sorted((entity.labels or {}).items())
+    return render(request, "catalog/entity_detail.html", context)
+
+
+@require_GET
+@catalog_read_required
+def entity_relationships(
+    request: HttpRequest, namespace: str, kind: str, name: str
+) -> HttpResponse:
+    entity = entity_for_request(request, namespace, kind, name)
+    relations = list(
+        Relation.objects.filter(source_key=entity.ref_key).order_by("type", "target_key")
+    )
+    existing = set(
+        entities_visible(user=request.user)
+        .filter(ref_key__in={r.target_key for r in relations})
+        .values_list("ref_key", flat=True)
+    )
+    groups: dict[str, list[dict]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    for relation in relations:
+        if (relation.type, relation.target_key) in seen:
+            continue
+        seen.add((relation.type, relation.target_key))
+        link = _ref_link(relation.target_ref, default_kind="Component", namespace=entity.namespace)
+        link["exists"] = relation.target_key in existing
+        groups[relation.type].append(link)
+    context = entity_page_context(entity, "relationships")
+    context["groups"] = sorted(groups.items())
+    return render(request, "catalog/entity_relationships.html", context)
+
+
+def _entity_yaml(entity: Entity) -> str:
+    relations = Relation.objects.filter(source_key=entity.ref_key)
+    return dump_yaml(entity_document(entity, relations))
+
+
+@require_GET
+@catalog_read_required
+def entity_yaml(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    entity = entity_for_request(request, namespace, kind, name)
+    context = entity_page_context(entity, "yaml")
+    context["yaml"] = _entity_yaml(entity)
+    ingested: dict[str, Any] = {}
+    if entity.integration_links:
+        ingested["metadata"] = {"integration": entity.integration_links}
+    if entity.integration_properties:
+        ingested["integration_properties"] = entity.integration_properties
+    context["ingested_yaml"] = dump_yaml(ingested) if ingested else ""
+    return render(request, "catalog/entity_yaml.html", context)
+
+
+@require_GET
+@catalog_read_required
+def entity_yaml_download(
+    request: HttpRequest, namespace: str, kind: str, name: str
+) -> HttpResponse:
+    entity = entity_for_request(request, namespace, kind, name)
+    response = HttpResponse(_entity_yaml(entity), content_type="application/yaml; charset=utf-8")
+    filename = f"{entity.kind.lower()}-{entity.namespace}-{entity.name}.yaml"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

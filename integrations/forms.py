@@ -1,0 +1,368 @@
+"""Forms of the integrations UI. They check shapes and turn input into service arguments; every
+rule about values stays in :mod:`integrations.services` (which the views call), and the errors it
+raises are put back on the fields they name with :func:`apply_service_errors`."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from catalog.validation import KIND_RE
+from integrations import choices, services
+from integrations.models import Connector, Integration
+from integrations.providers import registry
+from integrations.selectors import connectors_visible, scopes_assignable
+
+# auth kind → (label of the identity field or None, config key, secret key)
+AUTH_FIELDS: dict[str, tuple[str | None, str | None, str | None]] = {
+    choices.AuthKind.WORKSPACE_ACCESS_TOKEN: (None, None, "token"),
+    choices.AuthKind.PROJECT_ACCESS_TOKEN: (None, None, "token"),
+    choices.AuthKind.REPOSITORY_ACCESS_TOKEN: (None, None, "token"),
+    choices.AuthKind.PERSONAL_ACCESS_TOKEN: (None, None, "token"),
+    choices.AuthKind.API_TOKEN: ("Account email", "email", "token"),
+    choices.AuthKind.APP_PASSWORD: ("Username", "username", "app_password"),
+    choices.AuthKind.OAUTH_CONSUMER: ("Client id", "client_id", "client_secret"),
+    choices.AuthKind.OAUTH_APPLICATION_LINK: ("Client id", "client_id", "client_secret"),
+    choices.AuthKind.NONE: (None, None, None),
+}
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    return [
+        (key, provider.name)
+        for key, provider in sorted(registry.all_providers().items())
+        if provider.is_enabled()[0]
+    ]
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class ConnectorForm(forms.Form):
+    """A connector created inline in the wizard; the secret is write-only."""
+
+    name = forms.CharField(max_length=100, label="Connector name")
+    provider = forms.ChoiceField(label="Provider")
+    auth_kind = forms.ChoiceField(
+        label="Authentication",
+        choices=[(k, v) for k, v in choices.AuthKind.choices if k != choices.AuthKind.NONE],
+        initial=choices.AuthKind.WORKSPACE_ACCESS_TOKEN,
+    )
+    identity = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Account (email, username or client id)",
+        help_text="Only for API tokens, app passwords and OAuth consumers.",
+    )
+    secret = forms.CharField(
+        required=False,
+        label="Token or secret",
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Encrypted at rest and never shown again.",
+    )
+    base_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="API base URL",
+        help_text="Leave empty for bitbucket.org.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = provider_choices()
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        _, config_key, secret_key = AUTH_FIELDS.get(data["auth_kind"], (None, None, None))
+        config = {config_key: data["identity"]} if config_key and data["identity"] else {}
+        secrets = {secret_key: data["secret"]} if secret_key and data["secret"] else {}
+        return {
+            "name": data["name"],
+            "provider": data["provider"],
+            "auth_kind": data["auth_kind"],
+            "base_url": data["base_url"].strip(),
+            "config": config,
+            "secrets": secrets,
+        }
+
+
+class SetupForm(forms.Form):
+    """Step 1 (and the top of Configuration): name, connector and what to discover."""
+
+    name = forms.CharField(max_length=100, label="Integration name")
+    connector = forms.ModelChoiceField(
+        queryset=Connector.objects.none(),
+        label="Connector",
+        empty_label="Choose a connector",
+        error_messages={"required": "Choose a connector, or create one below."},
+    )
+    workspace = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Workspace",
+        help_text="The Bitbucket Cloud workspace slug.",
+    )
+    projects = forms.CharField(
+        required=False,
+        label="Projects",
+        help_text="Comma-separated project keys; empty for all projects.",
+    )
+    repository_pattern = forms.CharField(
+        required=False,
+        label="Repository name pattern",
+        help_text="A regular expression on repository names; empty for all.",
+    )
+
+    def __init__(self, *args, user, instance: Integration | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+        self.fields["connector"].queryset = connectors_visible(user)
+        self.fields["connector"].label_from_instance = lambda c: f"{c.name} ({c.provider})"
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        others = Integration.objects.filter(name=name)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise ValidationError(f"An integration named {name!r} already exists.")
+        return name
+
+    def target(self) -> dict:
+        data = self.cleaned_data
+        target: dict = {}
+        if data.get("workspace"):
+            target["workspace"] = data["workspace"].strip()
+        if projects := _csv(data.get("projects", "")):
+            target["projects"] = projects
+        if data.get("repository_pattern"):
+            target["repository_pattern"] = data["repository_pattern"].strip()
+        return target
+
+    def clean(self):
+        cleaned = super().clean()
+        connector = cleaned.get("connector")
+        if connector is None:
+            return cleaned
+        try:
+            provider_class = services.provider_class_get(connector.provider, "connector")
+        except ValidationError as exc:
+            self.add_error("connector", exc.message_dict["connector"])
+            return cleaned
+        target = {k: v for k, v in self.target().items() if k in provider_class.target_keys}
+        for key, message in provider_class.validate_target(target).items():
+            self.add_error(key if key in self.fields else None, message)
+        return cleaned
+
+    @staticmethod
+    def initial_for(integration: Integration) -> dict:
+        target = integration.target or {}
+        return {
+            "name": integration.name,
+            "connector": integration.connector_id,
+            "workspace": target.get("workspace", ""),
+            "projects": ", ".join(target.get("projects", [])),
+            "repository_pattern": target.get("repository_pattern", ""),
+        }
+
+
+class MappingForm(forms.Form):
+    """Step 2: registration behaviour, kind and type, correlation rules, field mappings and
+    secondary kinds. Rules and mappings are row lists (``rule_*`` and ``mapping_*``)."""
+
+    registration = forms.ChoiceField(
+        choices=choices.Registration.choices,
+        initial=choices.Registration.REGISTER_AND_MERGE,
+        widget=forms.RadioSelect,
+        label="Registration behaviour",
+    )
+    entity_kind = forms.CharField(max_length=63, initial="Component", label="Kind")
+    entity_type = forms.CharField(
+        max_length=63,
+        required=False,
+        initial="service",
+        label="Type",
+        help_text="Not configurable when the integration only merges.",
+    )
+    secondary_kinds = forms.MultipleChoiceField(
+        choices=choices.SecondaryKind.choices,
+        required=False,
+        initial=list(services.DEFAULT_SECONDARY_KINDS),
+        widget=forms.CheckboxSelectMultiple,
+        label="Secondary kinds",
+    )
+
+    def __init__(self, *args, locked_secondary: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.locked_secondary = locked_secondary
+        if locked_secondary:
+            self.fields["secondary_kinds"].disabled = True
+        self.rules: list[dict] = []
+        self.mappings: list[tuple[str, str]] = []
+
+    def clean_entity_kind(self):
+        kind = self.cleaned_data["entity_kind"].strip()
+        if not KIND_RE.match(kind):
+            raise ValidationError(f"{kind!r} is not a valid kind (letters and digits).")
+        return kind
+
+    def _rows(self, *names: str) -> list[list[str]]:
+        """Posted rows of a row editor; rows whose text inputs are all empty are dropped (a
+        select such as the operator always has a value)."""
+        columns = [self.data.getlist(name) for name in names]
+        length = max((len(column) for column in columns), default=0)
+        rows = []
+        for index in range(length):
+            row = [column[index].strip() if index < len(column) else "" for column in columns]
+            texts = [
+                value for name, value in zip(names, row, strict=True) if name != "rule_operator"
+            ]
+            if any(texts):
+                rows.append(row)
+        return rows
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("registration") == choices.Registration.MERGE:
+            cleaned["entity_type"] = ""
+        rules = self._rows("rule_ingested", "rule_operator", "rule_catalog")
+        self.rules = [
+            {"ingested": ingested, "operator": operator or "equals", "catalog": catalog}
+            for ingested, operator, catalog in rules
+        ]
+        if not self.rules:
+            self.add_error(None, "Add at least one correlation rule.")
+        else:
+            try:
+                services.correlation_rules_validate(self.rules)
+            except ValidationError as exc:
+                for key, messages in exc.message_dict.items():
+                    self.add_error(None, f"Correlation rule {_row_label(key)}: {messages[0]}")
+        self.mappings = [
+            (path, expr) for path, expr in self._rows("mapping_path", "mapping_expression")
+        ]
+        try:
+            services.field_mappings_validate(dict(self.mappings))
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                self.add_error(
+                    None, f"Field mapping {key.removeprefix('field_mappings.')}: {messages[0]}"
+                )
+        return cleaned
+
+    def rule_rows(self) -> list[dict]:
+        """Rows to render: what was posted, else the initial rules."""
+        if self.is_bound:
+            rows = self._rows("rule_ingested", "rule_operator", "rule_catalog")
+            return [{"ingested": i, "operator": o, "catalog": c} for i, o, c in rows]
+        return self.initial.get("rules", services.DEFAULT_CORRELATION)
+
+    def mapping_rows(self) -> list[tuple[str, str]]:
+        if self.is_bound:
+            return [(p, e) for p, e in self._rows("mapping_path", "mapping_expression")]
+        return list(self.initial.get("mappings", {}).items())
+
+    @staticmethod
+    def initial_for(integration: Integration) -> dict:
+        return {
+            "registration": integration.registration,
+            "entity_kind": integration.entity_kind,
+            "entity_type": integration.entity_type,
+            "secondary_kinds": integration.secondary_kinds,
+            "rules": [
+                {"ingested": r.ingested_path, "operator": r.operator, "catalog": r.catalog_path}
+                for r in integration.correlation_rules.all()
+            ],
+            "mappings": {m.catalog_path: m.expression for m in integration.field_mappings.all()},
+        }
+
+
+def _row_label(key: str) -> str:
+    # "correlation[1].catalog" → "2 (catalog)"
+    if key.startswith("correlation[") and "]" in key:
+        index, _, rest = key.removeprefix("correlation[").partition("]")
+        if index.isdigit():
+            return f"{int(index) + 1}" + (f" ({rest.lstrip('.')})" if rest else "")
+    return key
+
+
+class AdvancedForm(forms.Form):
+    """Step 3: schedule, history, scope and description."""
+
+    update_frequency = forms.TypedChoiceField(
+        choices=choices.UPDATE_FREQUENCY_CHOICES,
+        coerce=int,
+        initial=choices.DEFAULT_UPDATE_FREQUENCY,
+        label="Update frequency",
+    )
+    start_date = forms.DateField(
+        required=False,
+        label="Start date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Pull requests and commits older than this are not ingested.",
+    )
+    auto_import = forms.BooleanField(required=False, label="Auto-import future discovered entities")
+    scope = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="No scope (visible to everyone)"
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    labels = forms.CharField(required=False, help_text="Comma-separated.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["scope"].queryset = scopes_assignable(user)
+
+    @staticmethod
+    def initial_for(integration: Integration) -> dict:
+        return {
+            "update_frequency": integration.update_frequency,
+            "start_date": integration.start_date,
+            "auto_import": integration.auto_import,
+            "scope": integration.scope_id,
+            "description": integration.description,
+            "labels": ", ".join(integration.labels or []),
+        }
+
+
+def integration_values(
+    setup: SetupForm, mapping: MappingForm, advanced: AdvancedForm, *, include_secondary: bool
+) -> dict:
+    """Keyword arguments of ``integration_create`` / ``integration_update`` from valid forms."""
+    s, m, a = setup.cleaned_data, mapping.cleaned_data, advanced.cleaned_data
+    values = {
+        "name": s["name"],
+        "connector": s["connector"],
+        "target": setup.target(),
+        "registration": m["registration"],
+        "entity_kind": m["entity_kind"],
+        "entity_type": m["entity_type"],
+        "correlation": mapping.rules,
+        "field_mappings": dict(mapping.mappings),
+        "update_frequency": a["update_frequency"],
+        "start_date": a["start_date"],
+        "auto_import": a["auto_import"],
+        "scope": a["scope"],
+        "description": a["description"],
+        "labels": _csv(a["labels"]),
+    }
+    if include_secondary:
+        values["secondary_kinds"] = list(m["secondary_kinds"])
+    return values
+
+
+_FIELD_ALIASES = {"target.workspace": "workspace", "target.projects": "projects"}
+
+
+def apply_service_errors(exc: ValidationError, *forms_: forms.Form) -> list[str]:
+    """Put a service's field errors on the forms that have those fields; return the rest."""
+    leftovers = []
+    details = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+    for key, messages in details.items():
+        field = _FIELD_ALIASES.get(key, key.removeprefix("target."))
+        target_form = next((f for f in forms_ if field in f.fields), None)
+        for message in messages:
+            if target_form is not None:
+                target_form.add_error(field, message)
+            else:
+                label = key.replace("_", " ") if key and key != "__all__" else ""
+                leftovers.append(f"{label}: {message}" if label else message)
+    return leftovers

@@ -1,0 +1,270 @@
+"""Bitbucket Data Center REST 1.0 over the shared HTTP layer, HTTPS with an optional private CA.
+
+Paths are relative to ``{instance}/rest/api/1.0``; lists are paged with ``start``/``limit`` and
+continued from ``nextPageStart`` (:meth:`ProviderHttp.iter_start_pages`), never by adding the
+limit: an instance caps the limit (and says so in the page) and pages need not be contiguous.
+"""
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+import httpx
+
+from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy, ssl_context
+from integrations.outbound import OutboundAddressError, guarded_transport, outbound_check
+from integrations.providers.base import ProviderAuthError, ProviderUnavailable, RequestStats
+
+API_PATH = "/rest/api/1.0"
+OAUTH_PATH = "/rest/oauth2/latest"
+REPOSITORIES_LIMIT = 100
+PULL_REQUESTS_LIMIT = 100
+COMMITS_LIMIT = 100
+REQUEST_TIMEOUT = 20.0
+
+
+def retry_policy() -> RetryPolicy:
+    """The retries of every Data Center client (tests replace it with tiny delays)."""
+    return RetryPolicy()
+
+
+def _budget_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def dc_error_message(response: httpx.Response) -> str:
+    """Data Center's ``{"errors": [{"message", "exceptionName"}]}`` as one line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason_phrase
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list):
+        messages = [
+            str(error["message"])
+            for error in errors
+            if isinstance(error, dict) and error.get("message")
+        ]
+        if messages:
+            return "; ".join(messages)
+    return response.reason_phrase
+
+
+class PersonalAccessToken(Credential):
+    """An HTTP access token, sent as a Bearer token."""
+
+    def __init__(self, token: str):
+        self._token = token
+        self.budget_key = _budget_key(token)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+
+class TokenEndpoint:
+    """``/rest/oauth2/latest/token`` of an instance, through the outbound guard and the same TLS
+    rules (private CA) as the API. Never retried: an authorization code is single-use and a
+    refresh token is rotated, so a blind retry would only turn a lost answer into a refusal."""
+
+    def __init__(self, *, instance_url: str, ca_pem: str = ""):
+        self.url = instance_url.rstrip("/") + OAUTH_PATH + "/token"
+        self.ca_pem = ca_pem
+
+    def post(self, form: dict[str, str]) -> tuple[int, dict]:
+        outbound_check(self.url)
+        client = httpx.Client(
+            timeout=REQUEST_TIMEOUT, transport=guarded_transport(ssl_context(self.ca_pem))
+        )
+        try:
+            response = client.post(self.url, data=form, headers={"Accept": "application/json"})
+        except OutboundAddressError:
+            raise
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ProviderUnavailable(
+                    f"TLS certificate of {httpx.URL(self.url).host} could not be verified "
+                    f"({exc}). If the server uses a private CA, add its certificate (PEM) to the "
+                    "connector."
+                ) from exc
+            raise ProviderUnavailable(
+                f"Could not reach the OAuth token endpoint: {type(exc).__name__}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(
+                f"Could not reach the OAuth token endpoint: {type(exc).__name__}"
+            ) from exc
+        finally:
+            client.close()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:200].strip() or response.reason_phrase}
+        return response.status_code, body if isinstance(body, dict) else {}
+
+
+class ApplicationLinkCredential(Credential):
+    """An OAuth 2.0 access token from an application link, renewed with its refresh token.
+
+    ``store`` persists renewed tokens (encrypted, on the connector); ``on_failure`` marks the
+    connector down when the renewal is refused."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: TokenEndpoint,
+        client_id: str,
+        client_secret: str,
+        tokens: dict,
+        store: Callable[[dict], None],
+        on_failure: Callable[[str], None],
+    ):
+        self.endpoint = endpoint
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tokens = dict(tokens)
+        self.store = store
+        self.on_failure = on_failure
+        self.budget_key = _budget_key(client_id)
+
+    def headers(self) -> dict[str, str]:
+        if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
+            self.refresh()
+        return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
+
+    def refresh(self) -> bool:
+        refresh_token = self.tokens.get("refresh_token")
+        if not refresh_token:
+            message = (
+                "The application link is not authorised yet: complete the OAuth authorisation "
+                "of the connector in Bitbucket Data Center"
+            )
+            self.on_failure(message)
+            raise ProviderAuthError(message)
+        status, body = self.endpoint.post(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            }
+        )
+        if status != 200 or not body.get("access_token"):
+            reason = body.get("error_description") or body.get("error") or f"HTTP {status}"
+            message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
+            self.on_failure(message)
+            raise ProviderAuthError(message, status=status)
+        self.tokens = token_fields(body, previous_refresh=refresh_token)
+        self.store(self.tokens)
+        return True
+
+
+def token_fields(body: dict, *, previous_refresh: str | None = None) -> dict:
+    """What is stored of a token response (the refresh token is rotated when a new one comes)."""
+    return {
+        "access_token": body["access_token"],
+        "refresh_token": body.get("refresh_token") or previous_refresh or "",
+        "expires_at": time.time() + int(body.get("expires_in") or 3600) - 60,
+    }
+
+
+class BitbucketDataCenterClient:
+    def __init__(
+        self,
+        *,
+        instance_url: str,
+        credentials: list[Credential],
+        stats: RequestStats,
+        ca_pem: str = "",
+        retry: RetryPolicy | None = None,
+        page_limit: int = REPOSITORIES_LIMIT,
+    ):
+        self.instance_url = instance_url.rstrip("/")
+        self.page_limit = page_limit
+        self.http = ProviderHttp(
+            base_url=self.instance_url + API_PATH,
+            credentials=credentials,
+            ca_pem=ca_pem,
+            timeout=REQUEST_TIMEOUT,
+            stats=stats,
+            budget=RequestBudget(None),  # Data Center's rate limit is opt-in, per instance
+            retry=retry or retry_policy(),
+            error_message=dc_error_message,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- instance and projects ----------------------------------------------------------------
+
+    def application_properties(self) -> dict:
+        """No authentication needed: what the probe reads first (version, build, name)."""
+        response = self.http.request("GET", "application-properties", auth=False)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return body if isinstance(body, dict) else {}
+
+    def repositories_page(self, *, limit: int = 1) -> dict:
+        return self.http.get_json("repos", params={"limit": limit})
+
+    def project(self, key: str) -> dict | None:
+        return self.http.get_json(f"projects/{quote(key)}", not_found_ok=True)
+
+    # -- repositories --------------------------------------------------------------------------
+
+    @staticmethod
+    def _repo(key: str, slug: str) -> str:
+        return f"projects/{quote(key)}/repos/{quote(slug)}"
+
+    def repository_pages(self, project_key: str | None = None) -> Iterator[dict]:
+        """Every repository the credential may read, or those of one project."""
+        path = f"projects/{quote(project_key)}/repos" if project_key else "repos"
+        return self.http.iter_start_pages(path, limit=self.page_limit)
+
+    def repository(self, key: str, slug: str) -> dict | None:
+        return self.http.get_json(self._repo(key, slug), not_found_ok=True)
+
+    def default_branch(self, key: str, slug: str) -> str | None:
+        """The default branch's name; None for an empty repository (a 404)."""
+        ref = self.http.get_json(f"{self._repo(key, slug)}/default-branch", not_found_ok=True)
+        if not isinstance(ref, dict):
+            return None
+        ref_id = ref.get("id") or ""
+        return ref.get("displayId") or ref_id.removeprefix("refs/heads/") or None
+
+    def latest_commit(self, key: str, slug: str, branch: str) -> dict | None:
+        page = self.http.get_json(
+            f"{self._repo(key, slug)}/commits",
+            params={"until": f"refs/heads/{branch}", "limit": 1},
+            not_found_ok=True,
+        )
+        values = page.get("values") if isinstance(page, dict) else None
+        return values[0] if values else None
+
+    # -- pull requests, commits, files ---------------------------------------------------------
+
+    def pull_request_pages(self, key: str, slug: str, *, limit: int) -> Iterator[dict]:
+        """Every state, most recently updated first."""
+        return self.http.iter_start_pages(
+            f"{self._repo(key, slug)}/pull-requests",
+            params={"state": "ALL", "order": "NEWEST"},
+            limit=max(1, min(limit, PULL_REQUESTS_LIMIT)),
+        )
+
+    def commit_pages(self, key: str, slug: str, branch: str, *, limit: int) -> Iterator[dict]:
+        return self.http.iter_start_pages(
+            f"{self._repo(key, slug)}/commits",
+            params={"until": f"refs/heads/{branch}"},
+            limit=max(1, min(limit, COMMITS_LIMIT)),
+        )
+
+    def file(self, key: str, slug: str, ref: str, path: str) -> bytes | None:
+        response = self.http.request(
+            "GET",
+            f"{self._repo(key, slug)}/raw/{quote(path)}",
+            params={"at": ref},
+            not_found_ok=True,
+        )
+        return None if response is None else response.content

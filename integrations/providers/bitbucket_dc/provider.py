@@ -1,0 +1,510 @@
+"""The Bitbucket Data Center provider: a self-hosted instance's (9.x, 10.x) repositories, pull
+requests and commits, over HTTPS only, trusting a private CA when the connector carries one.
+
+Behind ``BITBUCKET_DC_ENABLED``: while it is off, :meth:`is_enabled` says so and the services
+refuse to create connectors and integrations for it.
+"""
+
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.utils import timezone
+
+from integrations.choices import AuthKind, Health
+from integrations.http import RetryPolicy
+from integrations.providers.base import (
+    CommitRecord,
+    ProbeResult,
+    Provider,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    PullRequestRecord,
+    RepoRecord,
+)
+from integrations.providers.bitbucket_dc import records
+from integrations.providers.bitbucket_dc.client import (
+    OAUTH_PATH,
+    REPOSITORIES_LIMIT,
+    ApplicationLinkCredential,
+    BitbucketDataCenterClient,
+    PersonalAccessToken,
+    TokenEndpoint,
+    token_fields,
+)
+
+SUPPORTED_MAJORS = (9, 10)
+NOT_ENABLED = "Bitbucket Data Center is not enabled: set BITBUCKET_DC_ENABLED=true"
+HTTPS_ONLY = (
+    "The instance URL must start with https://: Lantern talks to Bitbucket Data Center over TLS "
+    "only (add the private CA's certificate to the connector if the instance uses one)"
+)
+PROJECT_KEY_RE = re.compile(r"^~?[A-Za-z0-9_][A-Za-z0-9_-]*$")
+OAUTH_SCOPES = "PUBLIC_REPOS REPO_READ"
+PROPERTY_KEYS = (
+    "id",
+    "name",
+    "slug",
+    "full_name",
+    "url",
+    "project_key",
+    "project_name",
+    "default_branch",
+    "visibility",
+    "public",
+    "state",
+    "archived",
+    "clone_http",
+    "clone_ssh",
+    "description",
+)
+
+
+def _not_permitted(error: ProviderError) -> bool:
+    """Data Center answers 401 for a missing permission as for a bad credential; only the
+    message tells them apart."""
+    return "not permitted" in error.message.lower()
+
+
+def version_check(version: Any) -> str | None:
+    """Why this version is refused, or None when it is supported."""
+    match = re.match(r"^\s*(\d+)\.", str(version or ""))
+    if match is None:
+        return (
+            f"Could not read a Bitbucket Data Center version from the instance ({version!r}): "
+            "is the URL the instance's base URL?"
+        )
+    if int(match.group(1)) not in SUPPORTED_MAJORS:
+        return (
+            f"Bitbucket Data Center {version} is not supported: Lantern needs version 9.x or "
+            "10.x. Upgrade the instance."
+        )
+    return None
+
+
+class BitbucketDataCenterProvider(Provider):
+    key = "bitbucket_dc"
+    name = "Bitbucket Data Center"
+    properties_key = "BitbucketDataCenter"
+    auth_kinds = (AuthKind.PERSONAL_ACCESS_TOKEN, AuthKind.OAUTH_APPLICATION_LINK)
+    target_keys = ("projects", "repository_pattern")
+    catalog_file = "catalog-info.yaml"
+    # A repository's catalog-info.yaml (``catalog_info``, read by the engine) comes first.
+    default_field_mappings: ClassVar[dict[str, str]] = {
+        "metadata.description": "catalog_info.metadata.description || description",
+        "metadata.tags": "catalog_info.metadata.tags || tags",
+        "spec.owner": "catalog_info.spec.owner",
+        "spec.lifecycle": "catalog_info.spec.lifecycle",
+        "spec.system": "catalog_info.spec.system",
+        'metadata.labels."bitbucket.org/project"': "project_key",
+        'metadata.annotations."bitbucket.org/repo-url"': "url",
+        'metadata.annotations."bitbucket.org/default-branch"': "default_branch",
+        'metadata.annotations."backstage.io/source-location"': "source_location",
+    }
+
+    def __init__(
+        self,
+        *,
+        connector,
+        integration=None,
+        client: BitbucketDataCenterClient | None = None,
+        retry: RetryPolicy | None = None,
+        page_limit: int = REPOSITORIES_LIMIT,
+    ):
+        super().__init__(connector=connector, integration=integration)
+        self.instance_url = (connector.base_url or "").rstrip("/")
+        self.client = client or BitbucketDataCenterClient(
+            instance_url=self.instance_url,
+            credentials=self._credentials(),
+            stats=self.stats,
+            ca_pem=connector.ca_pem or "",
+            retry=retry,
+            page_limit=page_limit,
+        )
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    @classmethod
+    def is_enabled(cls) -> tuple[bool, str]:
+        if settings.BITBUCKET_DC_ENABLED:
+            return True, ""
+        return False, NOT_ENABLED
+
+    @classmethod
+    def validate_target(cls, target: dict) -> dict[str, str]:
+        errors = super().validate_target(target)
+        projects = target.get("projects", [])
+        if not isinstance(projects, list) or not all(
+            isinstance(key, str) and PROJECT_KEY_RE.match(key) for key in projects
+        ):
+            errors["projects"] = "must be a list of project keys (empty: every project)"
+        pattern = target.get("repository_pattern")
+        if pattern:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                errors["repository_pattern"] = f"invalid regular expression: {exc}"
+        return errors
+
+    def _credentials(self):
+        connector = self.connector
+        secrets_, config = connector.secrets, connector.config or {}
+        kind = connector.auth_kind
+        if kind == AuthKind.PERSONAL_ACCESS_TOKEN:
+            return [PersonalAccessToken(secrets_.get("token", ""))]
+        if kind == AuthKind.OAUTH_APPLICATION_LINK:
+            return [
+                ApplicationLinkCredential(
+                    endpoint=self.token_endpoint(connector),
+                    client_id=config.get("client_id", ""),
+                    client_secret=secrets_.get("client_secret", ""),
+                    tokens=secrets_,
+                    store=self._store_tokens,
+                    on_failure=self._mark_down,
+                )
+            ]
+        raise ProviderAuthError(f"Bitbucket Data Center does not support the auth kind {kind!r}")
+
+    def _store_tokens(self, tokens: dict) -> None:
+        _store_tokens(self.connector, tokens)
+
+    def _mark_down(self, message: str) -> None:
+        type(self.connector).objects.filter(pk=self.connector.pk).update(
+            health=Health.DOWN, last_error=message, last_checked_at=timezone.now()
+        )
+
+    @property
+    def target(self) -> dict:
+        return (self.integration.target if self.integration else {}) or {}
+
+    @property
+    def projects(self) -> list[str]:
+        return sorted({key.upper() for key in self.target.get("projects") or []})
+
+    def _https_check(self) -> None:
+        if not self.instance_url.lower().startswith("https://"):
+            raise ProviderError(HTTPS_ONLY)
+
+    # -- OAuth 2.0 application links ------------------------------------------------------------
+
+    @staticmethod
+    def oauth_redirect_uri(connector) -> str:
+        """What the admin enters as the application link's redirect URL in Data Center."""
+        base = settings.LANTERN_PUBLIC_URL.rstrip("/")
+        return f"{base}/org/bitbucket-dc/{connector.pk}/callback"
+
+    @staticmethod
+    def token_endpoint(connector) -> TokenEndpoint:
+        return TokenEndpoint(instance_url=connector.base_url or "", ca_pem=connector.ca_pem or "")
+
+    @classmethod
+    def oauth_start(cls, connector) -> tuple[str, str, str]:
+        """``(authorize URL, state, PKCE verifier)``: the caller keeps state and verifier (in
+        the session) for :meth:`oauth_complete`."""
+        state = secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        query = urlencode(
+            {
+                "client_id": (connector.config or {}).get("client_id", ""),
+                "redirect_uri": cls.oauth_redirect_uri(connector),
+                "response_type": "code",
+                "scope": OAUTH_SCOPES,
+                "state": state,
+                "code_challenge": challenge.decode().rstrip("="),
+                "code_challenge_method": "S256",
+            }
+        )
+        base = (connector.base_url or "").rstrip("/")
+        return f"{base}{OAUTH_PATH}/authorize?{query}", state, verifier
+
+    @classmethod
+    def oauth_complete(cls, connector, *, code: str, verifier: str = "") -> None:
+        """Exchange the authorization code for tokens and store them on the connector."""
+        redirect_uri = cls.oauth_redirect_uri(connector)
+        status, body = cls.token_endpoint(connector).post(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "client_id": (connector.config or {}).get("client_id", ""),
+                "client_secret": connector.secrets.get("client_secret", ""),
+                "code_verifier": verifier,
+            }
+        )
+        if status == 200 and body.get("access_token"):
+            _store_tokens(connector, token_fields(body))
+            return
+        error = body.get("error") or f"HTTP {status}"
+        if error == "invalid_grant":
+            raise ProviderAuthError(
+                "Bitbucket Data Center refused the authorization code (invalid_grant). The usual "
+                "cause is a redirect URL mismatch: the application link's redirect URL must be "
+                f"exactly {redirect_uri}. Otherwise the code expired or was already used: start "
+                "the authorisation again.",
+                status=status,
+            )
+        if error == "invalid_client":
+            raise ProviderAuthError(
+                "Bitbucket Data Center refused the client id or secret (invalid_client): copy "
+                "both again from the application link.",
+                status=status,
+            )
+        reason = body.get("error_description") or error
+        raise ProviderAuthError(f"The OAuth authorisation failed ({reason})", status=status)
+
+    # -- probe ---------------------------------------------------------------------------------
+
+    def probe(self) -> ProbeResult:
+        """HTTPS, a supported version, the credential, then each chosen project; each failure
+        with its own message."""
+        details: dict = {"url": self.instance_url}
+        if not self.instance_url.lower().startswith("https://"):
+            return ProbeResult(False, HTTPS_ONLY, details)
+        try:
+            properties = self.client.application_properties()
+            version = properties.get("version")
+            details.update(version=version, display_name=properties.get("displayName"))
+            refused = version_check(version)
+            if refused:
+                return ProbeResult(False, refused, details)
+            page = self.client.repositories_page(limit=1)
+            details["repositories_visible"] = bool(page.get("values"))
+            for key in self.projects:
+                refused = self._project_check(key)
+                if refused:
+                    return ProbeResult(False, refused, details)
+        except ProviderAuthError as exc:
+            if exc.status == 401:
+                return ProbeResult(False, self._refused_message(exc), details)
+            return ProbeResult(False, exc.message, details)
+        except ProviderNotFound:
+            return ProbeResult(
+                False,
+                f"{self.instance_url} does not answer like Bitbucket Data Center "
+                "(no /rest/api/1.0/application-properties): check the instance URL",
+                details,
+            )
+        except ProviderError as exc:
+            return ProbeResult(False, exc.message, details)
+        message = f"Connected to Bitbucket Data Center {version}"
+        if not details["repositories_visible"]:
+            message += (
+                " — but the credential sees no repository yet: give it PROJECT_READ on the "
+                "projects to import"
+            )
+        return ProbeResult(True, message, details)
+
+    def _project_check(self, key: str) -> str | None:
+        try:
+            if self.client.project(key) is None:
+                return f"No project {key} on this instance: check the integration's projects"
+        except ProviderAuthError as exc:
+            if exc.status == 401 and _not_permitted(exc):
+                return (
+                    f"The credential cannot read project {key}: give the token (or its user) "
+                    "PROJECT_READ on it."
+                )
+            raise
+        return None
+
+    def _refused_message(self, exc: ProviderError) -> str:
+        if self.connector.auth_kind == AuthKind.OAUTH_APPLICATION_LINK:
+            if "refresh" in exc.message or "not authorised" in exc.message:
+                return exc.message
+            return "The OAuth access token was refused: reconnect the connector."
+        if _not_permitted(exc):
+            return (
+                "The personal access token is missing or has no access: paste the token (it "
+                "needs PROJECT_READ on the projects to import)."
+            )
+        return (
+            "The personal access token was refused: it is wrong, expired or revoked. Create a "
+            "new one (Profile → Manage account → HTTP access tokens) with PROJECT_READ."
+        )
+
+    # -- repositories --------------------------------------------------------------------------
+
+    def _wanted(self, raw: dict) -> bool:
+        pattern = self.target.get("repository_pattern")
+        name = raw.get("name") or raw.get("slug") or ""
+        return not pattern or re.search(pattern, name) is not None
+
+    def in_target(self, record: RepoRecord) -> bool:
+        projects = self.projects
+        if projects and record.data.get("project_key", "").upper() not in projects:
+            return False
+        return self._wanted({"name": record.data.get("name"), "slug": record.data.get("slug")})
+
+    def _record(self, raw: dict) -> RepoRecord:
+        """A repository with its default branch and newest commit (its "updated" time)."""
+        key, slug = (raw.get("project") or {}).get("key", ""), raw.get("slug", "")
+        branch = self.client.default_branch(key, slug)
+        latest = self.client.latest_commit(key, slug, branch) if branch else None
+        return records.repository_record(raw, default_branch=branch, latest_commit=latest)
+
+    def _pages(self) -> Iterator[dict]:
+        projects = self.projects
+        if not projects:
+            yield from self.client.repository_pages()
+            return
+        for key in projects:
+            try:
+                yield from self.client.repository_pages(key)
+            except ProviderNotFound as exc:
+                raise ProviderNotFound(
+                    f"No project {key} on the instance (or it was deleted): update the "
+                    "integration's projects",
+                    status=404,
+                ) from exc
+
+    def iter_repositories(self, since: datetime | None = None) -> Iterator[list[RepoRecord]]:
+        """All repositories every time: Data Center cannot filter them by change, so ``since``
+        is not used (the engine's incremental listing stays correct, only not cheaper)."""
+        self._https_check()
+        for page in self._pages():
+            yield [
+                self._record(raw)
+                for raw in page.get("values", [])
+                if raw.get("id") is not None and self._wanted(raw)
+            ]
+
+    def get_repository(self, external_id: str, name: str | None = None) -> RepoRecord | None:
+        """By ``PROJECT/slug`` (what a webhook names) when given, checked against the id;
+        otherwise by id, which Data Center can only find in a listing."""
+        self._https_check()
+        if name and "/" in name:
+            key, slug = name.split("/", 1)
+            raw = self.client.repository(key, slug)
+            if raw is not None and (not external_id or str(raw.get("id")) == str(external_id)):
+                return self._record(raw)
+        if not external_id:
+            return None
+        for page in self.client.repository_pages():
+            for raw in page.get("values", []):
+                if str(raw.get("id")) == str(external_id):
+                    return self._record(raw)
+        return None
+
+    # -- secondary kinds -----------------------------------------------------------------------
+
+    @staticmethod
+    def _data(repo: Any) -> dict:
+        return repo.data if isinstance(repo, RepoRecord) else repo
+
+    def iter_pull_requests(
+        self, repo, *, since=None, until=None, limit
+    ) -> Iterator[PullRequestRecord]:
+        """Newest (most recently updated) first; paging stops at the first one not newer than
+        ``since`` — unless the instance turns out not to order by update time, then it reads on."""
+        data = self._data(repo)
+        if limit <= 0 or not data.get("default_branch"):
+            return  # an empty repository has no branches, so no pull requests
+        self._https_check()
+        count, previous, ordered = 0, None, True
+        pages = self.client.pull_request_pages(data["project_key"], data["slug"], limit=limit)
+        for page in pages:
+            for raw in page.get("values", []):
+                pull_request = records.pull_request_record(raw)
+                updated = pull_request.updated_on
+                if updated is None:
+                    continue
+                if previous is not None and updated > previous:
+                    ordered = False
+                previous = updated
+                if until is not None and updated >= until:
+                    continue
+                if since is not None and updated <= since:
+                    if ordered:
+                        return
+                    continue
+                yield pull_request
+                count += 1
+                if count >= limit:
+                    return
+
+    def iter_commits(self, repo, *, since=None, until=None, limit) -> Iterator[CommitRecord]:
+        data = self._data(repo)
+        branch = data.get("default_branch")
+        if not branch or limit <= 0:
+            return
+        self._https_check()
+        count = 0
+        pages = self.client.commit_pages(data["project_key"], data["slug"], branch, limit=limit)
+        for page in pages:
+            for raw in page.get("values", []):
+                commit = records.commit_record(raw, repository_url=data.get("url", ""))
+                if commit.date is None or (until is not None and commit.date >= until):
+                    continue
+                if since is not None and commit.date <= since:
+                    return
+                yield commit
+                count += 1
+                if count >= limit:
+                    return
+
+    def read_file(self, repo, path: str) -> bytes | None:
+        data = self._data(repo)
+        branch = data.get("default_branch")
+        if not branch:
+            return None
+        self._https_check()
+        return self.client.file(data["project_key"], data["slug"], f"refs/heads/{branch}", path)
+
+    def _hook_subjects(self) -> list[tuple[str, str | None]]:
+        """One hook per chosen project; with every project, one per repository."""
+        if self.projects:
+            return [(key, None) for key in self.projects]
+        return [
+            (record.data["project_key"], record.data["slug"])
+            for page in self.iter_repositories()
+            for record in page
+        ]
+
+    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
+        from integrations.providers.bitbucket_dc import webhooks
+
+        self._https_check()
+        for project_key, slug in self._hook_subjects():
+            webhooks.ensure_webhook(
+                self.client,
+                project_key=project_key,
+                repository_slug=slug,
+                url=url,
+                secret=secret,
+                events=events or webhooks.EVENTS,
+            )
+
+    def remove_webhook(self, url: str) -> int:
+        from integrations.providers.bitbucket_dc import webhooks
+
+        self._https_check()
+        return sum(
+            webhooks.remove_webhook(self.client, project_key=key, repository_slug=slug, url=url)
+            for key, slug in self._hook_subjects()
+        )
+
+    def parse_webhook(self, headers, body):
+        from integrations.providers.bitbucket_dc.webhooks import parse_webhook
+
+        return parse_webhook(headers, body)
+
+    @classmethod
+    def properties(cls, data: dict) -> dict:
+        return {key: data.get(key) for key in PROPERTY_KEYS}
+
+
+def _store_tokens(connector, tokens: dict) -> None:
+    """Renewed tokens, encrypted with the connector's other secrets."""
+    connector.secrets = {**connector.secrets, **tokens}
+    if connector.pk:
+        type(connector).objects.filter(pk=connector.pk).update(
+            secrets_encrypted=connector.secrets_encrypted
+        )

@@ -1,0 +1,119 @@
+"""Fixtures for the Bitbucket Data Center provider tests: the HTTPS sandbox with its private CA
+on a real socket, a connector and an integration pointing at it, the feature flag on, loopback
+allowed, fast retries, and a comparable snapshot of what a sync wrote."""
+
+import pytest
+from django.core.cache import cache
+
+from catalog.models import Entity
+from catalog.rendering import entity_document
+from integrations import services
+from integrations.http import RetryPolicy
+from integrations.models import Commit, DiscoveredEntity, PullRequest
+from integrations.providers.bitbucket_dc import client as client_module
+from integrations.sandbox import SandboxServer, World
+from tests.sandbox.fixtures import DC_TOKEN, dc_world_factory
+
+
+@pytest.fixture(autouse=True)
+def dc_test_settings(settings, monkeypatch):
+    """The provider enabled, loopback allowed, and retries that wait milliseconds."""
+    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    settings.BITBUCKET_DC_ENABLED = True
+    settings.LANTERN_PUBLIC_URL = "https://lantern.example"
+    cache.clear()
+    monkeypatch.setattr(
+        client_module, "retry_policy", lambda: RetryPolicy(base_delay=0.002, max_delay=0.01)
+    )
+    yield
+    cache.clear()
+
+
+def world(repos: int = 24, *, projects: int = 4, prs: int = 3, commits: int = 4, seed: int = 11):
+    return dc_world_factory(
+        seed, projects=projects, repos=repos, prs_per_repo=prs, commits_per_repo=commits
+    )
+
+
+@pytest.fixture
+def sandbox():
+    """``sandbox(world, **options)`` starts HTTPS sandboxes; ``sandbox.default`` is a running one
+    over a 24-repository world. All stop after the test."""
+    servers: list[SandboxServer] = []
+
+    def make(w: World | None = None, **options) -> SandboxServer:
+        server = SandboxServer(w or world(), kind="dc", **options).start()
+        servers.append(server)
+        return server
+
+    make.default = make()
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def make_connector(
+    server,
+    *,
+    name: str = "dc",
+    token: str = DC_TOKEN,
+    ca_pem: str | None = None,
+    base_url: str | None = None,
+    auth_kind: str = "personal_access_token",
+    secrets: dict | None = None,
+    config: dict | None = None,
+):
+    return services.connector_create(
+        name=name,
+        provider="bitbucket_dc",
+        auth_kind=auth_kind,
+        base_url=server.url if base_url is None else base_url,
+        secrets={"token": token} if secrets is None else secrets,
+        config=config or {},
+        ca_pem=server.ca_pem if ca_pem is None else ca_pem,
+    )
+
+
+def make_integration(connector, *, name: str = "dc", **values):
+    values.setdefault("auto_import", True)
+    return services.integration_create(connector=connector, name=name, **values)
+
+
+def requests_of(server, endpoint: str | None = None) -> list:
+    return [
+        entry
+        for entry in server.api.log.entries()
+        if entry.path.startswith("/rest/api/") and (endpoint is None or entry.endpoint == endpoint)
+    ]
+
+
+def snapshot() -> dict:
+    """Everything a sync wrote, without ids, timestamps of the run or generated uids."""
+
+    def document(entity: Entity) -> dict:
+        doc = entity_document(entity)
+        doc["metadata"].pop("uid", None)
+        doc["metadata"].pop("etag", None)
+        for link in doc["metadata"].get("integration", []):
+            for key in ("integration_id", "integration_name", "imported_at", "linked_entity_uid"):
+                link.pop(key, None)
+        return doc
+
+    return {
+        "entities": sorted(
+            (document(e) for e in Entity.objects.all()), key=lambda d: d["metadata"]["name"]
+        ),
+        "discovered": sorted(
+            DiscoveredEntity.objects.values_list(
+                "external_id", "name", "state", "recommended_action", "data"
+            )
+        ),
+        "pull_requests": sorted(
+            PullRequest.objects.values_list(
+                "discovered__external_id", "external_id", "state", "title", "updated_on"
+            )
+        ),
+        "commits": sorted(
+            Commit.objects.values_list("discovered__external_id", "hash", "date", "message")
+        ),
+    }
