@@ -3,7 +3,7 @@
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from integrations.providers.bitbucket_cloud.client import (
     OAuthRefreshError,
     bbql_time,
 )
+from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
 
 REQUIRED_SCOPES = ("project", "repository", "pullrequest")
 SCOPE_LABELS = {
@@ -93,18 +94,7 @@ class BitbucketCloudProvider(Provider):
     )
     target_keys = ("workspace", "projects", "repository_pattern")
     catalog_file = "catalog-info.yaml"
-    # A repository's catalog-info.yaml (``catalog_info``, read by the engine) comes first.
-    default_field_mappings: ClassVar[dict[str, str]] = {
-        "metadata.description": "catalog_info.metadata.description || description",
-        "metadata.tags": "catalog_info.metadata.tags || tags",
-        "spec.owner": "catalog_info.spec.owner",
-        "spec.lifecycle": "catalog_info.spec.lifecycle",
-        "spec.system": "catalog_info.spec.system",
-        'metadata.labels."bitbucket.org/project"': "project_key",
-        'metadata.annotations."bitbucket.org/repo-url"': "url",
-        'metadata.annotations."bitbucket.org/default-branch"': "default_branch",
-        'metadata.annotations."backstage.io/source-location"': "source_location",
-    }
+    default_field_mappings = BITBUCKET_FIELD_MAPPINGS
 
     def __init__(self, *, connector, integration=None, client: BitbucketCloudClient | None = None):
         super().__init__(connector=connector, integration=integration)

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -39,6 +39,7 @@ from integrations.providers.bitbucket_dc.client import (
     TokenEndpoint,
     token_fields,
 )
+from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
 
 SUPPORTED_MAJORS = (9, 10)
 NOT_ENABLED = "Bitbucket Data Center is not enabled: set BITBUCKET_DC_ENABLED=true"
@@ -96,18 +97,7 @@ class BitbucketDataCenterProvider(Provider):
     auth_kinds = (AuthKind.PERSONAL_ACCESS_TOKEN, AuthKind.OAUTH_APPLICATION_LINK)
     target_keys = ("projects", "repository_pattern")
     catalog_file = "catalog-info.yaml"
-    # A repository's catalog-info.yaml (``catalog_info``, read by the engine) comes first.
-    default_field_mappings: ClassVar[dict[str, str]] = {
-        "metadata.description": "catalog_info.metadata.description || description",
-        "metadata.tags": "catalog_info.metadata.tags || tags",
-        "spec.owner": "catalog_info.spec.owner",
-        "spec.lifecycle": "catalog_info.spec.lifecycle",
-        "spec.system": "catalog_info.spec.system",
-        'metadata.labels."bitbucket.org/project"': "project_key",
-        'metadata.annotations."bitbucket.org/repo-url"': "url",
-        'metadata.annotations."bitbucket.org/default-branch"': "default_branch",
-        'metadata.annotations."backstage.io/source-location"': "source_location",
-    }
+    default_field_mappings = BITBUCKET_FIELD_MAPPINGS
 
     def __init__(
         self,
