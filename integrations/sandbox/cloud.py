@@ -1,26 +1,26 @@
 """The Bitbucket Cloud REST 2.0 sandbox: the world served the way api.bitbucket.org serves it.
 
-Each request goes through one pipeline (:meth:`CloudApi.handle`): routing, injected faults,
-authentication, the rate limit, the scope check, the handler, then ``fields`` and body faults;
-everything is recorded in the request log. Handlers are small functions of a :class:`Request`.
+Each request goes through the pipeline shared with Data Center (:class:`SandboxApi` in
+``api_base.py``): routing, injected faults, authentication, the rate limit, the scope check, the
+handler, then ``fields`` and body faults; everything is recorded in the request log. Handlers
+are small functions of a :class:`Request`.
 """
 
 import base64
 import hashlib
-import logging
 import re
 import threading
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from integrations.sandbox import control
+from integrations.sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
 from integrations.sandbox.cloud_objects import CloudRenderer, content_type
-from integrations.sandbox.credentials import AuthError, OAuthError, Principal, anonymous
+from integrations.sandbox.credentials import AuthError, Principal, anonymous
 from integrations.sandbox.query import QueryError, apply_fields, filter_documents, sort_documents
 from integrations.sandbox.routing import ApiError, PageInfo, Request, Response, Route, Router
-from integrations.sandbox.traffic import FaultInjector, LoggedRequest, RateLimiter, RequestLog
+from integrations.sandbox.traffic import FaultInjector, RateDecision, RateLimiter, RequestLog
 from integrations.sandbox.webhooks import WebhookSender
 from integrations.sandbox.world import (
     PR_STATES,
@@ -33,8 +33,6 @@ from integrations.sandbox.world import (
     WorldError,
     WorldEvent,
 )
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100
@@ -102,16 +100,10 @@ class Hook:
     repository: str | None = None  # uuid; None for a workspace hook
 
 
-@dataclass
-class _Outcome:
-    response: Response
-    fault: str | None = None
-    principal: Principal | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
-
-
-class CloudApi:
+class CloudApi(SandboxApi):
     kind = "cloud"
+    hook_key = "uuid"
+    handled_errors = (ApiError, WorldError, QueryError)
 
     def __init__(self, world: World, *, webhook_timeout: float = 10.0):
         self.world = world
@@ -124,13 +116,6 @@ class CloudApi:
         self._hooks_lock = threading.Lock()
         self.router = Router(self._routes() + control.routes(self))
         world.subscribe(self._on_world_event)
-
-    def start(self, public_url: str) -> None:
-        self.public_url = public_url
-
-    def stop(self) -> None:
-        self.world.unsubscribe(self._on_world_event)
-        self.webhooks.stop()
 
     def _routes(self) -> list[Route]:
         repo = "/2.0/repositories/{workspace}/{repo_slug}"
@@ -196,119 +181,38 @@ class CloudApi:
             Route("POST", "/site/oauth2/access_token", self.oauth_token, auth=False),
         ]
 
-    # -- the pipeline --------------------------------------------------------------------------
+    # -- the pipeline (see SandboxApi): Cloud's errors, throttling, credentials and scopes --------
 
-    def handle(self, request: Request) -> Response:
-        outcome = _Outcome(Response())
-        try:
-            route, params = self.router.match(request.method, request.path.rstrip("/") or "/")
-            request.route, request.params = route, params
-            if route.template.startswith(control.PREFIX):
-                outcome.response = control.dispatch(route, request)
-            else:
-                outcome = self._serve(route, request)
-        except ApiError as exc:
-            outcome.response = Response.error(exc)
-        except Exception:
-            logger.exception("integrations.sandbox.handler_failed", extra={"path": request.path})
-            outcome.response = Response.error(ApiError(500, "Something went wrong"))
-        outcome.response.headers.update(outcome.extra_headers)
-        route = request.route
-        self.log.record(
-            LoggedRequest(
-                method=request.method,
-                path=request.path,
-                query=request.query,
-                status=0 if outcome.response.drop else outcome.response.status,
-                endpoint=route.endpoint if route else "unmatched",
-                credential=outcome.principal.id if outcome.principal else None,
-                fault=outcome.fault,
-                at=time.time(),
-            )
-        )
-        return outcome.response
+    def _fault_eligible(self, request: Request) -> bool:
+        return super()._fault_eligible(request) and request.arg(RETRY_MARKER) is None
 
-    def _serve(self, route: Route, request: Request) -> _Outcome:
-        outcome = _Outcome(Response())
-        eligible = (
-            re.search(self.faults.config.path_pattern, request.path) is not None
-            and request.arg(RETRY_MARKER) is None
-        )
-        fault = self.faults.before() if eligible else None
-        outcome.fault = fault
-        if fault == "slow":
-            time.sleep(self.faults.config.slow_seconds)
-        elif fault is not None:
-            outcome.response = self._fault_response(fault)
-            return outcome
-        try:
-            if route.auth:
-                request.principal = outcome.principal = self._authenticate(request, route)
-                limited = self._rate_limit(request, outcome)
-                if limited is not None:
-                    outcome.response = limited
-                    return outcome
-                self._check_scope(request.principal, route.scope)
-            response = route.handler(request)
-        except ApiError as exc:
-            response = Response.error(exc)
-        except AuthError as exc:
-            response = Response.error(_unauthorized(exc.message, exc.detail))
-        except OAuthError as exc:
-            response = Response.json(
-                {"error": exc.error, "error_description": exc.description}, status=exc.status
-            )
-        except (WorldError, QueryError) as exc:
-            response = Response.error(_world_error(exc))
-        outcome.response = response
-        if 200 <= response.status < 300 and response.document is not None:
-            try:
-                self._shape(request, response, eligible, outcome)
-            except QueryError as exc:
-                outcome.response = Response.error(ApiError(400, str(exc)))
-        return outcome
+    def _api_error(self, exc: Exception) -> ApiError:
+        return exc if isinstance(exc, ApiError) else _world_error(exc)
 
-    def _fault_response(self, fault: str) -> Response:
-        if fault == "drop":
-            return Response(drop=True)
-        if fault == "429":
-            response = Response.text(RATE_LIMITED, status=429)
-            response.headers["Retry-After"] = str(self.faults.retry_after())
-            return response
-        if fault == "500":
-            return Response.error(ApiError(500, "Something went wrong"))
-        reason = {"502": "Bad Gateway", "503": "Service Unavailable"}[fault]
-        page = f"<html><body><h1>{fault} {reason}</h1></body></html>"
-        return Response.text(page, status=int(fault), content_type="text/html")
+    def _server_error(self) -> ApiError:
+        return ApiError(500, "Something went wrong")
+
+    def _auth_failure(self, exc: AuthError) -> ApiError:
+        return _unauthorized(exc.message, exc.detail)
+
+    def _throttled(self, retry_after: int | None) -> Response:
+        response = Response.text(RATE_LIMITED, status=429)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     def _shape(self, request: Request, response: Response, eligible: bool, outcome) -> None:
         """``fields`` and default omissions, then the faults that act on a good JSON body."""
         fields = request.arg("fields")
         if fields or response.default_excluded:
-            response.document = apply_fields(
-                response.document, fields, default_excluded=response.default_excluded
-            )
-        if not eligible:
-            return
-        document, page = response.document, response.page
-        fault = self.faults.after(
-            has_body=True,
-            page_next=bool(page and isinstance(document, dict) and document.get("next")),
-            continuation=bool(page and page.continuation),
-        )
-        if fault is None:
-            return
-        outcome.fault = fault
-        if fault == "empty_page":
-            response.document = {**document, "values": [], "next": page.retry_url}
-        elif fault == "repeat_next":
-            response.document = {**document, "next": page.self_url}
-        else:
-            encoded = response.encode()
-            response.document = None
-            response.body = encoded[: len(encoded) // 2] if fault == "truncated" else encoded + b"}"
-
-    # -- authentication, rate limits, scopes ---------------------------------------------------
+            try:
+                response.document = apply_fields(
+                    response.document, fields, default_excluded=response.default_excluded
+                )
+            except QueryError as exc:
+                outcome.response = Response.error(ApiError(400, str(exc)))
+                return
+        super()._shape(request, response, eligible, outcome)
 
     def _authenticate(self, request: Request, route: Route) -> Principal:
         header = request.headers.get("Authorization")
@@ -321,31 +225,23 @@ class CloudApi:
             return anonymous(request.client)
         raise _unauthorized("Unauthorized", "This API requires authentication.")
 
-    def _rate_limit(self, request: Request, outcome: _Outcome) -> Response | None:
-        principal = request.principal
-        if principal.anonymous:
-            resource = "anonymous"
-        elif request.route.handler == self.src_get:
-            resource = "raw"
-        elif request.path.startswith("/2.0/repositories/"):
-            resource = "api-repositories"
-        else:
-            return None
-        decision = self.rate_limits.hit(principal.budget, resource)
-        if principal.is_access_token and decision.limit is not None:
-            outcome.extra_headers.update(
-                {
-                    "X-RateLimit-Limit": str(decision.limit),
-                    "X-RateLimit-Resource": resource,
-                    "X-RateLimit-NearLimit": str(self.rate_limits.is_near(decision)).lower(),
-                }
-            )
-        if decision.allowed:
-            return None
-        response = Response.text(RATE_LIMITED, status=429)
-        if decision.retry_after is not None:
-            response.headers["Retry-After"] = str(decision.retry_after)
-        return response
+    def _rate_resource(self, request: Request) -> str | None:
+        if request.principal.anonymous:
+            return "anonymous"
+        if request.route.handler == self.src_get:
+            return "raw"
+        if request.path.startswith("/2.0/repositories/"):
+            return "api-repositories"
+        return None
+
+    def _rate_headers(self, principal: Principal, decision: RateDecision) -> dict[str, str]:
+        if not principal.is_access_token or decision.limit is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Resource": decision.resource,
+            "X-RateLimit-NearLimit": str(self.rate_limits.is_near(decision)).lower(),
+        }
 
     @staticmethod
     def _check_scope(principal: Principal, scope: str | None) -> None:
@@ -760,57 +656,23 @@ class CloudApi:
                 self.hooks[hook.uuid] = hook
             return Response.json(self._renderer(request).hook(hook), status=201)
 
-    def hook_get(self, request: Request) -> Response:
-        with self.world.lock:
-            return Response.json(self._renderer(request).hook(self._hook(request)))
-
-    def hook_update(self, request: Request) -> Response:
-        values = self._hook_fields(request.json(), partial=True)
-        with self.world.lock:
-            hook = self._hook(request)
-            for key, value in values.items():
-                setattr(hook, key, value)
-            return Response.json(self._renderer(request).hook(hook))
-
-    def hook_delete(self, request: Request) -> Response:
-        with self.world.lock:
-            hook = self._hook(request)
-            with self._hooks_lock:
-                self.hooks.pop(hook.uuid, None)
-        return Response(status=204, content_type=None)
+    def _hook_json(self, request: Request, hook: Hook) -> dict:
+        return self._renderer(request).hook(hook)
 
     # -- handlers: OAuth 2 ---------------------------------------------------------------------
 
     def oauth_authorize(self, request: Request) -> Response:
-        try:
-            location = self.world.credentials.authorize(
-                client_id=request.arg("client_id", ""),
-                response_type=request.arg("response_type", ""),
-                state=request.arg("state"),
-                redirect_uri=request.arg("redirect_uri"),
-            )
-        except OAuthError as exc:
-            document = {"error": exc.error, "error_description": exc.description}
-            return Response.json(document, status=exc.status)
-        return Response(status=302, content_type=None, headers={"Location": location})
+        return oauth_redirect(
+            self.world.credentials.authorize,
+            client_id=request.arg("client_id", ""),
+            response_type=request.arg("response_type", ""),
+            state=request.arg("state"),
+            redirect_uri=request.arg("redirect_uri"),
+        )
 
     def oauth_token(self, request: Request) -> Response:
         form = {item.name: item.value.decode("utf-8", "replace") for item in request.form()}
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                raw = base64.b64decode(value.strip(), validate=True).decode()
-            except ValueError:
-                raw = ":"
-            client_id, _, client_secret = raw.partition(":")
-        try:
-            consumer = self.world.credentials.client(client_id, client_secret)
-            document = self.world.credentials.token(consumer, form)
-        except OAuthError as exc:
-            document = {"error": exc.error, "error_description": exc.description}
-            return Response.json(document, status=exc.status)
-        return Response.json(document, headers={"Cache-Control": "no-store"})
+        return oauth_token_response(self.world.credentials, request, form)
 
     # -- webhook deliveries --------------------------------------------------------------------
 

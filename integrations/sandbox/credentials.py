@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -202,6 +203,56 @@ class OAuthGrant:
     code_challenge: str = ""  # PKCE (Data Center application links)
 
 
+def _decode_basic(value: str, error: AuthError) -> tuple[str, str]:
+    """``login:secret`` from a Basic credential; ``error`` when it does not decode."""
+    try:
+        raw = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise error from None
+    login, _, secret = raw.partition(":")
+    return login, secret
+
+
+def _authenticated_client(registry: dict, client_id: str, client_secret: str, message: str):
+    """The OAuth client registered as ``client_id`` if ``client_secret`` is its secret."""
+    client = registry.get(client_id)
+    if client is None or not secrets.compare_digest(client.secret, client_secret):
+        raise OAuthError("invalid_client", message, status=401)
+    return client
+
+
+def _refused_response_type(response_type: str) -> dict[str, str]:
+    return {
+        "error": "unsupported_response_type",
+        "error_description": f"Unsupported response_type {response_type!r}",
+    }
+
+
+def _redirect(target: str, params: dict[str, str], state: str | None) -> str:
+    """``target`` with the authorization result (and ``state``) appended to its query."""
+    if state is not None:
+        params["state"] = state
+    separator = "&" if "?" in target else "?"
+    return f"{target}{separator}{urlencode(params)}"
+
+
+def _expire(grants: dict[str, OAuthGrant], now: float) -> int:
+    for grant in grants.values():
+        grant.expires_at = min(grant.expires_at, now)
+    return len(grants)
+
+
+_BY_TOKEN = attrgetter("token")
+_BY_CLIENT_ID = attrgetter("client_id")
+
+
+def _restore(registry: dict, records: list[dict], cls, key, *, scopes: bool = True) -> None:
+    """Dumped records back into ``registry`` as ``cls`` instances keyed by ``key(item)``."""
+    for record in records:
+        item = cls(**{**record, "scopes": tuple(record["scopes"])} if scopes else record)
+        registry[key(item)] = item
+
+
 @dataclass
 class AuthSettings:
     app_passwords_enabled: bool = False  # Bitbucket retired app passwords on 2026-06-09
@@ -358,12 +409,8 @@ class Credentials:
             if scheme == "bearer":
                 return self._bearer(value.strip())
             if scheme == "basic":
-                try:
-                    raw = base64.b64decode(value.strip(), validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    raise AuthError("Invalid credentials", "Malformed Basic credentials") from None
-                login, _, secret = raw.partition(":")
-                return self._basic(login, secret)
+                malformed = AuthError("Invalid credentials", "Malformed Basic credentials")
+                return self._basic(*_decode_basic(value.strip(), malformed))
         raise AuthError("Invalid credentials", f"Unsupported authorization scheme {scheme!r}")
 
     def _bearer(self, token: str) -> Principal:
@@ -436,10 +483,7 @@ class Credentials:
                 raise OAuthError("invalid_request", "redirect_uri does not match the callback URL")
             params: dict[str, str] = {}
             if response_type != "code":
-                params = {
-                    "error": "unsupported_response_type",
-                    "error_description": f"Unsupported response_type {response_type!r}",
-                }
+                params = _refused_response_type(response_type)
             elif self.settings.oauth_deny:
                 params = {
                     "error": "access_denied",
@@ -455,16 +499,11 @@ class Credentials:
                     redirect_uri=redirect_uri or "",
                 )
                 params = {"code": code}
-            if state is not None:
-                params["state"] = state
-            separator = "&" if "?" in target else "?"
-            return f"{target}{separator}{urlencode(params)}"
+            return _redirect(target, params, state)
 
     def client(self, client_id: str, client_secret: str) -> OAuthConsumer:
-        consumer = self.consumers.get(client_id)
-        if consumer is None or not secrets.compare_digest(consumer.secret, client_secret):
-            raise OAuthError("invalid_client", "Invalid OAuth client credentials", status=401)
-        return consumer
+        message = "Invalid OAuth client credentials"
+        return _authenticated_client(self.consumers, client_id, client_secret, message)
 
     def token(self, consumer: OAuthConsumer, form: dict[str, str]) -> dict:
         """``/site/oauth2/access_token`` for one authenticated consumer."""
@@ -524,10 +563,7 @@ class Credentials:
 
     def expire_access_tokens(self) -> int:
         with self.world.lock:
-            now = self.world.clock.timestamp()
-            for grant in self.oauth_access.values():
-                grant.expires_at = min(grant.expires_at, now)
-            return len(self.oauth_access)
+            return _expire(self.oauth_access, self.world.clock.timestamp())
 
     # -- JSON ---------------------------------------------------------------------------------
 
@@ -543,18 +579,11 @@ class Credentials:
 
     def load(self, data: dict) -> None:
         self.settings = AuthSettings(**data.get("settings", {}))
-        for item in data.get("access_tokens", []):
-            token = AccessToken(**{**item, "scopes": tuple(item["scopes"])})
-            self.access_tokens[token.token] = token
-        for item in data.get("api_tokens", []):
-            secret = UserSecret(**{**item, "scopes": tuple(item["scopes"])})
-            self.api_tokens[(secret.login, secret.secret)] = secret
-        for item in data.get("app_passwords", []):
-            secret = UserSecret(**{**item, "scopes": tuple(item["scopes"])})
-            self.app_passwords[(secret.login, secret.secret)] = secret
-        for item in data.get("oauth_consumers", []):
-            consumer = OAuthConsumer(**{**item, "scopes": tuple(item["scopes"])})
-            self.consumers[consumer.client_id] = consumer
+        by_login = attrgetter("login", "secret")
+        _restore(self.access_tokens, data.get("access_tokens", []), AccessToken, _BY_TOKEN)
+        _restore(self.api_tokens, data.get("api_tokens", []), UserSecret, by_login)
+        _restore(self.app_passwords, data.get("app_passwords", []), UserSecret, by_login)
+        _restore(self.consumers, data.get("oauth_consumers", []), OAuthConsumer, _BY_CLIENT_ID)
         self.dc.load(data)
         groups = (
             self.access_tokens,
@@ -724,11 +753,7 @@ class DcCredentials:
         value = value.strip()
         with self.world.lock:
             if scheme.lower() == "basic":
-                try:
-                    raw = base64.b64decode(value, validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    raise AuthError(DC_BAD_CREDENTIALS) from None
-                username, _, value = raw.partition(":")
+                username, value = _decode_basic(value, AuthError(DC_BAD_CREDENTIALS))
                 item = self.tokens.get(value)
                 account = self.world.account(item.account) if item else None
                 if account is None or account.nickname != username:
@@ -773,10 +798,7 @@ class DcCredentials:
             target = redirect_uri or client.redirect_uri
             params: dict[str, str]
             if response_type != "code":
-                params = {
-                    "error": "unsupported_response_type",
-                    "error_description": f"Unsupported response_type {response_type!r}",
-                }
+                params = _refused_response_type(response_type)
             elif code_challenge and code_challenge_method != "S256":
                 params = {
                     "error": "invalid_request",
@@ -793,16 +815,11 @@ class DcCredentials:
                     code_challenge=code_challenge,
                 )
                 params = {"code": code}
-            if state is not None:
-                params["state"] = state
-            separator = "&" if "?" in target else "?"
-            return f"{target}{separator}{urlencode(params)}"
+            return _redirect(target, params, state)
 
     def client(self, client_id: str, client_secret: str) -> DcOAuthClient:
-        client = self.clients.get(client_id)
-        if client is None or not secrets.compare_digest(client.secret, client_secret):
-            raise OAuthError("invalid_client", "Client authentication failed", status=401)
-        return client
+        message = "Client authentication failed"
+        return _authenticated_client(self.clients, client_id, client_secret, message)
 
     def token(self, client: DcOAuthClient, form: dict[str, str]) -> dict:
         """``/rest/oauth2/latest/token``. A refresh issues a new refresh token and retires the
@@ -844,10 +861,7 @@ class DcCredentials:
 
     def expire_access_tokens(self) -> int:
         with self.world.lock:
-            now = self.world.clock.timestamp()
-            for grant in self.access.values():
-                grant.expires_at = min(grant.expires_at, now)
-            return len(self.access)
+            return _expire(self.access, self.world.clock.timestamp())
 
     # -- JSON ---------------------------------------------------------------------------------
 
@@ -858,9 +872,5 @@ class DcCredentials:
         }
 
     def load(self, data: dict) -> None:
-        for item in data.get("dc_tokens", []):
-            token = DcAccessToken(**item)
-            self.tokens[token.token] = token
-        for item in data.get("dc_oauth_clients", []):
-            client = DcOAuthClient(**{**item, "scopes": tuple(item["scopes"])})
-            self.clients[client.client_id] = client
+        _restore(self.tokens, data.get("dc_tokens", []), DcAccessToken, _BY_TOKEN, scopes=False)
+        _restore(self.clients, data.get("dc_oauth_clients", []), DcOAuthClient, _BY_CLIENT_ID)

@@ -1,7 +1,7 @@
 """The Bitbucket Data Center REST 1.0 sandbox: one workspace of the world served as a self-hosted
 instance (its projects keep their keys), over HTTPS with a private CA (see ``server.py``).
 
-The pipeline (:meth:`DataCenterApi.handle`) is the Cloud one's with Data Center's manners: paged
+The pipeline (:class:`SandboxApi`, shared with Cloud) runs with Data Center's manners: paged
 envelopes (``size``, ``limit``, ``isLastPage``, ``start``, ``nextPageStart``, ``values``; default
 limit 25, capped at a configurable maximum the client must read back), ``{"errors": [...]}``
 bodies, **401 for a missing credential and for a missing permission alike**, epoch-millisecond
@@ -10,32 +10,23 @@ and the request log come from the same :mod:`traffic` module as the Cloud sandbo
 ``/_sandbox`` control API is shared (plus ``/_sandbox/dc/...`` for what only this one has).
 """
 
-import base64
-import logging
 import re
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from integrations.sandbox import control
+from integrations.sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
 from integrations.sandbox.credentials import (
     DC_NOT_PERMITTED,
     AuthError,
     DcPrincipal,
-    OAuthError,
 )
 from integrations.sandbox.datacenter_objects import DcIds, DcRenderer, webhook_date
 from integrations.sandbox.routing import ApiError, Request, Response, Route, Router
-from integrations.sandbox.traffic import (
-    FaultInjector,
-    LoggedRequest,
-    RateLimitConfig,
-    RateLimiter,
-    RequestLog,
-)
+from integrations.sandbox.traffic import FaultInjector, RateLimitConfig, RateLimiter, RequestLog
 from integrations.sandbox.webhooks import WebhookSender
 from integrations.sandbox.world import (
     Commit,
@@ -45,11 +36,8 @@ from integrations.sandbox.world import (
     Project,
     Repository,
     World,
-    WorldError,
     WorldEvent,
 )
-
-logger = logging.getLogger(__name__)
 
 API = "/rest/api/1.0"
 OAUTH = "/rest/oauth2/latest"
@@ -170,14 +158,6 @@ class Paging:
     short_pages: bool = False
 
 
-@dataclass
-class _Outcome:
-    response: Response
-    fault: str | None = None
-    principal: DcPrincipal | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
-
-
 class DcFaultInjector(FaultInjector):
     """The shared injector, aimed at the REST API by default."""
 
@@ -202,8 +182,9 @@ class DcWebhookSender(WebhookSender):
         return super()._post(url, body, headers)
 
 
-class DataCenterApi:
+class DataCenterApi(SandboxApi):
     kind = "dc"
+    hook_key = "id"
 
     def __init__(
         self,
@@ -241,13 +222,6 @@ class DataCenterApi:
         self.public_url = "https://127.0.0.1"
         self.router = Router(self._routes() + control.routes(self) + self._control_routes())
         world.subscribe(self._on_world_event)
-
-    def start(self, public_url: str) -> None:
-        self.public_url = public_url
-
-    def stop(self) -> None:
-        self.world.unsubscribe(self._on_world_event)
-        self.webhooks.stop()
 
     def configure(self, **values: Any) -> dict:
         """Change what ``application-properties`` says (``version``, ``displayName``...) or the
@@ -291,98 +265,30 @@ class DataCenterApi:
             Route("POST", f"{OAUTH}/token", self.oauth_token, auth=False),
         ]
 
-    # -- the pipeline --------------------------------------------------------------------------
+    # -- the pipeline (see SandboxApi): Data Center's errors, throttling and credentials --------
 
     def handle(self, request: Request) -> Response:
-        outcome = _Outcome(Response())
         if request.path.startswith("/rest/api/latest/"):  # ``latest`` is an alias of 1.0
             request.path = API + request.path[len("/rest/api/latest") :]
-        try:
-            route, params = self.router.match(request.method, request.path.rstrip("/") or "/")
-            request.route, request.params = route, params
-            if route.template.startswith(control.PREFIX):
-                outcome.response = control.dispatch(route, request)
-            else:
-                outcome = self._serve(route, request)
-        except ApiError as exc:
-            outcome.response = Response.error(_dc_error(exc))
-        except Exception:
-            logger.exception("integrations.sandbox.handler_failed", extra={"path": request.path})
-            outcome.response = Response.error(DcError(500, "An unexpected error occurred"))
-        outcome.response.headers.update(outcome.extra_headers)
-        route = request.route
-        self.log.record(
-            LoggedRequest(
-                method=request.method,
-                path=request.path,
-                query=request.query,
-                status=0 if outcome.response.drop else outcome.response.status,
-                endpoint=route.endpoint if route else "unmatched",
-                credential=outcome.principal.id if outcome.principal else None,
-                fault=outcome.fault,
-                at=time.time(),
-            )
-        )
-        return outcome.response
+        return super().handle(request)
 
-    def _serve(self, route: Route, request: Request) -> _Outcome:
-        outcome = _Outcome(Response())
-        eligible = re.search(self.faults.config.path_pattern, request.path) is not None
-        fault = self.faults.before() if eligible else None
-        outcome.fault = fault
-        if fault == "slow":
-            time.sleep(self.faults.config.slow_seconds)
-        elif fault is not None:
-            outcome.response = self._fault_response(fault)
-            return outcome
-        try:
-            if route.auth:
-                request.principal = outcome.principal = self._authenticate(request)
-                decision = self.rate_limits.hit(request.principal.budget, "api")
-                if not decision.allowed:
-                    error = DcError(429, "You have been rate limited. Please try again later.")
-                    if decision.retry_after is not None:
-                        error.headers["Retry-After"] = str(decision.retry_after)
-                    outcome.response = Response.error(error)
-                    return outcome
-            response = route.handler(request)
-        except ApiError as exc:
-            response = Response.error(_dc_error(exc))
-        except AuthError as exc:
-            exception = "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"
-            response = Response.error(_unauthorized(exc.message, exception))
-        except OAuthError as exc:
-            response = Response.json(
-                {"error": exc.error, "error_description": exc.description}, status=exc.status
-            )
-        except WorldError as exc:
-            response = Response.error(_dc_error(exc))
-        outcome.response = response
-        if eligible and 200 <= response.status < 300 and response.document is not None:
-            after = self.faults.after(has_body=True, page_next=False, continuation=False)
-            if after is not None:
-                outcome.fault = after
-                encoded = response.encode()
-                response.document = None
-                response.body = (
-                    encoded[: len(encoded) // 2] if after == "truncated" else encoded + b"}"
-                )
-        return outcome
+    def _api_error(self, exc: Exception) -> ApiError:
+        return _dc_error(exc)
 
-    def _fault_response(self, fault: str) -> Response:
-        if fault == "drop":
-            return Response(drop=True)
-        if fault == "429":
-            error = DcError(429, "You have been rate limited. Please try again later.")
-            error.headers["Retry-After"] = str(self.faults.retry_after())
-            return Response.error(error)
-        if fault == "500":
-            return Response.error(DcError(500, "An unexpected error occurred"))
-        reason = {"502": "Bad Gateway", "503": "Service Unavailable"}[fault]
-        page = f"<html><body><h1>{fault} {reason}</h1></body></html>"
-        return Response.text(page, status=int(fault), content_type="text/html")
+    def _server_error(self) -> ApiError:
+        return DcError(500, "An unexpected error occurred")
 
-    def _authenticate(self, request: Request) -> DcPrincipal:
+    def _auth_failure(self, exc: AuthError) -> ApiError:
+        exception = "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"
+        return _unauthorized(exc.message, exception)
+
+    def _throttled(self, retry_after: int | None) -> Response:
+        error = DcError(429, "You have been rate limited. Please try again later.")
+        if retry_after is not None:
+            error.headers["Retry-After"] = str(retry_after)
+        return Response.error(error)
+
+    def _authenticate(self, request: Request, route: Route) -> DcPrincipal:
         principal = self.world.credentials.dc.authenticate(request.headers.get("Authorization"))
         if principal is None:
             raise _unauthorized()
@@ -715,63 +621,31 @@ class DataCenterApi:
                 self.hooks[hook.id] = hook
             return Response.json(DcRenderer.webhook(hook))
 
-    def hook_get(self, request: Request) -> Response:
-        with self.world.lock:
-            return Response.json(DcRenderer.webhook(self._hook(request)))
+    def _hook_json(self, request: Request, hook: DcHook) -> dict:
+        return DcRenderer.webhook(hook)
 
-    def hook_update(self, request: Request) -> Response:
-        values = self._hook_fields(request.json(), partial=True)
-        with self.world.lock:
-            hook = self._hook(request)
-            for key, value in values.items():
-                setattr(hook, key, value)
-            hook.updated = self.world.tick()
-            return Response.json(DcRenderer.webhook(hook))
-
-    def hook_delete(self, request: Request) -> Response:
-        with self.world.lock:
-            hook = self._hook(request)
-            with self._hooks_lock:
-                self.hooks.pop(hook.id, None)
-        return Response(status=204, content_type=None)
+    def _hook_changed(self, hook: DcHook) -> None:
+        hook.updated = self.world.tick()
 
     # -- handlers: OAuth 2.0 (application links) ----------------------------------------------
 
     def oauth_authorize(self, request: Request) -> Response:
-        try:
-            location = self.world.credentials.dc.authorize(
-                client_id=request.arg("client_id", ""),
-                redirect_uri=request.arg("redirect_uri"),
-                response_type=request.arg("response_type", ""),
-                state=request.arg("state"),
-                code_challenge=request.arg("code_challenge", ""),
-                code_challenge_method=request.arg("code_challenge_method", ""),
-            )
-        except OAuthError as exc:
-            document = {"error": exc.error, "error_description": exc.description}
-            return Response.json(document, status=exc.status)
-        return Response(status=302, content_type=None, headers={"Location": location})
+        return oauth_redirect(
+            self.world.credentials.dc.authorize,
+            client_id=request.arg("client_id", ""),
+            redirect_uri=request.arg("redirect_uri"),
+            response_type=request.arg("response_type", ""),
+            state=request.arg("state"),
+            code_challenge=request.arg("code_challenge", ""),
+            code_challenge_method=request.arg("code_challenge_method", ""),
+        )
 
     def oauth_token(self, request: Request) -> Response:
         """Parameters in the form body or the query string (Atlassian's examples use both);
         the client authenticates with ``client_id``/``client_secret`` or Basic."""
         form = dict(request.query)
         form.update(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                raw = base64.b64decode(value.strip(), validate=True).decode()
-            except ValueError:
-                raw = ":"
-            client_id, _, client_secret = raw.partition(":")
-        credentials = self.world.credentials.dc
-        try:
-            document = credentials.token(credentials.client(client_id, client_secret), form)
-        except OAuthError as exc:
-            document = {"error": exc.error, "error_description": exc.description}
-            return Response.json(document, status=exc.status)
-        return Response.json(document, headers={"Cache-Control": "no-store"})
+        return oauth_token_response(self.world.credentials.dc, request, form)
 
     # -- /_sandbox/dc ---------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ prefers one workspace hook and falls back to a hook per repository when the cred
 manage workspace hooks (repository or project access tokens).
 """
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +14,13 @@ from integrations.providers.base import (
     RefChange,
     WebhookEvent,
     WebhookPayloadError,
+)
+from integrations.providers.bitbucket_webhooks import (
+    decode_body,
+    delete_hooks,
+    ensure_hook,
+    header,
+    hooks_posting_to,
 )
 
 DELIVERY_ID_HEADER = "X-Request-UUID"
@@ -30,25 +36,6 @@ EVENTS = (
     "pullrequest:comment_created",
 )
 HOOK_DESCRIPTION = "Lantern catalog"
-
-
-def header(headers: Mapping[str, str], name: str) -> str:
-    """A header by name, whatever the case of the mapping's keys."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return ""
-
-
-def decode_body(body: bytes) -> dict:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WebhookPayloadError(f"The body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise WebhookPayloadError("The body is not a JSON object")
-    return payload
 
 
 def _ref(side: Any) -> tuple[str | None, str | None]:
@@ -122,22 +109,9 @@ def _hook_body(url: str, secret: str, events: Iterable[str]) -> dict:
 
 
 def _subject_ensure(http, base: str, url: str, secret: str, events: Iterable[str]) -> dict:
-    """Create or update (events, secret, active) the hook posting to ``url`` on one subject;
-    other hooks with the same URL are removed so a delivery never arrives twice."""
-    ours = [
-        hook
-        for page in http.iter_next_pages(base)
-        for hook in page.get("values", [])
-        if hook.get("url") == url
-    ]
+    """Create or update (events, secret, active) the hook posting to ``url`` on one subject."""
     body = _hook_body(url, secret, events)
-    if not ours:
-        return http.request("POST", base, json=body).json()
-    keep, *extra = ours
-    for hook in extra:
-        http.request("DELETE", f"{base}/{hook['uuid']}", not_found_ok=True)
-    # The secret is never returned, so it is always written (that is also how rotation works).
-    return http.request("PUT", f"{base}/{keep['uuid']}", json=body).json()
+    return ensure_hook(http, base, http.iter_next_pages(base), body, id_key="uuid")
 
 
 def ensure_webhook(
@@ -172,17 +146,10 @@ def remove_webhook(client, *, workspace: str, url: str, repositories: Iterable[s
     removed = 0
     for base in subjects:
         try:
-            hooks = [
-                hook
-                for page in client.http.iter_next_pages(base)
-                for hook in page.get("values", [])
-                if hook.get("url") == url
-            ]
+            hooks = hooks_posting_to(client.http.iter_next_pages(base), url)
         except ProviderAuthError as exc:
             if exc.status != 403:
                 raise
             continue
-        for hook in hooks:
-            client.http.request("DELETE", f"{base}/{hook['uuid']}", not_found_ok=True)
-            removed += 1
+        removed += delete_hooks(client.http, base, hooks, id_key="uuid")
     return removed

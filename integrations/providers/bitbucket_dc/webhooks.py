@@ -6,12 +6,18 @@ a deleted branch an all-zero ``toHash``: both become ``None`` in :class:`RefChan
 hash ever reaches the commits API.
 """
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from integrations.providers.base import RefChange, WebhookEvent, WebhookPayloadError
+from integrations.providers.bitbucket_webhooks import (
+    decode_body,
+    delete_hooks,
+    ensure_hook,
+    header,
+    hooks_posting_to,
+)
 
 DELIVERY_ID_HEADER = "X-Request-Id"
 EVENTS = (
@@ -25,22 +31,6 @@ EVENTS = (
     "pr:comment:added",
 )
 HOOK_NAME = "Lantern catalog"
-
-
-def header(headers: Mapping[str, str], name: str) -> str:
-    """A header by name, whatever the case of the mapping's keys."""
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), "")
-
-
-def decode_body(body: bytes) -> dict:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WebhookPayloadError(f"The body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise WebhookPayloadError("The body is not a JSON object")
-    return payload
 
 
 def _hash(value: Any) -> str | None:
@@ -136,19 +126,8 @@ def ensure_webhook(
     client's REST root (``{instance}/rest/api/1.0``). Calling it with a new secret rotates it."""
     http = client.http
     base = _subject(project_key, repository_slug)
-    ours = [
-        hook
-        for page in http.iter_start_pages(base)
-        for hook in page.get("values", [])
-        if hook.get("url") == url
-    ]
     body = _hook_body(url, secret, events)
-    if not ours:
-        return http.request("POST", base, json=body).json()
-    keep, *extra = ours
-    for hook in extra:
-        http.request("DELETE", f"{base}/{hook['id']}", not_found_ok=True)
-    return http.request("PUT", f"{base}/{keep['id']}", json=body).json()
+    return ensure_hook(http, base, http.iter_start_pages(base), body, id_key="id")
 
 
 def remove_webhook(
@@ -157,12 +136,5 @@ def remove_webhook(
     """Delete every hook posting to ``url`` on the project (or repository); returns how many."""
     http = client.http
     base = _subject(project_key, repository_slug)
-    hooks = [
-        hook
-        for page in http.iter_start_pages(base)
-        for hook in page.get("values", [])
-        if hook.get("url") == url
-    ]
-    for hook in hooks:
-        http.request("DELETE", f"{base}/{hook['id']}", not_found_ok=True)
-    return len(hooks)
+    hooks = hooks_posting_to(http.iter_start_pages(base), url)
+    return delete_hooks(http, base, hooks, id_key="id")
