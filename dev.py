@@ -50,12 +50,12 @@ def demo(args: list[str]) -> None:
     install()
     manage = [str(PYTHON), "manage.py"]
     run(*manage, "migrate", "--no-input", "-v", "0")
-    run(*manage, "demo_setup")
     address = args[0] if args else "127.0.0.1:8000"
-    print(f"Lantern is starting on http://{address}/ (admin: /admin/, API: /api/docs/)")
-    # --insecure: runserver serves the static files (stylesheet, script) without DEBUG too.
-    server = [str(PYTHON), "manage.py", "runserver", "--noreload", "--insecure", address]
-    os.execv(str(PYTHON), server)  # noqa: S606
+    # The demo's Bitbucket sandboxes listen on loopback, which Lantern refuses by default.
+    os.environ.setdefault("LANTERN_OUTBOUND_ALLOWLIST", "127.0.0.1")
+    os.environ.setdefault("LANTERN_PUBLIC_URL", f"http://{address}")
+    # runserver serves the static files (stylesheet, script) without DEBUG too (--insecure).
+    os.execv(str(PYTHON), [*manage, "demo", address])  # noqa: S606
 
 
 def test(args: list[str]) -> None:

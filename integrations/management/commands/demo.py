@@ -1,0 +1,159 @@
+"""``manage.py demo``: Lantern doing its whole job in one command, with no Bitbucket account.
+
+Loads the sample catalog, starts a Bitbucket Cloud sandbox (and a Data Center one when
+``BITBUCKET_DC_ENABLED``) in this process, creates a demo connector and integration per sandbox,
+adds a few catalog entities that correlate with sandbox repositories (so Merge recommendations
+appear), runs the first sync with a progress bar, schedules due syncs every minute, and serves
+Lantern. Ctrl-C stops everything it started.
+"""
+
+import sys
+import threading
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.services import entities_upsert
+from integrations import services
+from integrations.choices import SyncTrigger
+from integrations.engine.sync import integration_sync
+from integrations.models import Connector, Integration, SyncRun
+from integrations.sandbox import READ_SCOPES, SandboxServer, World
+from integrations.tasks import enqueue_due_integrations
+
+TOKEN = "demo-token"  # noqa: S105 - a sandbox credential
+
+
+class Command(BaseCommand):
+    help = "Start the full demo: sample catalog, Bitbucket sandbox(es), first sync, web server."
+
+    def add_arguments(self, parser):
+        parser.add_argument("address", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument("--repos", type=int, default=60, help="sandbox repositories")
+        parser.add_argument("--sandbox-port", type=int, default=8990)
+
+    def handle(self, *args, address: str, repos: int, sandbox_port: int, **options):
+        if "127.0.0.1" not in settings.LANTERN_OUTBOUND_ALLOWLIST:
+            raise CommandError(
+                "The demo's sandbox runs on 127.0.0.1: set LANTERN_OUTBOUND_ALLOWLIST=127.0.0.1 "
+                "(python3 dev.py demo does)"
+            )
+        call_command("demo_setup", stdout=self.stdout, stderr=self.stderr)
+        servers = [self._cloud(repos, sandbox_port)]
+        if settings.BITBUCKET_DC_ENABLED:
+            servers.append(self._data_center(repos, sandbox_port + 1))
+        threading.Thread(target=self._beat, daemon=True, name="demo-beat").start()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nLantern: http://{address}/  catalog http://{address}/catalog/ · "
+                f"integrations http://{address}/integrations/ · admin http://{address}/admin/ · "
+                f"API http://{address}/api/docs/"
+            )
+        )
+        try:
+            call_command("runserver", address, use_reloader=False, insecure_serving=True)
+        finally:
+            for server in servers:
+                server.stop()
+
+    # -- sandboxes -----------------------------------------------------------------------------
+
+    def _cloud(self, repos: int, port: int) -> SandboxServer:
+        world = World.generate(1, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12)
+        workspace = next(iter(world.workspaces))
+        world.credentials.add_access_token(TOKEN, workspace=workspace, scopes=READ_SCOPES)
+        server = SandboxServer(world, kind="cloud").start("127.0.0.1", port)
+        self.stdout.write(f"Bitbucket Cloud sandbox on {server.url} (workspace {workspace})")
+        connector = self._connector(
+            "demo-cloud",
+            provider="bitbucket_cloud",
+            auth_kind="workspace_access_token",
+            base_url=server.api_url,
+        )
+        integration = self._integration("demo-cloud", connector, {"workspace": workspace})
+        self._lookalikes(world)
+        self._first_sync(integration)
+        return server
+
+    def _data_center(self, repos: int, port: int) -> SandboxServer:
+        world = World.generate(2, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12)
+        world.credentials.dc.add_token(TOKEN, name="demo")
+        server = SandboxServer(world, kind="dc").start("127.0.0.1", port)
+        self.stdout.write(f"Bitbucket Data Center sandbox on {server.url} (private CA)")
+        connector = self._connector(
+            "demo-dc",
+            provider="bitbucket_dc",
+            auth_kind="personal_access_token",
+            base_url=server.url,
+            ca_pem=server.ca_pem,
+        )
+        integration = self._integration("demo-dc", connector, {})
+        self._first_sync(integration)
+        return server
+
+    def _connector(self, name: str, **values) -> Connector:
+        """The demo's connector, pointed at this run's sandbox (its port or CA may change)."""
+        connector = Connector.objects.filter(name=name).first()
+        if connector is None:
+            return services.connector_create(name=name, secrets={"token": TOKEN}, **values)
+        values.pop("provider")
+        return services.connector_update(connector=connector, secrets={"token": TOKEN}, **values)
+
+    def _integration(self, name: str, connector: Connector, target: dict) -> Integration:
+        integration = Integration.objects.filter(name=name).first()
+        if integration is None:
+            integration = services.integration_create(
+                connector=connector, name=name, target=target, description="The demo sandbox"
+            )
+        return integration
+
+    def _lookalikes(self, world: World) -> None:
+        """Catalog entities named like a few sandbox repositories: Merge is recommended."""
+        names = sorted(repo.slug for repo in world.iter_repositories())[:3]
+        entities_upsert(
+            documents=[
+                {
+                    "apiVersion": "backstage.io/v1alpha1",
+                    "kind": "Component",
+                    "metadata": {"name": name, "description": f"Hand-written entry for {name}"},
+                    "spec": {"type": "service", "lifecycle": "production", "owner": "team-web"},
+                }
+                for name in names
+            ]
+        )
+
+    # -- syncing -------------------------------------------------------------------------------
+
+    def _first_sync(self, integration: Integration) -> SyncRun:
+        started = time.monotonic()
+
+        def progress(run: SyncRun) -> None:
+            done = min(run.pages, 40)
+            bar = "#" * done + "." * (40 - done)
+            sys.stderr.write(
+                f"\r  {integration.name} [{bar}] {run.pages} pages, {run.requests} requests, "
+                f"{run.discovered} repositories"
+            )
+            sys.stderr.flush()
+
+        run = integration_sync(
+            integration_id=integration.pk, trigger=SyncTrigger.MANUAL, on_progress=progress
+        )
+        sys.stderr.write("\n")
+        self.stdout.write(
+            f"  first sync {run.state} in {time.monotonic() - started:.1f} s: {run.discovered} "
+            f"discovered, {run.pull_requests} pull requests, {run.commits} commits"
+            + (f" — {run.error}" if run.error else "")
+        )
+        return run
+
+    def _beat(self) -> None:
+        """The in-process stand-in for Celery beat: enqueue due syncs every minute."""
+        while True:
+            time.sleep(60)
+            try:
+                enqueue_due_integrations()
+            except Exception:  # keep the demo's scheduler alive whatever one sync does
+                self.stderr.write("scheduled sync failed (see the integration's runs)")
