@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lantern's two entry points for a fresh machine that has only Python 3.11+.
 
-    python3 dev.py demo   install, migrate, load demo data and serve on http://127.0.0.1:8000
+    python3 dev.py demo   install, migrate, start the demo and serve on http://127.0.0.1:8000
+                          (--check: start, sync, check the catalog over HTTP, stop; for CI)
     python3 dev.py test   install (with test extras) and run the whole test suite
 
 Everything is installed into ./.venv. DATABASE_URL and CELERY_BROKER_URL are honoured when set;
@@ -50,12 +51,14 @@ def demo(args: list[str]) -> None:
     install()
     manage = [str(PYTHON), "manage.py"]
     run(*manage, "migrate", "--no-input", "-v", "0")
-    address = args[0] if args else "127.0.0.1:8000"
+    flags = [arg for arg in args if arg.startswith("--")]
+    positional = [arg for arg in args if not arg.startswith("--")]
+    address = positional[0] if positional else "127.0.0.1:8000"
     # The demo's Bitbucket sandboxes listen on loopback, which Lantern refuses by default.
     os.environ.setdefault("LANTERN_OUTBOUND_ALLOWLIST", "127.0.0.1")
     os.environ.setdefault("LANTERN_PUBLIC_URL", f"http://{address}")
     # runserver serves the static files (stylesheet, script) without DEBUG too (--insecure).
-    os.execv(str(PYTHON), [*manage, "demo", address])  # noqa: S606
+    os.execv(str(PYTHON), [*manage, "demo", address, *flags])  # noqa: S606
 
 
 def test(args: list[str]) -> None:

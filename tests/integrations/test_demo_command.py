@@ -38,3 +38,11 @@ def test_demo_refuses_to_start_when_loopback_is_not_allowed(settings):
 
     with pytest.raises(CommandError, match="LANTERN_OUTBOUND_ALLOWLIST=127.0.0.1"):
         call_command("demo", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_check_serves_the_populated_catalog_over_http_and_stops(settings):
+    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    out = io.StringIO()
+    call_command("demo", "--repos", "10", "--check", stdout=out)
+    assert "Demo check passed: 10 discovered, 6 imported entities" in out.getvalue()

@@ -7,9 +7,12 @@ appear), runs the first sync with a progress bar, schedules due syncs every minu
 Lantern. Ctrl-C stops everything it started.
 """
 
+import json
 import sys
 import threading
 import time
+import urllib.request
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from django.conf import settings
 from django.core.management import call_command
@@ -17,11 +20,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.services import entities_upsert
 from integrations import services
-from integrations.choices import SyncTrigger
+from integrations.choices import DiscoveredState, RecommendedAction, SyncTrigger
+from integrations.engine.imports import ImportRefused, discovered_import
 from integrations.engine.sync import integration_sync
-from integrations.models import Connector, Integration, SyncRun
+from integrations.models import Connector, DiscoveredEntity, Integration, SyncRun
 from integrations.sandbox import READ_SCOPES, SandboxServer, World
 from integrations.tasks import enqueue_due_integrations
+from portal.models import ApiToken
 
 TOKEN = "demo-token"  # noqa: S105 - a sandbox credential
 
@@ -33,17 +38,24 @@ class Command(BaseCommand):
         parser.add_argument("address", nargs="?", default="127.0.0.1:8000")
         parser.add_argument("--repos", type=int, default=60, help="sandbox repositories")
         parser.add_argument("--sandbox-port", type=int, default=8990)
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="non-interactive: start, sync, check the catalog over HTTP, stop (for CI)",
+        )
 
-    def handle(self, *args, address: str, repos: int, sandbox_port: int, **options):
+    def handle(self, *args, address: str, repos: int, sandbox_port: int, check: bool, **options):
         if "127.0.0.1" not in settings.LANTERN_OUTBOUND_ALLOWLIST:
             raise CommandError(
                 "The demo's sandbox runs on 127.0.0.1: set LANTERN_OUTBOUND_ALLOWLIST=127.0.0.1 "
                 "(python3 dev.py demo does)"
             )
+        if check:  # free ports, so a check never collides with a running demo
+            address, sandbox_port = f"{address.rpartition(':')[0] or '127.0.0.1'}:0", 0
         call_command("demo_setup", stdout=self.stdout, stderr=self.stderr)
         servers = [self._cloud(repos, sandbox_port)]
         if settings.BITBUCKET_DC_ENABLED:
-            servers.append(self._data_center(repos, sandbox_port + 1))
+            servers.append(self._data_center(repos, sandbox_port + 1 if sandbox_port else 0))
         threading.Thread(target=self._beat, daemon=True, name="demo-beat").start()
         self.stdout.write(
             self.style.SUCCESS(
@@ -53,7 +65,10 @@ class Command(BaseCommand):
             )
         )
         try:
-            call_command("runserver", address, use_reloader=False, insecure_serving=True)
+            if check:
+                self._check(address)
+            else:
+                call_command("runserver", address, use_reloader=False, insecure_serving=True)
         finally:
             for server in servers:
                 server.stop()
@@ -75,6 +90,7 @@ class Command(BaseCommand):
         integration = self._integration("demo-cloud", connector, {"workspace": workspace})
         self._lookalikes(world)
         self._first_sync(integration)
+        self._import_some(integration)
         return server
 
     def _data_center(self, repos: int, port: int) -> SandboxServer:
@@ -123,6 +139,74 @@ class Command(BaseCommand):
                 for name in names
             ]
         )
+
+    def _import_some(self, integration: Integration) -> None:
+        """Merge the look-alikes and register a few more, so every state shows in the UI."""
+        waiting = DiscoveredEntity.objects.filter(
+            integration=integration, state=DiscoveredState.DISCOVERED
+        ).select_related("integration", "suggested_entity")
+        merges = list(waiting.filter(recommended_action=RecommendedAction.MERGE)[:3])
+        registers = list(waiting.filter(recommended_action=RecommendedAction.REGISTER)[:3])
+        for discovered in merges + registers:
+            try:
+                discovered_import(discovered=discovered)
+            except ImportRefused as exc:
+                self.stderr.write(f"  not imported: {exc}")
+        self.stdout.write(f"  imported {len(merges)} by merge and {len(registers)} by register")
+
+    def _check(self, address: str) -> None:
+        """Serve on ``address`` in a thread, check the catalog over HTTP, stop."""
+        from django.core.wsgi import get_wsgi_application
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+        host, _, port = address.rpartition(":")
+        httpd = make_server(host, int(port), get_wsgi_application(), handler_class=QuietHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            from django.contrib.auth import get_user_model
+
+            admin = get_user_model().objects.get(username="admin")
+            _, token = ApiToken.objects.issue(user=admin, name="demo --check")
+            base = f"http://{host}:{httpd.server_port}"
+            entities = self._get_json(f"{base}/api/catalog/entities?filter=kind=component", token)
+            linked = [e for e in entities if e["metadata"].get("integration")]
+            integration = Integration.objects.get(name="demo-cloud")
+            discovered = self._get_json(
+                f"{base}/api/integrations/{integration.pk}/discovered?limit=500", token
+            )["results"]
+            merges = [d for d in discovered if d["recommended_action"] == "merge"]
+            problems = []
+            if not discovered:
+                problems.append("no discovered repositories")
+            if not linked:
+                problems.append("no imported entities in the catalog")
+            if not any("BitbucketCloud" in e.get("integration_properties", {}) for e in linked):
+                problems.append("no ingested properties on imported entities")
+            if not merges and not any(
+                item["action"] == "MERGE" for e in linked for item in e["metadata"]["integration"]
+            ):
+                problems.append("no merge recommendations")
+            if problems:
+                raise CommandError("Demo check failed: " + "; ".join(problems))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Demo check passed: {len(discovered)} discovered, {len(linked)} imported "
+                    f"entities served over HTTP by {base}"
+                )
+            )
+        finally:
+            httpd.shutdown()
+
+    @staticmethod
+    def _get_json(url: str, token: str):
+        request = urllib.request.Request(  # noqa: S310 - the demo's own loopback server
+            url, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return json.loads(response.read())
 
     # -- syncing -------------------------------------------------------------------------------
 
