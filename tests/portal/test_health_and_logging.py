@@ -74,3 +74,23 @@ def test_json_log_lines_carry_the_extra_fields():
     assert line["event"] == "integrations.sync.started"
     assert line["run_id"] == 7 and line["integration_id"] == 3
     assert line["level"] == "info"
+
+
+def test_readyz_is_unavailable_when_the_database_is_down(client, db, monkeypatch):
+    from django.db import OperationalError
+
+    from portal import health
+
+    class DownDatabase:
+        vendor = "postgresql"
+
+        def cursor(self):
+            raise OperationalError("connection refused")
+
+    monkeypatch.setattr(health, "connection", DownDatabase())
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == {"ok": False, "error": "OperationalError"}
+    assert body["connectors"] == []
+    assert client.get("/healthz").status_code == 200
