@@ -22,13 +22,23 @@ class Command(BaseCommand):
             target_scope = Scope.objects.filter(path=scope).first()
             if target_scope is None:
                 raise CommandError(f"No scope with path {scope!r}")
+        sources = []
         try:
-            sources = [doc for path in catalog_files(paths) for doc in read_documents(path)]
+            files = catalog_files(paths)
+            for number, path in enumerate(files, start=1):
+                for source in read_documents(path):
+                    sources.append(source)
+                    if len(sources) % 1000 == 0:
+                        self._progress(
+                            f"read {len(sources)} documents ({number}/{len(files)} files)"
+                        )
         except CatalogFileError as exc:
             raise CommandError(str(exc)) from exc
+        if len(sources) >= 1000:
+            self._progress(f"read {len(sources)} documents from {len(files)} files\n")
         if not sources:
             raise CommandError("No entity documents found")
-        self.stderr.write(f"Validating {len(sources)} documents…")
+        self.stderr.write(f"Validating and writing {len(sources)} documents…")
         try:
             result = entities_upsert(
                 documents=[source.document for source in sources],
@@ -41,3 +51,7 @@ class Command(BaseCommand):
             f"Imported {len(sources)} entities: {result.created} created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
         )
+
+    def _progress(self, message: str) -> None:
+        self.stderr.write(f"\r{message}", ending="")
+        self.stderr.flush()
