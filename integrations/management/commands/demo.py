@@ -8,6 +8,7 @@ Lantern. Ctrl-C stops everything it started.
 """
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from integrations.engine.sync import integration_sync
 from integrations.models import Connector, DiscoveredEntity, Integration, SyncRun
 from integrations.sandbox import READ_SCOPES, SandboxServer, World
 from integrations.tasks import enqueue_due_integrations
+from portal.celery import app as celery_app
 from portal.models import ApiToken
 
 TOKEN = "demo-token"  # noqa: S105 - a sandbox credential
@@ -56,7 +58,14 @@ class Command(BaseCommand):
         servers = [self._cloud(repos, sandbox_port)]
         if settings.BITBUCKET_DC_ENABLED:
             servers.append(self._data_center(repos, sandbox_port + 1 if sandbox_port else 0))
-        threading.Thread(target=self._beat, daemon=True, name="demo-beat").start()
+        worker = None
+        if celery_app.conf.task_always_eager:
+            threading.Thread(target=self._beat, daemon=True, name="demo-beat").start()
+        elif not check:  # a broker is configured: a real worker with beat runs the tasks
+            worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat", "-l", "info"]
+            )
+            self.stdout.write(f"Celery worker with beat started (pid {worker.pid})")
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nLantern: http://{address}/  catalog http://{address}/catalog/ · "
@@ -72,6 +81,9 @@ class Command(BaseCommand):
         finally:
             for server in servers:
                 server.stop()
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=20)
 
     # -- sandboxes -----------------------------------------------------------------------------
 
