@@ -136,6 +136,20 @@ class Provider:
         self.integration = integration
         self.stats = RequestStats()
 
+    # -- what every provider may do to its connector ------------------------------------------
+
+    def store_tokens(self, tokens: dict) -> None:
+        """Persist renewed OAuth tokens, encrypted with the connector's other secrets."""
+        connector_store_tokens(self.connector, tokens)
+
+    def mark_down(self, message: str) -> None:
+        """The connector's credential stopped working (e.g. a refused token refresh)."""
+        from django.utils import timezone
+
+        type(self.connector).objects.filter(pk=self.connector.pk).update(
+            health="down", last_error=message, last_checked_at=timezone.now()
+        )
+
     @classmethod
     def is_enabled(cls) -> tuple[bool, str]:
         """Whether this provider may be used here, and why not."""
@@ -205,3 +219,12 @@ class Provider:
     def properties(cls, data: dict) -> dict[str, Any]:
         """``integration_properties.<properties_key>`` of an imported entity, from the record."""
         return dict(data)
+
+
+def connector_store_tokens(connector: "Connector", tokens: dict) -> None:
+    """Renewed tokens, encrypted with the connector's other secrets."""
+    connector.secrets = {**connector.secrets, **tokens}
+    if connector.pk:
+        type(connector).objects.filter(pk=connector.pk).update(
+            secrets_encrypted=connector.secrets_encrypted
+        )

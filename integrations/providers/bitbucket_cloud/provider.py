@@ -5,9 +5,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
-from integrations.choices import AuthKind, Health
+from integrations.choices import AuthKind
 from integrations.providers.base import (
     ProbeResult,
     Provider,
@@ -156,23 +154,11 @@ class BitbucketCloudProvider(Provider):
                     client_id=config.get("client_id", ""),
                     client_secret=secrets.get("client_secret", ""),
                     tokens=secrets,
-                    store=self._store_tokens,
-                    on_failure=self._mark_down,
+                    store=self.store_tokens,
+                    on_failure=self.mark_down,
                 )
             ]
         raise ProviderAuthError(f"Bitbucket Cloud does not support the auth kind {kind!r}")
-
-    def _store_tokens(self, tokens: dict) -> None:
-        connector = self.connector
-        connector.secrets = {**connector.secrets, **tokens}
-        type(connector).objects.filter(pk=connector.pk).update(
-            secrets_encrypted=connector.secrets_encrypted
-        )
-
-    def _mark_down(self, message: str) -> None:
-        type(self.connector).objects.filter(pk=self.connector.pk).update(
-            health=Health.DOWN, last_error=message, last_checked_at=timezone.now()
-        )
 
     @property
     def target(self) -> dict:

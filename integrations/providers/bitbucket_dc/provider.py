@@ -15,9 +15,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.utils import timezone
 
-from integrations.choices import AuthKind, Health
+from integrations.choices import AuthKind
 from integrations.http import RetryPolicy
 from integrations.providers.base import (
     CommitRecord,
@@ -28,6 +27,7 @@ from integrations.providers.base import (
     ProviderNotFound,
     PullRequestRecord,
     RepoRecord,
+    connector_store_tokens,
 )
 from integrations.providers.bitbucket_dc import records
 from integrations.providers.bitbucket_dc.client import (
@@ -156,19 +156,11 @@ class BitbucketDataCenterProvider(Provider):
                     client_id=config.get("client_id", ""),
                     client_secret=secrets_.get("client_secret", ""),
                     tokens=secrets_,
-                    store=self._store_tokens,
-                    on_failure=self._mark_down,
+                    store=self.store_tokens,
+                    on_failure=self.mark_down,
                 )
             ]
         raise ProviderAuthError(f"Bitbucket Data Center does not support the auth kind {kind!r}")
-
-    def _store_tokens(self, tokens: dict) -> None:
-        _store_tokens(self.connector, tokens)
-
-    def _mark_down(self, message: str) -> None:
-        type(self.connector).objects.filter(pk=self.connector.pk).update(
-            health=Health.DOWN, last_error=message, last_checked_at=timezone.now()
-        )
 
     @property
     def target(self) -> dict:
@@ -230,7 +222,7 @@ class BitbucketDataCenterProvider(Provider):
             }
         )
         if status == 200 and body.get("access_token"):
-            _store_tokens(connector, token_fields(body))
+            connector_store_tokens(connector, token_fields(body))
             return
         error = body.get("error") or f"HTTP {status}"
         if error == "invalid_grant":
@@ -489,12 +481,3 @@ class BitbucketDataCenterProvider(Provider):
     @classmethod
     def properties(cls, data: dict) -> dict:
         return {key: data.get(key) for key in PROPERTY_KEYS}
-
-
-def _store_tokens(connector, tokens: dict) -> None:
-    """Renewed tokens, encrypted with the connector's other secrets."""
-    connector.secrets = {**connector.secrets, **tokens}
-    if connector.pk:
-        type(connector).objects.filter(pk=connector.pk).update(
-            secrets_encrypted=connector.secrets_encrypted
-        )
