@@ -31,7 +31,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
     "portal",
+    "portal.bitbucket_login",
     "catalog",
     "integrations",
 ]
@@ -90,6 +92,19 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ALLOW_REGISTRATION = env_bool("LANTERN_ALLOW_SIGNUP", False)
 ACCOUNT_ADAPTER = "portal.adapters.AccountAdapter"
+# Sign in with Bitbucket (portal.bitbucket_login): on when both OAuth consumer values are set.
+# New users get an account only when sign-up is open (LANTERN_ALLOW_SIGNUP).
+BITBUCKET_OAUTH_URL = env_str("BITBUCKET_OAUTH_URL", "https://bitbucket.org")
+BITBUCKET_API_URL = env_str("BITBUCKET_API_URL", "https://api.bitbucket.org/2.0")
+BITBUCKET_OAUTH_CLIENT_ID = env_str("BITBUCKET_OAUTH_CLIENT_ID", "")
+BITBUCKET_OAUTH_CLIENT_SECRET = env_str("BITBUCKET_OAUTH_CLIENT_SECRET", "")
+SOCIALACCOUNT_PROVIDERS: dict = {}
+if BITBUCKET_OAUTH_CLIENT_ID and BITBUCKET_OAUTH_CLIENT_SECRET:
+    SOCIALACCOUNT_PROVIDERS["bitbucket_oauth2"] = {
+        "APPS": [{"client_id": BITBUCKET_OAUTH_CLIENT_ID, "secret": BITBUCKET_OAUTH_CLIENT_SECRET}]
+    }
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the provider login URL takes a POST (CSRF-protected)
+SOCIALACCOUNT_QUERY_EMAIL = True  # read the primary address from /2.0/user/emails ("email" scope)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
