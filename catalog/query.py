@@ -35,16 +35,19 @@ def _text(value: Any) -> str:
     return str(value).lower()
 
 
+def relation_type_q(relation_type: str) -> Q:
+    """Relation rows of a type named in any case (an indexed equality for the known types)."""
+    canonical = _RELATION_TYPE_BY_LOWER.get(relation_type.lower())
+    return Q(type=canonical) if canonical else Q(type__iexact=relation_type)
+
+
 def condition_q(key: str, values: list[Any] | None = None, prefix: str | None = None) -> Q:
     """Entities having ``key`` (any value when neither ``values`` nor ``prefix`` is given)."""
     key = key.strip().lower()
     if not key:
         raise QueryError("Filter keys must not be empty")
     if key.startswith("relations."):
-        relation_type = key.removeprefix("relations.")
-        rows = Relation.objects.all()
-        canonical = _RELATION_TYPE_BY_LOWER.get(relation_type)
-        rows = rows.filter(type=canonical) if canonical else rows.filter(type__iexact=relation_type)
+        rows = Relation.objects.filter(relation_type_q(key.removeprefix("relations.")))
         if values is not None:
             rows = rows.filter(target_key__in=[_text(v) for v in values])
         if prefix is not None:

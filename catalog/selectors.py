@@ -6,11 +6,9 @@ from collections.abc import Iterable, Sequence
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Entity, EntitySearch, Relation, ScopeMembership
+from catalog.query import relation_type_q
 from catalog.refs import EntityRefError, parse_entity_ref, ref_key
-from catalog.relations import RELATION_TYPES
 from catalog.rendering import entity_document, project_fields
-
-_RELATION_TYPE_BY_LOWER = {name.lower(): name for name in RELATION_TYPES}
 
 
 def scope_visibility_q(user, field: str = "scope") -> Q | None:
@@ -80,9 +78,8 @@ def entity_facets(*, queryset: QuerySet[Entity], facets: list[str]) -> dict[str,
         key = facet.strip().lower()
         if key.startswith("relations."):
             relation_type = key.removeprefix("relations.")
-            canonical = _RELATION_TYPE_BY_LOWER.get(relation_type)
             rows = Relation.objects.filter(
-                Q(type=canonical) if canonical else Q(type__iexact=relation_type),
+                relation_type_q(relation_type),
                 source_key__in=queryset.values("ref_key"),
             )
             counted = rows.values("target_ref").annotate(count=Count("source_key", distinct=True))
