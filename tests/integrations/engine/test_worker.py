@@ -6,99 +6,27 @@ fake provider through ``LANTERN_EXTRA_PROVIDERS`` and the world through a JSON f
 connector's config.
 """
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from integrations import services
 from integrations.choices import SyncState
 from integrations.models import Commit, DiscoveredEntity, PullRequest, SyncRun
 from integrations.tasks import sync_integration
-from portal.celery import app as celery_app
+from tests.reliability.process_helpers import celery_workers  # noqa: F401 - a fixture
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 WAIT_SECONDS = 60
 
 
-def _require_postgres_and_redis() -> None:
-    missing = []
-    if connection.vendor != "postgresql":
-        missing.append("DATABASE_URL on PostgreSQL")
-    if not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")):
-        missing.append("CELERY_BROKER_URL on Redis")
-    if missing:
-        reason = "a real worker needs " + " and ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: this test must run)")
-        pytest.skip(reason)
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{db['NAME']}"
-
-
 @pytest.fixture
-def celery_worker_process(tmp_path):
-    """Start ``celery -A portal worker`` on a queue of its own; yields (queue, log path)."""
-    _require_postgres_and_redis()
-    queue = f"lantern-test-{uuid.uuid4().hex[:10]}"
-    log_path = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "LANTERN_EXTRA_PROVIDERS": "tests.integrations.fake_provider.FakeProvider",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "--pool=solo",
-                "-Q",
-                queue,
-                "-n",
-                f"{queue}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel=INFO",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield queue, log_path, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        with celery_app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
+def celery_worker_process(celery_workers):  # noqa: F811 - the fixture imported above
+    """A worker that knows the fake provider; yields (queue, log path, process)."""
+    worker = celery_workers(
+        env={"LANTERN_EXTRA_PROVIDERS": "tests.integrations.fake_provider.FakeProvider"}
+    )
+    return worker.queue, worker.log_path, worker.process
 
 
 @pytest.mark.django_db(transaction=True)
