@@ -1,9 +1,11 @@
 from django.db.models import Count
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from catalog.selectors import entities_visible
 
 
+@require_GET
 def home(request):
     """Entity counts per kind (of what the user may see) and where to go next."""
     kinds = []
