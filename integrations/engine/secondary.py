@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -29,6 +30,7 @@ from integrations.providers.base import CommitRecord, Provider, PullRequestRecor
 
 FIRST_SYNC_LIMIT = 50
 RUN_CAP = 5000
+FLUSH_REPOSITORIES = 200  # fetched items and states are written together, this many repos at once
 
 
 @dataclass
@@ -76,7 +78,8 @@ def _fetcher(provider: Provider, kind: str) -> Callable:
     )
 
 
-def upsert_pull_requests(discovered_id: int, items: Iterable[PullRequestRecord]) -> int:
+def upsert_pull_requests(items: Iterable[tuple[int, PullRequestRecord]]) -> int:
+    """Create or update pull requests, given as (discovered id, record), in bulk."""
     rows = [
         PullRequest(
             discovered_id=discovered_id,
@@ -91,7 +94,7 @@ def upsert_pull_requests(discovered_id: int, items: Iterable[PullRequestRecord])
             updated_on=item.updated_on,
             data=item.raw,
         )
-        for item in items
+        for discovered_id, item in items
     ]
     PullRequest.objects.bulk_create(
         rows,
@@ -113,7 +116,8 @@ def upsert_pull_requests(discovered_id: int, items: Iterable[PullRequestRecord])
     return len(rows)
 
 
-def upsert_commits(discovered_id: int, items: Iterable[CommitRecord]) -> int:
+def upsert_commits(items: Iterable[tuple[int, CommitRecord]]) -> int:
+    """Create or update commits, given as (discovered id, record), in bulk."""
     rows = [
         Commit(
             discovered_id=discovered_id,
@@ -124,7 +128,7 @@ def upsert_commits(discovered_id: int, items: Iterable[CommitRecord]) -> int:
             date=item.date,
             data=item.raw,
         )
-        for item in items
+        for discovered_id, item in items
     ]
     Commit.objects.bulk_create(
         rows,
@@ -160,6 +164,26 @@ class SecondarySync:
         # Repositories checked for new items even though they did not change themselves.
         self.sweep = sweep or set()
         self.now = timezone.now()
+        # Fetched but not yet written: items by (repository, key) and repositories' new states.
+        self._items: dict[str, dict[tuple[int, str], object]] = {kind: {} for kind in self.kinds}
+        self._states: dict[int, dict] = {}
+
+    def _flush(self) -> None:
+        """Write what was fetched since the last flush with the states that record it, in one
+        transaction: a crash loses at most a flush's worth of fetches, which the next run makes
+        again (the states still say they are owed)."""
+        if not self._states and not any(self._items.values()):
+            return
+        with transaction.atomic():
+            for kind, items in self._items.items():
+                if items:
+                    _UPSERT[kind]([(pk, item) for (pk, _), item in items.items()])
+            rows = [
+                DiscoveredEntity(pk=pk, secondary_state=state) for pk, state in self._states.items()
+            ]
+            DiscoveredEntity.objects.bulk_update(rows, ["secondary_state"], batch_size=500)
+        self._items = {kind: {} for kind in self.kinds}
+        self._states = {}
 
     # -- one fetch --------------------------------------------------------------------------
 
@@ -171,7 +195,14 @@ class SecondarySync:
         # ``until`` is the timestamp of an item already stored, where an earlier fetch was cut:
         # items sharing it (commit dates have one-second resolution) may not be stored yet, so
         # fetch up to and including it and drop the ones that are.
-        stored = _stored_at(discovered.pk, kind, until) if until is not None else set()
+        stored = set()
+        if until is not None:
+            pending = self._items[kind]
+            stored = _stored_at(discovered.pk, kind, until) | {
+                key
+                for (pk, key), item in pending.items()
+                if pk == discovered.pk and _stamp(kind, item) == until
+            }
         if until is not None:
             until += timedelta(microseconds=1)
         fetch_limit = limit + len(stored)
@@ -189,7 +220,9 @@ class SecondarySync:
             and (until is None or _stamp(kind, item) < until)
             and _key(kind, item) not in stored
         ][:limit]
-        _UPSERT[kind](discovered.pk, items)
+        pending = self._items[kind]
+        for item in items:
+            pending[(discovered.pk, _key(kind, item))] = item
         self.budget.spend(kind, len(items))
         self.on_progress()
         return items
@@ -206,9 +239,11 @@ class SecondarySync:
                     state = dict(row.secondary_state.get(kind) or {})
                     if step(row, kind, state):
                         row.secondary_state = {**row.secondary_state, kind: state}
-                        DiscoveredEntity.objects.filter(pk=row.pk).update(
-                            secondary_state=row.secondary_state
-                        )
+                        self._states[row.pk] = row.secondary_state
+                        if len(self._states) >= FLUSH_REPOSITORIES:
+                            self._flush()
+                # The next pass reads the states this one wrote.
+                self._flush()
 
     def _incremental(self, row, kind, state) -> bool:
         if not state.get("initialized"):

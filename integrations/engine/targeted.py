@@ -42,10 +42,9 @@ from integrations.engine.correlation import (
     correlation_index_build,
     index_entities,
 )
-from integrations.engine.imports import imported_refresh
+from integrations.engine.imports import discovered_import_new, imported_refresh
 from integrations.engine.secondary import SecondarySync
 from integrations.engine.sync import (
-    _auto_import,
     _catalog_files_enrich,
     _heartbeat,
     _release,
@@ -212,7 +211,11 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
         created, rows = discovered_upsert_page(
             integration=integration, records=[record], index=index, seen_at=timezone.now()
         )
-        imported = _auto_import(integration, created) if integration.auto_import else 0
+        imported = (
+            discovered_import_new(integration=integration, rows=created)
+            if integration.auto_import
+            else 0
+        )
         row = rows[0]
         refreshed = imported_refresh(integration=integration, discovered_ids=[row.pk])
         if imported:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from integrations.choices import SyncState
+from integrations.engine import imports as imports_module
 from integrations.engine import sync as sync_module
 from integrations.models import Integration
 from tests.integrations.catalog_snapshot import snapshot, wipe
@@ -121,17 +122,19 @@ def test_crash_while_fetching_pull_requests_or_commits_then_rerun_equals_a_clean
 def test_crash_in_the_middle_of_auto_import_then_rerun_equals_a_clean_run(
     world, make_entities, make_integration, monkeypatch, imports
 ):
-    real_import = sync_module.discovered_import
+    # Each import (a page's bulk registrations, or one merge) ends by rebuilding what its
+    # entities ingested: crash there after ``imports`` of them.
+    real_rebuild = imports_module.entities_ingested_rebuild
     calls = {"n": 0, "armed": False}
 
-    def flaky_import(**kwargs):
+    def flaky_rebuild(**kwargs):
         if calls["armed"]:
             calls["n"] += 1
             if calls["n"] > imports:
                 raise RuntimeError("injected crash during auto-import")
-        return real_import(**kwargs)
+        return real_rebuild(**kwargs)
 
-    monkeypatch.setattr(sync_module, "discovered_import", flaky_import)
+    monkeypatch.setattr(imports_module, "entities_ingested_rebuild", flaky_rebuild)
 
     def inject():
         calls["armed"] = True
