@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from integrations.choices import IntegrationState, SyncTrigger
 from integrations.engine import targeted
-from integrations.engine.sync import integration_sync
+from integrations.engine.sync import expired_claims_release, integration_sync
 from integrations.models import Integration
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ def sync_integration(integration_id: int, trigger: str = SyncTrigger.SCHEDULE) -
 
 @shared_task(name="integrations.enqueue_due_integrations")
 def enqueue_due_integrations() -> int:
-    """Every minute (beat): enqueue each enabled integration whose next sync is due."""
+    """Every minute (beat): free the claims of dead workers' runs, then enqueue each enabled
+    integration whose next sync is due."""
+    expired_claims_release()
     due = list(
         Integration.objects.filter(
             state=IntegrationState.ENABLED, next_sync_at__lte=timezone.now()

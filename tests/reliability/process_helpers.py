@@ -9,6 +9,7 @@ through ``LANTERN_EXTRA_PROVIDERS``) and, for settings the environment does not 
 settings module generated for it that extends ``portal.settings``.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from django.db.models.functions import Lower
 from catalog.models import Entity, EntitySearch, Relation
 from integrations.models import (
     Commit,
+    Connector,
     DiscoveredEntity,
     ImportedEntity,
     Integration,
@@ -85,7 +87,18 @@ class CeleryWorker:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def send(self, task, *args) -> None:
+        """Send ``task(*args)`` to this worker (tests otherwise run tasks in process)."""
+        eager = celery_app.conf.task_always_eager
+        celery_app.conf.task_always_eager = False
+        try:
+            task.apply_async(args=args, queue=self.queue)
+        finally:
+            celery_app.conf.task_always_eager = eager
+
     def stop(self) -> None:
+        """Stop the worker; delete its queue and the message a killed worker left unacked
+        (Redis would hand it back to the queue after the visibility timeout)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -94,7 +107,13 @@ class CeleryWorker:
                 self.process.kill()
                 self.process.wait(timeout=5)
         with celery_app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(self.queue)
+            channel = conn.default_channel
+            channel.queue_delete(self.queue)
+            client = channel.client
+            for tag, raw in client.hgetall(channel.unacked_key).items():
+                if json.loads(raw)[2] == self.queue:  # (message, exchange, routing key)
+                    client.hdel(channel.unacked_key, tag)
+                    client.zrem(channel.unacked_index_key, tag)
 
 
 def celery_worker_start(
@@ -150,10 +169,8 @@ def celery_worker_start(
 def celery_workers(tmp_path) -> Iterator:
     """``start(env=..., settings_overrides=...)`` starts a real worker on the Redis broker
     (PostgreSQL and Redis required); every worker is stopped and its queue deleted after the
-    test. Tasks sent to ``worker.queue`` run in that process, not in the test's."""
+    test. ``worker.send(task, *args)`` runs a task in that process, not in the test's."""
     require_postgres(redis=True)
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False  # tests/conftest.py runs tasks in process
     workers: list[CeleryWorker] = []
 
     def start(**options) -> CeleryWorker:
@@ -162,7 +179,6 @@ def celery_workers(tmp_path) -> Iterator:
         return worker
 
     yield start
-    celery_app.conf.task_always_eager = eager
     for worker in workers:
         worker.stop()
 
@@ -170,8 +186,11 @@ def celery_workers(tmp_path) -> Iterator:
 def cloud_sandbox_integration(
     server: SandboxServer, *, name: str = "acme", **values
 ) -> Integration:
-    """An integration over the sandbox's ``acme`` workspace, on a connector of its own."""
-    connector = make_connector(server, name=f"cloud-{name}", config={"requests_per_hour": 10000})
+    """An integration over the sandbox's ``acme`` workspace, on a connector of its own (kept
+    when the integration is deleted, and then used again)."""
+    connector = Connector.objects.filter(name=f"cloud-{name}").first() or make_connector(
+        server, name=f"cloud-{name}", config={"requests_per_hour": 10000}
+    )
     return make_integration(connector, name=name, workspace=WORKSPACE, **values)
 
 

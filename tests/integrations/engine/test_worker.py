@@ -22,18 +22,18 @@ WAIT_SECONDS = 60
 
 @pytest.fixture
 def celery_worker_process(celery_workers):  # noqa: F811 - the fixture imported above
-    """A worker that knows the fake provider; yields (queue, log path, process)."""
-    worker = celery_workers(
+    """A worker that knows the fake provider."""
+    return celery_workers(
         env={"LANTERN_EXTRA_PROVIDERS": "tests.integrations.fake_provider.FakeProvider"}
     )
-    return worker.queue, worker.log_path, worker.process
 
 
 @pytest.mark.django_db(transaction=True)
 def test_celery_worker_on_redis_runs_a_sync_end_to_end(
     world, connector, make_integration, celery_worker_process, tmp_path
 ):
-    queue, log_path, process = celery_worker_process
+    worker = celery_worker_process
+    log_path, process = worker.log_path, worker.process
     for index in range(5):
         world.add_repo(f"svc-{index}", prs=3, commits=2)
     world.pagelen = 2
@@ -45,7 +45,7 @@ def test_celery_worker_on_redis_runs_a_sync_end_to_end(
     )
     integration = make_integration(auto_import=True)
 
-    sync_integration.apply_async(args=[integration.pk, "manual"], queue=queue)
+    worker.send(sync_integration, integration.pk, "manual")
 
     deadline = time.monotonic() + WAIT_SECONDS
     run = None
