@@ -135,18 +135,18 @@ def webhook_receive(request: HttpRequest, integration_id: int, provider: str):
         outcome, detail = WebhookOutcome.IGNORED, "Integration is suspended"
     elif event.ignored:
         outcome, detail = WebhookOutcome.IGNORED, f"Lantern does not act on {event.event!r}"
-    with transaction.atomic():
-        delivery = _record(
-            integration,
-            delivery_id=event.delivery_id[:200],
-            event=event.event[:100],
-            repository_external_id=(event.repository_external_id or "")[:200],
-            repository_name=(event.repository_name or "")[:255],
-            outcome=outcome,
-            detail=detail,
-        )
-        if delivery is not None and outcome == WebhookOutcome.QUEUED:
-            webhook_delivery_enqueue(delivery_id=delivery.pk)
+    # Recorded in a transaction of its own; the processing is enqueued once it commits.
+    delivery = _record(
+        integration,
+        delivery_id=event.delivery_id[:200],
+        event=event.event[:100],
+        repository_external_id=(event.repository_external_id or "")[:200],
+        repository_name=(event.repository_name or "")[:255],
+        outcome=outcome,
+        detail=detail,
+    )
+    if delivery is not None and outcome == WebhookOutcome.QUEUED:
+        webhook_delivery_enqueue(delivery_id=delivery.pk)
     log_extra.update(event=event.event, delivery=event.delivery_id)
     if delivery is None:
         logger.info("integrations.webhook.duplicate", extra=log_extra)
