@@ -12,6 +12,7 @@
 """
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -38,7 +39,7 @@ from integrations.engine.correlation import (
     correlation_index_build,
     index_entities,
 )
-from integrations.engine.imports import ImportRefused, discovered_import, imported_refresh
+from integrations.engine.imports import discovered_import_new, imported_refresh
 from integrations.engine.secondary import SecondarySync
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers import registry
@@ -47,6 +48,7 @@ from integrations.providers.base import Provider, ProviderError, RepoRecord
 logger = logging.getLogger(__name__)
 
 LOCK_TTL = timedelta(minutes=10)
+HEARTBEAT_SECONDS = 2.0  # how often, at most, a running sync extends its claim (and TTL / 4)
 LISTING_OVERLAP = timedelta(minutes=10)
 SWEEP_PER_RUN = 100
 CATALOG_FILE_READS_PER_RUN = 1000
@@ -270,26 +272,6 @@ def discovered_upsert_page(
     return created, created + updated
 
 
-def _auto_import(integration: Integration, rows: list[DiscoveredEntity]) -> int:
-    imported = 0
-    for row in rows:
-        if integration.registration == Registration.MERGE and row.suggested_entity_id is None:
-            continue  # waits for a user to pick the entity
-        try:
-            discovered_import(discovered=row)
-            imported += 1
-        except ImportRefused as exc:
-            logger.info(
-                "integrations.sync.auto_import_skipped",
-                extra={
-                    "integration_id": integration.pk,
-                    "discovered": row.name,
-                    "reason": str(exc),
-                },
-            )
-    return imported
-
-
 def _mark_gone(integration: Integration, run: SyncRun, seen_at: datetime) -> None:
     active = DiscoveredEntity.objects.filter(integration=integration).exclude(
         state=DiscoveredState.GONE
@@ -432,10 +414,14 @@ def integration_sync(
     logger.info("integrations.sync.started", extra=log_extra)
     progress = on_progress or (lambda run: None)
 
+    beat = {"at": time.monotonic(), "every": min(HEARTBEAT_SECONDS, lock_ttl().total_seconds() / 4)}
+
     def tick() -> None:
         run.requests = provider.stats.requests
         run.pages = provider.stats.pages
-        _heartbeat(run)
+        if time.monotonic() - beat["at"] >= beat["every"]:  # not one UPDATE per request
+            _heartbeat(run)
+            beat["at"] = time.monotonic()
         progress(run)
 
     try:
@@ -455,7 +441,7 @@ def integration_sync(
                 )
                 imported = 0
                 if integration.auto_import and created:
-                    imported = _auto_import(integration, created)
+                    imported = discovered_import_new(integration=integration, rows=created)
                 page_ids = [row.pk for row in rows]
                 refreshed = imported_refresh(integration=integration, discovered_ids=page_ids)
                 if imported or refreshed:  # later pages correlate against what this one wrote
