@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from catalog.models import Entity
 from catalog.refs import EntityRefError, parse_entity_ref
-from catalog.selectors import entities_visible
+from catalog.selectors import entities_visible, scope_visibility_q
 from catalog.views import catalog_read_required, entity_for_request, entity_page_context
 from integrations import services
 from integrations.api.serializers import IntegrationSerializer
@@ -670,12 +670,13 @@ def integration_danger(request: HttpRequest, pk: int, action: str) -> HttpRespon
 # --- tabs of catalog entities -----------------------------------------------------------------
 
 
-def _entity_sources(entity: Entity) -> Q:
-    """Discovered records linked to the entity (PRs and commits hang off those)."""
-    return Q(
-        discovered__imports__entity=entity,
-        discovered__imports__state=LinkState.LINKED,
-    )
+def _entity_sources(request: HttpRequest, entity: Entity) -> Q:
+    """Discovered records linked to the entity (PRs and commits hang off those), of the
+    integrations the user may see: an entity of no scope may be linked to the integrations of
+    several scopes, and each one's records stay in its scope."""
+    q = Q(discovered__imports__entity=entity, discovered__imports__state=LinkState.LINKED)
+    visible = scope_visibility_q(request.user, field="discovered__integration__scope")
+    return q if visible is None else q & visible
 
 
 @require_GET
@@ -685,7 +686,8 @@ def entity_pull_requests(
 ) -> HttpResponse:
     entity = entity_for_request(request, namespace, kind, name)
     state = request.GET.get("state", "").upper()
-    queryset = PullRequest.objects.filter(_entity_sources(entity)).select_related("discovered")
+    sources = _entity_sources(request, entity)
+    queryset = PullRequest.objects.filter(sources).select_related("discovered")
     if state:
         queryset = queryset.filter(state=state)
     context = entity_page_context(entity, "pull-requests")
@@ -701,7 +703,7 @@ def entity_pull_requests(
 @catalog_read_required
 def entity_commits(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
     entity = entity_for_request(request, namespace, kind, name)
-    queryset = Commit.objects.filter(_entity_sources(entity)).select_related("discovered")
+    queryset = Commit.objects.filter(_entity_sources(request, entity)).select_related("discovered")
     context = entity_page_context(entity, "commits")
     context["page"] = _page(request, queryset.order_by("-date", "-pk").distinct(), 25)
     return render(request, "integrations/commit_list.html", context)
