@@ -434,8 +434,12 @@ def integration_sync(
                 provider, integration, page, budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read
             )
             # One transaction per page: a crash never leaves new records without their
-            # auto-import (a re-run would no longer see them as new).
+            # auto-import (a re-run would no longer see them as new). It starts by renewing
+            # the claim: a run that stalled past the TTL (slow catalog-file reads) and lost it
+            # writes nothing, and a takeover waits for a page being written to commit.
             with transaction.atomic():
+                _heartbeat(run)
+                beat["at"] = time.monotonic()
                 created, rows = discovered_upsert_page(
                     integration=integration, records=page, index=index, seen_at=seen_at
                 )

@@ -96,13 +96,13 @@ def wait_for(condition, what: str, worker, seconds: float = WAIT_SECONDS) -> Non
         time.sleep(0.05)
 
 
-def kill_mid_sync(server, celery_workers, integration, *, path_pattern: str, held: int):  # noqa: F811
+def kill_mid_sync(server, start_worker, integration, *, path_pattern: str, held: int):
     """Start a worker, let its sync through ``held`` requests matching ``path_pattern``, hold
     the next one, and SIGKILL the worker while it waits; returns the dead worker's run."""
     server.api.faults.configure(
         path_pattern=path_pattern, script=[None] * held + ["slow"], slow_seconds=SLOW_SECONDS
     )
-    worker = celery_workers(
+    worker = start_worker(
         env={"LANTERN_OUTBOUND_ALLOWLIST": "127.0.0.1"},
         settings_overrides={"LANTERN_SYNC_LOCK_TTL": WORKER_LOCK_TTL},
     )
