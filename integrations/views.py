@@ -113,6 +113,7 @@ def integration_list(request: HttpRequest) -> HttpResponse:
 # --- the create wizard ------------------------------------------------------------------------
 
 WIZARD_SESSION_KEY = "integration_wizard"
+CONNECTOR_FORM_PREFIX = "connector"
 WIZARD_STEPS = (
     ("setup", "Setup & Connectivity"),
     ("mapping", "Mapping & Correlation"),
@@ -127,9 +128,14 @@ def _wizard_state(request: HttpRequest) -> dict:
 
 
 def _wizard_store(request: HttpRequest, step: str, data) -> None:
+    """Keep a step's answers in the session — not the inline connector form's: its secret
+    would sit in the session table in clear (the connector itself is saved encrypted)."""
     state = _wizard_state(request)
     state[step] = {
-        key: values for key, values in data.lists() if key not in ("csrfmiddlewaretoken", "action")
+        key: values
+        for key, values in data.lists()
+        if key not in ("csrfmiddlewaretoken", "action")
+        and not key.startswith(f"{CONNECTOR_FORM_PREFIX}-")
     }
     request.session[WIZARD_SESSION_KEY] = state
 
@@ -207,12 +213,12 @@ def wizard(request: HttpRequest, step: str) -> HttpResponse:
 
 
 def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
-    connector_form = ConnectorForm(prefix="connector")
+    connector_form = ConnectorForm(prefix=CONNECTOR_FORM_PREFIX)
     if request.method == "POST":
         action = request.POST.get("action", "next")
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
-            connector_form = ConnectorForm(request.POST, prefix="connector")
+            connector_form = ConnectorForm(request.POST, prefix=CONNECTOR_FORM_PREFIX)
             if connector_form.is_valid():
                 try:
                     connector = services.connector_create(**connector_form.service_kwargs())
@@ -310,7 +316,9 @@ def _wizard_confirm(request, setup, mapping, advanced) -> HttpResponse:
                             request,
                             f"integrations/integration_wizard_{step}.html",
                             _wizard_context(
-                                step, form=form, connector_form=ConnectorForm(prefix="connector")
+                                step,
+                                form=form,
+                                connector_form=ConnectorForm(prefix=CONNECTOR_FORM_PREFIX),
                             ),
                         )
             else:
