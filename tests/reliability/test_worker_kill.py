@@ -85,6 +85,7 @@ def clean_catalog(server) -> dict:
         server.api.log.reset()
     clean = _clean_catalogs[key]
     assert len(clean["discovered"]) == REPOS and clean["pull_requests"] and clean["commits"]
+    assert sorted(action for _, _, action, _ in clean["imports"]).count("MERGE") == 2
     return clean
 
 
