@@ -453,7 +453,9 @@ def integration_sync(
                         discovered__in=page_ids, state=LinkState.LINKED
                     )
                     index.update(
-                        index_entities(Entity.objects.filter(pk__in=linked.values("entity_id")))
+                        index_entities(
+                            Entity.objects.filter(pk__in=linked.values("entity_id")), index.rules
+                        )
                     )
             run.discovered += len(created)
             run.imported += imported

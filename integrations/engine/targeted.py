@@ -223,7 +223,11 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
             # entity refreshed in place is left to the next scheduled run: rebuilding the
             # index for every push would cost more than the refresh itself.)
             linked = ImportedEntity.objects.filter(discovered=row, state=LinkState.LINKED)
-            index.update(index_entities(Entity.objects.filter(pk__in=linked.values("entity_id"))))
+            index.update(
+                index_entities(
+                    Entity.objects.filter(pk__in=linked.values("entity_id")), index.rules
+                )
+            )
     if index.built and index.changed:
         recommendations_refresh(integration=integration, index=index)
     run.discovered, run.imported, run.refreshed = len(created), imported, refreshed
