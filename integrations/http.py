@@ -8,6 +8,7 @@ style. Errors come out as :class:`~integrations.providers.base.ProviderError` su
 """
 
 import email.utils
+import functools
 import logging
 import random
 import ssl
@@ -96,8 +97,12 @@ class RequestBudget:
         return used <= self.limit
 
 
+@functools.lru_cache(maxsize=64)
 def ssl_context(ca_pem: str = "") -> ssl.SSLContext:
-    """System trust plus an optional private CA. Verification is never switched off."""
+    """System trust plus an optional private CA. Verification is never switched off.
+
+    Loading the system's trust store takes tens of milliseconds, so each distinct context is
+    built once per process and shared (an SSLContext is safe to share between threads)."""
     context = ssl.create_default_context()
     if ca_pem:
         context.load_verify_locations(cadata=ca_pem)
@@ -128,18 +133,23 @@ class ProviderHttp:
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
-        self._client = httpx.Client(
+        self._checked_hosts: set[str] = set()
+        self._credential_index = 0
+
+    @functools.cached_property
+    def _client(self) -> httpx.Client:
+        """Made on the first request: a provider built only to parse a webhook makes none."""
+        return httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             transport=guarded_transport(ssl_context(self.ca_pem)),
             follow_redirects=True,
             max_redirects=5,
             headers={"Accept": "application/json", "User-Agent": "Lantern/0.1"},
         )
-        self._checked_hosts: set[str] = set()
-        self._credential_index = 0
 
     def close(self) -> None:
-        self._client.close()
+        if "_client" in self.__dict__:
+            self._client.close()
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -270,44 +280,77 @@ class ProviderHttp:
 
     # -- paging ------------------------------------------------------------------------------
 
+    def _page(self, path: str, params: Any, problem: Callable[[Any], str | None]) -> dict:
+        """One page, checked before it is handed on: a page ``problem`` finds fault with (a
+        wrong shape, a continuation pointing back at a page already fetched) is a transient
+        fault, so the same page is fetched again with backoff; only when that persists past
+        ``retry.max_tries`` does paging stop, with a ProviderError."""
+        for attempt in range(self.retry.max_tries):
+            page = self.get_json(path, params=params)
+            found = problem(page)
+            if found is None:
+                self.stats.pages += 1
+                return page
+            self._backoff(attempt, None, found, self.url(path))
+        raise ProviderError(
+            f"{found} from {self.url(path).split('?')[0]} after {self.retry.max_tries} tries"
+        )
+
+    @staticmethod
+    def _next_page_problem(page: Any, fetched: set[str]) -> str | None:
+        if not isinstance(page, dict) or not isinstance(page.get("values"), list):
+            return "Unexpected page shape"
+        next_url = page.get("next")
+        if next_url is not None and not isinstance(next_url, str):
+            return "Unexpected page shape (next)"
+        if next_url in fetched:
+            return f"Pagination loop: next {next_url} was already fetched"
+        return None
+
+    @staticmethod
+    def _start_page_problem(page: Any, start: int) -> str | None:
+        if not isinstance(page, dict) or not isinstance(page.get("values"), list):
+            return "Unexpected page shape"
+        if page.get("isLastPage", True) or page.get("nextPageStart") is None:
+            return None
+        try:
+            next_start = int(page["nextPageStart"])
+        except (TypeError, ValueError):
+            return "Unexpected page shape (nextPageStart)"
+        if next_start <= start:
+            return f"Pagination loop: nextPageStart={next_start} at start={start}"
+        return None
+
     def iter_next_pages(
         self, path: str, *, params: Any = None, max_pages: int = 100_000
     ) -> Iterator[dict]:
         """Bitbucket Cloud style: follow the opaque ``next`` URL until there is none."""
-        seen: set[str] = set()
-        url: str | None = path
-        page_params = params
+        fetched: set[str] = set()
+        url, page_params = path, params
         for _ in range(max_pages):
-            page = self.get_json(url, params=page_params)
-            if not isinstance(page, dict) or not isinstance(page.get("values", []), list):
-                raise ProviderError(f"Unexpected page shape from {self.url(path)}")
-            self.stats.pages += 1
+            page = self._page(url, page_params, lambda p: self._next_page_problem(p, fetched))
             yield page
             next_url = page.get("next")
             if not next_url:
                 return
-            if next_url in seen:
-                raise ProviderError(f"Pagination loop: {next_url} was already fetched")
-            seen.add(next_url)
+            fetched.add(next_url)
             url, page_params = next_url, None
         raise ProviderError(f"More than {max_pages} pages from {self.url(path)}")
 
     def iter_start_pages(
         self, path: str, *, params: dict | None = None, limit: int = 100, max_pages: int = 100_000
     ) -> Iterator[dict]:
-        """Bitbucket Data Center style: ``start``/``limit``, continue from ``nextPageStart``."""
+        """Bitbucket Data Center style: ``start``/``limit``, continue from ``nextPageStart``,
+        which must move forward (pages need not be contiguous, but never go back)."""
         start = 0
-        seen: set[int] = set()
         for _ in range(max_pages):
-            page = self.get_json(path, params={**(params or {}), "start": start, "limit": limit})
-            if not isinstance(page, dict) or not isinstance(page.get("values", []), list):
-                raise ProviderError(f"Unexpected page shape from {self.url(path)}")
-            self.stats.pages += 1
+            page = self._page(
+                path,
+                {**(params or {}), "start": start, "limit": limit},
+                lambda p, start=start: self._start_page_problem(p, start),
+            )
             yield page
             if page.get("isLastPage", True) or page.get("nextPageStart") is None:
                 return
             start = int(page["nextPageStart"])
-            if start in seen:
-                raise ProviderError(f"Pagination loop at start={start}")
-            seen.add(start)
         raise ProviderError(f"More than {max_pages} pages from {self.url(path)}")

@@ -226,7 +226,10 @@ class SandboxApi:
         except self.handled_errors as exc:
             response = Response.error(self._api_error(exc))
         outcome.response = response
-        if 200 <= response.status < 300 and response.document is not None:
+        # One fault per request: a slow one draws no second fault for its body. (Drawing it
+        # would happen after the sleep, when the client may have moved on, and shift the seeded
+        # sequence by however many requests it made meanwhile.)
+        if 200 <= response.status < 300 and response.document is not None and fault is None:
             self._shape(request, response, eligible, outcome)
         return outcome
 
@@ -256,19 +259,47 @@ class SandboxApi:
         if not eligible:
             return
         document, page = response.document, response.page
-        fault = self.faults.after(
-            has_body=True,
-            page_next=bool(page and isinstance(document, dict) and document.get("next")),
-            continuation=bool(page and page.continuation),
-        )
+        start_paged = page is None and _is_start_page(document)
+        if start_paged:
+            # A start/limit page (Data Center) has no link to respell: a continuation (start > 0)
+            # is emptied, or pointed back at itself, through ``nextPageStart``.
+            continuation = document["start"] > 0
+            page_next = continuation and not document["isLastPage"]
+        else:
+            continuation = bool(page and page.continuation)
+            page_next = bool(page and isinstance(document, dict) and document.get("next"))
+        fault = self.faults.after(has_body=True, page_next=page_next, continuation=continuation)
         if fault is None:
             return
         outcome.fault = fault
-        if fault == "empty_page":
+        if fault == "empty_page" and start_paged:
+            response.document = {
+                **document,
+                "values": [],
+                "size": 0,
+                "nextPageStart": document["start"],
+            }
+        elif fault == "empty_page":
             response.document = {**document, "values": [], "next": page.retry_url}
+        elif fault == "repeat_next" and start_paged:
+            response.document = {
+                **document,
+                "isLastPage": False,
+                "nextPageStart": document["start"],
+            }
         elif fault == "repeat_next":
             response.document = {**document, "next": page.self_url}
         else:
             encoded = response.encode()
             response.document = None
             response.body = encoded[: len(encoded) // 2] if fault == "truncated" else encoded + b"}"
+
+
+def _is_start_page(document) -> bool:
+    """A ``start``/``limit`` envelope (``values``, ``start``, ``isLastPage``)."""
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("values"), list)
+        and isinstance(document.get("start"), int)
+        and isinstance(document.get("isLastPage"), bool)
+    )
