@@ -2,9 +2,11 @@
 
 Endpoints are enumerated, not listed: API operations from the OpenAPI schema and UI routes from
 the URL resolver, so an endpoint added later is checked (or fails the suite until classified)
-instead of silently escaping it. The helpers fill their paths from one set of objects.
+instead of silently escaping it. The helpers fill their paths from one set of objects; the
+fake-provider fixtures of ``tests/integrations`` are made available here to build them.
 
-(The API fuzz and bad-input tests of this directory keep their fixtures in their own files.)
+(The API fuzz and bad-input tests of this directory keep their fixtures in their own files; the
+quick password hasher below applies to them as well.)
 """
 
 import re
