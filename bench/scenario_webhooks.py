@@ -1,0 +1,137 @@
+"""Webhook intake: signed Bitbucket Cloud deliveries per second that one server process accepts
+(signature verified, delivery recorded, processing enqueued on the Redis broker)."""
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+
+from bench.common import scenario, served, target
+
+BENCH_NAME = "bench-webhooks"
+SECRET = "bench-webhook-secret"  # noqa: S105 (the bench's own integration)
+BROKER = "redis://127.0.0.1:6379/15"  # a database of its own, emptied afterwards
+
+
+def _payloads(count: int) -> list[bytes]:
+    """``repo:updated`` bodies rendered by the Bitbucket Cloud sandbox, as Bitbucket sends them."""
+    from integrations.sandbox import SandboxServer, World
+    from integrations.sandbox.cloud import CloudRenderer
+    from integrations.sandbox.world import WorldEvent
+
+    world = World.generate(1, repos=50, projects=3, prs_per_repo=0, commits_per_repo=1)
+    server = SandboxServer(world, kind="cloud")
+    render = CloudRenderer(world, "https://bitbucket.org")
+    repositories = list(world.iter_repositories())
+    bodies = []
+    for index in range(count):
+        repo = repositories[index % len(repositories)]
+        change = {"description": {"old": f"v{index}", "new": f"v{index + 1}"}}
+        event = WorldEvent("repository.updated", "acme", repo, None, {"changes": change})
+        bodies.append(json.dumps(server.api._payload(event, render)).encode())
+    return bodies
+
+
+def _integration():
+    from django.conf import settings
+
+    from integrations import services
+
+    _cleanup()
+    settings.LANTERN_WEBHOOKS_AUTO_REGISTER = False  # no Bitbucket to register hooks with
+    connector = services.connector_create(
+        name=BENCH_NAME,
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        base_url="https://api.bitbucket.org/2.0",
+        secrets={"token": "unused"},
+    )
+    integration = services.integration_create(
+        connector=connector, name=BENCH_NAME, target={"workspace": "acme"}
+    )
+    integration.webhook_secret = SECRET
+    integration.save(update_fields=["webhook_secret_encrypted"])
+    return integration
+
+
+def _cleanup() -> None:
+    from integrations.models import Connector, Integration
+
+    Integration.objects.filter(connector__name=BENCH_NAME).delete()
+    Connector.objects.filter(name=BENCH_NAME).delete()
+
+
+def _broker_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(BROKER, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@scenario("webhook_intake")
+def webhook_intake(quick: bool) -> dict:
+    """Deliveries from 8 concurrent senders to gunicorn with one worker process (8 threads)."""
+    import redis
+
+    from integrations.models import WebhookDelivery
+    from integrations.sandbox.webhooks import signature
+
+    if not _broker_available():
+        return {"skipped": f"needs Redis at {BROKER} (deliveries are enqueued on the broker)"}
+    count, senders = (500, 8) if quick else (5_000, 8)
+    bodies = _payloads(count)
+    integration = _integration()
+    url = f"/webhooks/bitbucket-cloud/{integration.pk}"
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def sender(offset: int) -> None:
+        local: dict[int, int] = {}
+        with httpx.Client(base_url=origin, timeout=30) as client:
+            for body in bodies[offset::senders]:
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Event-Key": "repo:updated",
+                    "X-Request-UUID": str(uuid.uuid4()),
+                    "X-Hook-UUID": "{bench}",
+                    "X-Hub-Signature": signature(SECRET, body),
+                }
+                status = client.post(url, content=body, headers=headers).status_code
+                local[status] = local.get(status, 0) + 1
+        with lock:
+            for status, number in local.items():
+                statuses[status] = statuses.get(status, 0) + number
+
+    try:
+        with served(workers=1, threads=8, env={"CELERY_BROKER_URL": BROKER}) as origin:
+            threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - started
+        recorded = WebhookDelivery.objects.filter(integration=integration).count()
+        enqueued = redis.Redis.from_url(BROKER).llen("celery")
+    finally:
+        _cleanup()
+        redis.Redis.from_url(BROKER).flushdb()
+    figures = {
+        "deliveries": count,
+        "senders": senders,
+        "server": "gunicorn, 1 worker x 8 threads",
+        "statuses": {str(status): number for status, number in sorted(statuses.items())},
+        "recorded": recorded,
+        "enqueued": enqueued,
+        "deliveries_per_s": round(statuses.get(202, 0) / wall),
+    }
+    if statuses.get(202, 0) != count or recorded != count or enqueued != count:
+        raise RuntimeError(f"not every delivery was accepted, recorded and enqueued: {figures}")
+    target(
+        figures, "deliveries accepted per second", figures["deliveries_per_s"], 300, at_least=True
+    )
+    return figures
