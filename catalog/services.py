@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Entity, EntitySearch, Relation, Scope
@@ -250,8 +251,38 @@ def entities_ingested_write(*, ingested: dict[int, tuple[list, dict]]) -> int:
             ["integration_links", "integration_properties", "etag", "updated_at"],
             batch_size=500,
         )
-        entities_index(entities=changed)
+        _ingested_index(changed)
     return len(changed)
+
+
+# The parts of a document that ingested properties make: their search rows are the only ones an
+# ingested write changes (relations come from spec alone).
+_INGESTED_KEYS = ("metadata.integration", "integration_properties")
+
+
+def _is_ingested_key(key: str) -> bool:
+    return any(key == root or key.startswith(root + ".") for root in _INGESTED_KEYS)
+
+
+def _ingested_index(entities: list[Entity]) -> None:
+    """Rewrite the search rows of these entities' ingested properties, and only those."""
+    ingested_q = Q()
+    for root in _INGESTED_KEYS:
+        ingested_q |= Q(key=root) | Q(key__startswith=root + ".")
+    EntitySearch.objects.filter(ingested_q, entity_id__in=[e.pk for e in entities]).delete()
+    rows = []
+    for entity in entities:
+        partial: dict = {"metadata": {}}  # as entity_document renders them
+        if entity.integration_links:
+            partial["metadata"]["integration"] = entity.integration_links
+        if entity.integration_properties:
+            partial["integration_properties"] = entity.integration_properties
+        rows += [
+            EntitySearch(entity_id=entity.pk, key=key, value=value, original_value=original)
+            for key, value, original in search_rows(partial)
+            if _is_ingested_key(key)
+        ]
+    EntitySearch.objects.bulk_create(rows, batch_size=2000)
 
 
 # Handlers that can refresh an entity from its source (the integrations app registers one).

@@ -176,3 +176,34 @@ def test_stored_rows_are_the_rows_of_the_entitys_document(make_document):
     assert stored == set(search_rows(entity_document(entity)))
     assert ("metadata.uid", str(entity.uid), str(entity.uid)) in stored
     assert ("metadata.labels.tier", "backend", "Backend") in stored
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "before",
+    [([], {}), ([{"integration_id": 1, "action": "merge"}], {"bitbucket": {"slug": "old"}})],
+)
+def test_an_ingested_write_leaves_the_search_rows_a_full_reindex_would(before):
+    """Only the ingested properties' rows are rewritten; the result equals indexing anew."""
+    from catalog.services import entities_index, entities_ingested_write
+
+    (entity,) = entities_upsert(
+        documents=[document(metadata__tags=["java"], metadata__namespace="shop")]
+    ).entities
+    entities_ingested_write(ingested={entity.pk: before})
+    links = [{"integration_id": 7, "integration_name": "Cloud", "action": "register"}]
+    properties = {"bitbucket": {"slug": "Checkout", "project": {"key": "PAY"}}}
+    assert entities_ingested_write(ingested={entity.pk: (links, properties)}) == 1
+
+    def rows():
+        return sorted(
+            EntitySearch.objects.filter(entity=entity).values_list("key", "value", "original_value")
+        )
+
+    written = rows()
+    assert ("integration_properties.bitbucket.slug", "checkout", "Checkout") in written
+    assert ("metadata.integration.integration_name", "cloud", "Cloud") in written
+    assert not [row for row in written if row[0].endswith(".integration_id") and row[1] == "1"]
+    entity.refresh_from_db()
+    entities_index(entities=[entity])
+    assert rows() == written
