@@ -11,6 +11,7 @@ timeout is below the sandbox's slow answers, so an injected ``slow`` is a real r
 """
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -118,11 +119,17 @@ class Bitbucket:
         self.faults.configure(slow_seconds=SLOW_SECONDS)
 
     def requests(self, endpoint: str | None = None) -> list[LoggedRequest]:
-        return [
-            entry
-            for entry in self.server.api.log.entries()
-            if endpoint is None or entry.endpoint == endpoint
-        ]
+        """The request log (of ``endpoint``), once it holds every slow answer injected since the
+        faults were configured: the sandbox logs one only when it answers, after the client
+        has given up on it."""
+        deadline = time.monotonic() + 10 * SLOW_SECONDS
+        while time.monotonic() < deadline:
+            entries = self.server.api.log.entries()
+            slow = sum(entry.fault == "slow" for entry in entries)
+            if slow >= self.faults.injected["slow"]:
+                break
+            time.sleep(0.02)
+        return [entry for entry in entries if endpoint is None or entry.endpoint == endpoint]
 
 
 @pytest.fixture
