@@ -147,12 +147,16 @@ class CorrelationIndex:
 
 def correlation_index_build(*, integration) -> CorrelationIndex:
     """The index for one integration: its rules over the entities of its kind."""
+    # Only entities the integration's scope may touch: no suggestion leaks another scope's.
+    return correlation_index_for(integration, entities_in_scope(scope=integration.scope))
+
+
+def correlation_index_for(integration, candidates) -> CorrelationIndex:
+    """The integration's rules over the ``candidates`` of its kind."""
     rules = [
         Rule(rule.ingested_path, rule.catalog_path, rule.operator)
         for rule in integration.correlation_rules.all()
     ]
-    # Only entities the integration's scope may touch: no suggestion leaks another scope's.
-    candidates = entities_in_scope(scope=integration.scope)
     entities = index_entities(candidates.filter(kind__iexact=integration.entity_kind), rules)
     return CorrelationIndex(rules, entities, kind=integration.entity_kind)
 

@@ -8,12 +8,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Entity
 from catalog.refs import DEFAULT_NAMESPACE, ref_key
 from catalog.rendering import source_document
+from catalog.selectors import entities_in_scope
 from catalog.services import DocumentError, entities_ingested_write, entities_upsert
 from catalog.validation import MAX_NAME_LENGTH
 from integrations.choices import (
@@ -23,6 +24,7 @@ from integrations.choices import (
     RecommendedAction,
     Registration,
 )
+from integrations.engine.correlation import correlation_index_for
 from integrations.engine.mapping import ExpressionError, search, set_path
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration
 from integrations.providers import registry
@@ -102,11 +104,15 @@ def registration_document(
     return document
 
 
-def _write(documents: list[dict], label: str) -> list[Entity]:
+def _write(documents: list[dict], label: str, scope=None) -> list[Entity]:
+    """Upsert the import's entities (``scope``: a registration's, so only its scope sees it;
+    ``None`` leaves an existing entity's scope as it is)."""
     try:
-        return entities_upsert(documents=documents).entities
+        return entities_upsert(documents=documents, scope=scope).entities
     except DocumentError as exc:
         raise ImportRefused(f"{label}: the mapped entity is invalid: {exc}") from exc
+    except IntegrityError as exc:  # another import registered the name since we looked
+        raise ImportRefused(f"{label}: the entity was registered meanwhile: merge into it") from exc
 
 
 def discovered_import(
@@ -169,7 +175,7 @@ def _register(discovered: DiscoveredEntity, entity_type: str | None, user) -> Im
         ).exists():
             return _link(discovered, existing, ImportAction.REGISTER, user)
         raise ImportRefused(f"The entity {key} already exists: merge {discovered.name} into it")
-    (entity,) = _write([document], discovered.name)
+    (entity,) = _write([document], discovered.name, scope=integration.scope)
     return _link(discovered, entity, ImportAction.REGISTER, user)
 
 
@@ -225,14 +231,20 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
     existing = Entity.objects.filter(ref_key__in=list(registrations))
     taken = set(existing.values_list("ref_key", flat=True))
     batch = {key: item for key, item in registrations.items() if key not in taken}
+    # Names the catalog holds but correlation did not point to: taken before this run looked
+    # (or by a concurrent run); a concurrent run's entity is merged into if the rules match it.
+    conflicts = {row.pk: key for key, (row, _) in registrations.items() if key in taken}
     first = [row for key, (row, _) in registrations.items() if key not in batch]
     imported = 0
     if batch:
         try:
             with transaction.atomic():
-                entities = entities_upsert(documents=[doc for _, doc in batch.values()]).entities
-        except DocumentError:
-            first += [row for row, _ in batch.values()]  # one by one names the invalid ones
+                documents = [doc for _, doc in batch.values()]
+                entities = entities_upsert(documents=documents, scope=integration.scope).entities
+        except (DocumentError, IntegrityError):
+            # One by one names the invalid ones and the names a concurrent run just took.
+            first += [row for row, _ in batch.values()]
+            conflicts.update({row.pk: key for key, (row, _) in batch.items()})
         else:
             imported = _link_many(
                 integration, [row for row, _ in batch.values()], entities, ImportAction.REGISTER
@@ -243,6 +255,11 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
             discovered_import(discovered=row)
             imported += 1
         except ImportRefused as exc:
+            entity = _correlated_holder(integration, row, conflicts.get(row.pk))
+            if entity is not None and behaviour != Registration.REGISTER:
+                _merge(row, entity, None)
+                imported += 1
+                continue
             logger.info(
                 "integrations.sync.auto_import_skipped",
                 extra={
@@ -252,6 +269,17 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
                 },
             )
     return imported
+
+
+def _correlated_holder(integration: Integration, row: DiscoveredEntity, key: str | None):
+    """The entity holding the name ``key`` when the integration's correlation rules match the
+    record to it (as they would have, had it existed when the run built its index)."""
+    if key is None:
+        return None
+    candidates = entities_in_scope(scope=integration.scope).filter(ref_key=key)
+    index = correlation_index_for(integration, candidates)
+    matches = index.match(row.data)
+    return Entity.objects.filter(pk=matches[0]).first() if len(matches) == 1 else None
 
 
 def _link_many(

@@ -357,13 +357,6 @@ def test_a_run_stalled_past_its_claim_stops_before_writing_when_another_took_ove
     assert Integration.objects.get(pk=integration.pk).locked_by_run is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known bug: two auto-importing integrations over one workspace register the same "
-    "entity names at once; the second insert hits the unique ref_key (IntegrityError), failing "
-    "that run and rolling its page back (or, a moment later, its registrations are refused and "
-    "never retried as merges). See the report of issue #9.",
-)
 def test_two_auto_importing_integrations_over_one_workspace_sync_at_once_like_one_after_another(
     sandbox,
 ):

@@ -420,12 +420,6 @@ def test_pull_requests_and_commits_of_another_scopes_integration_stay_hidden(sid
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="integrations.engine.imports._register writes the entity without the integration's "
-    "scope (entities_upsert(..., scope=None)), so a scoped integration's registrations are "
-    "visible to every scope",
-)
 def test_entities_registered_by_a_scoped_integration_belong_to_its_scope(sides):
     bravo = sides["bravo"]
     registered = discovered_import(
