@@ -208,6 +208,7 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
     index = _LazyIndex(integration)
     _catalog_files_enrich(provider, integration, [record], budget=1)
     with transaction.atomic():  # as a sync page: new record and its auto-import together
+        _heartbeat(run)  # a refresh that lost its claim (stalled past the TTL) writes nothing
         created, rows = discovered_upsert_page(
             integration=integration, records=[record], index=index, seen_at=timezone.now()
         )
