@@ -9,14 +9,15 @@ style. Errors come out as :class:`~integrations.providers.base.ProviderError` su
 
 import email.utils
 import functools
+import json
 import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, quote_plus, urljoin
 
 import httpx
 from django.core.cache import cache
@@ -33,6 +34,8 @@ from integrations.providers.base import (
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+REDACTED = "[redacted]"
+ERROR_DETAIL_LIMIT = 500  # characters of a provider's error text kept in a message
 
 
 class ProviderRateLimited(ProviderUnavailable):
@@ -52,6 +55,25 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret replaced by ``[redacted]``, also where it appears URL- or
+    JSON-encoded (a form body, query or JSON body quoted back). Longest first, so a header value
+    is masked whole rather than around the token inside it; values shorter than 4 characters
+    are left alone, as masking them would mangle the text and hide nothing.
+
+    For any text a provider sent that is about to become a message: a server may quote the
+    request back, credentials and all, in its error."""
+    forms = set()
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            in_json = json.dumps(secret)[1:-1]
+            forms |= {secret, quote(secret, safe=""), quote_plus(secret), in_json}
+            forms.add(in_json.replace("/", "\\/"))  # JSON writers that escape the slash
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return text
+
+
 class Credential:
     """One way of authenticating. ``budget_key`` identifies it without revealing it."""
 
@@ -64,6 +86,11 @@ class Credential:
         """Renew an expired credential (OAuth); True when a retry may succeed."""
         return False
 
+    def secrets(self) -> list[str]:
+        """The secret values this credential sends (tokens, passwords, the base64 of a Basic
+        pair, the header values carrying them): what :func:`redact` masks in provider text."""
+        return []
+
 
 @dataclass
 class StaticCredential(Credential):
@@ -72,6 +99,9 @@ class StaticCredential(Credential):
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self.header_value}
+
+    def secrets(self) -> list[str]:
+        return [self.header_value, self.header_value.partition(" ")[2]]
 
 
 class RequestBudget:
@@ -256,7 +286,11 @@ class ProviderHttp:
         self.sleep(delay)
 
     def _error(self, response: httpx.Response) -> ProviderError:
-        detail = self.error_message(response) if self.error_message else response.text[:300]
+        """The provider's error as a message, with every credential's secrets redacted (before
+        the text is shortened, so no part of a secret survives the cut)."""
+        text = self.error_message(response) if self.error_message else response.text
+        secrets = [secret for credential in self.credentials for secret in credential.secrets()]
+        detail = redact(text, secrets)[:ERROR_DETAIL_LIMIT].strip()
         status = response.status_code
         if status == 401:
             return ProviderAuthError(f"Authentication failed: {detail}", status=status)

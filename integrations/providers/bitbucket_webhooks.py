@@ -4,7 +4,8 @@ body, and keeping exactly one Lantern hook on a subject (a workspace, project or
 import json
 from collections.abc import Iterable, Mapping
 
-from integrations.providers.base import WebhookPayloadError
+from integrations.http import redact
+from integrations.providers.base import ProviderError, WebhookPayloadError
 
 
 def header(headers: Mapping[str, str], name: str) -> str:
@@ -37,14 +38,27 @@ def delete_hooks(http, base: str, hooks: Iterable[dict], *, id_key: str) -> int:
     return count
 
 
-def ensure_hook(http, base: str, pages: Iterable[dict], body: dict, *, id_key: str) -> dict:
+def _hook_write(http, method: str, path: str, body: dict, secret: str) -> dict:
+    """A hook written with its secret in the body; an error quoting the body back comes out
+    with the secret masked (the credential's own secrets already are, by the HTTP layer)."""
+    try:
+        return http.request(method, path, json=body).json()
+    except ProviderError as error:
+        error.message = redact(error.message, [secret])
+        error.args = (error.message,)
+        raise
+
+
+def ensure_hook(
+    http, base: str, pages: Iterable[dict], body: dict, *, id_key: str, secret: str
+) -> dict:
     """Create or update the hook posting to ``body["url"]`` on the subject at ``base`` (whose
     hooks ``pages`` lists); other hooks with the same URL are removed so a delivery never arrives
-    twice. The secret is never returned, so it is always written (that is also how rotation
-    works). Returns the hook as Bitbucket answered it."""
+    twice. The secret (which ``body`` carries) is never returned, so it is always written (that
+    is also how rotation works). Returns the hook as Bitbucket answered it."""
     ours = hooks_posting_to(pages, body["url"])
     if not ours:
-        return http.request("POST", base, json=body).json()
+        return _hook_write(http, "POST", base, body, secret)
     keep, *extra = ours
     delete_hooks(http, base, extra, id_key=id_key)
-    return http.request("PUT", f"{base}/{keep[id_key]}", json=body).json()
+    return _hook_write(http, "PUT", f"{base}/{keep[id_key]}", body, secret)

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 
 import httpx
 
-from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy, ssl_context
+from integrations.http import (
+    ERROR_DETAIL_LIMIT,
+    Credential,
+    ProviderHttp,
+    RequestBudget,
+    RetryPolicy,
+    redact,
+    ssl_context,
+)
 from integrations.outbound import OutboundAddressError, guarded_transport
 from integrations.providers.base import ProviderAuthError, RequestStats
 
@@ -31,6 +39,10 @@ def _budget_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 class BearerCredential(Credential):
     def __init__(self, token: str):
         self._token = token
@@ -39,15 +51,21 @@ class BearerCredential(Credential):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
+    def secrets(self) -> list[str]:
+        return [self._token, f"Bearer {self._token}"]
+
 
 class BasicCredential(Credential):
     def __init__(self, username: str, password: str):
-        raw = f"{username}:{password}".encode()
-        self._value = "Basic " + base64.b64encode(raw).decode()
+        self._password = password
+        self._value = _basic(username, password)
         self.budget_key = _budget_key(f"{username}:{password}")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
+
+    def secrets(self) -> list[str]:
+        return [self._password, self._value, self._value.removeprefix("Basic ")]
 
 
 class OAuthRefreshError(ProviderAuthError):
@@ -86,6 +104,13 @@ class OAuthCredential(Credential):
             self.refresh()
         return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
 
+    def secrets(self) -> list[str]:
+        """The consumer secret (sent as Basic to the token endpoint) and both tokens."""
+        basic = _basic(self.client_id, self.client_secret)
+        access = self.tokens.get("access_token") or ""
+        refresh = self.tokens.get("refresh_token") or ""
+        return [self.client_secret, basic, basic.removeprefix("Basic "), access, refresh]
+
     def _client(self) -> httpx.Client:
         """The token endpoint goes through the same outbound guard and TLS rules as the API."""
         if self.http_client is None:
@@ -104,7 +129,8 @@ class OAuthCredential(Credential):
         response = self._post(data)
         body = _json_object(response)
         if response.status_code != 200 or not body.get("access_token"):
-            reason = body.get("error_description") or body.get("error") or response.text[:200]
+            reason = body.get("error_description") or body.get("error") or response.text.strip()
+            reason = redact(str(reason), self.secrets())[:ERROR_DETAIL_LIMIT]
             message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
             self.on_failure(message)
             raise OAuthRefreshError(message, status=response.status_code)
@@ -157,7 +183,7 @@ def cloud_error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300].strip() or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         detail = error.get("detail") or ""

@@ -111,7 +111,7 @@ def _hook_body(url: str, secret: str, events: Iterable[str]) -> dict:
 def _subject_ensure(http, base: str, url: str, secret: str, events: Iterable[str]) -> dict:
     """Create or update (events, secret, active) the hook posting to ``url`` on one subject."""
     body = _hook_body(url, secret, events)
-    return ensure_hook(http, base, http.iter_next_pages(base), body, id_key="uuid")
+    return ensure_hook(http, base, http.iter_next_pages(base), body, id_key="uuid", secret=secret)
 
 
 def ensure_webhook(

@@ -12,7 +12,15 @@ from urllib.parse import quote
 
 import httpx
 
-from integrations.http import Credential, ProviderHttp, RequestBudget, RetryPolicy, ssl_context
+from integrations.http import (
+    ERROR_DETAIL_LIMIT,
+    Credential,
+    ProviderHttp,
+    RequestBudget,
+    RetryPolicy,
+    redact,
+    ssl_context,
+)
 from integrations.outbound import OutboundAddressError, guarded_transport, outbound_check
 from integrations.providers.base import ProviderAuthError, ProviderUnavailable, RequestStats
 
@@ -22,6 +30,8 @@ REPOSITORIES_LIMIT = 100
 PULL_REQUESTS_LIMIT = 100
 COMMITS_LIMIT = 100
 REQUEST_TIMEOUT = 20.0
+# The token endpoint's form fields that are secrets (masked in its error answers).
+SECRET_FORM_FIELDS = ("client_secret", "refresh_token", "code", "code_verifier")
 
 
 def retry_policy() -> RetryPolicy:
@@ -38,7 +48,7 @@ def dc_error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300].strip() or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list):
         messages = [
@@ -61,11 +71,17 @@ class PersonalAccessToken(Credential):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
+    def secrets(self) -> list[str]:
+        return [self._token, f"Bearer {self._token}"]
+
 
 class TokenEndpoint:
     """``/rest/oauth2/latest/token`` of an instance, through the outbound guard and the same TLS
     rules (private CA) as the API. Never retried: an authorization code is single-use and a
-    refresh token is rotated, so a blind retry would only turn a lost answer into a refusal."""
+    refresh token is rotated, so a blind retry would only turn a lost answer into a refusal.
+
+    The answer's ``error`` and ``error_description`` come back with the form's secrets masked,
+    so every caller may quote them."""
 
     def __init__(self, *, instance_url: str, ca_pem: str = ""):
         self.url = instance_url.rstrip("/") + OAUTH_PATH + "/token"
@@ -99,8 +115,14 @@ class TokenEndpoint:
         try:
             body = response.json()
         except ValueError:
-            body = {"error": response.text[:200].strip() or response.reason_phrase}
-        return response.status_code, body if isinstance(body, dict) else {}
+            body = {"error": response.text.strip() or response.reason_phrase}
+        if not isinstance(body, dict):
+            return response.status_code, {}
+        secrets = [form.get(key, "") for key in SECRET_FORM_FIELDS]
+        for key in ("error", "error_description"):
+            if body.get(key):
+                body[key] = redact(str(body[key]), secrets)[:ERROR_DETAIL_LIMIT]
+        return response.status_code, body
 
 
 class ApplicationLinkCredential(Credential):
@@ -131,6 +153,14 @@ class ApplicationLinkCredential(Credential):
         if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
             self.refresh()
         return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
+
+    def secrets(self) -> list[str]:
+        tokens = self.tokens
+        return [
+            self.client_secret,
+            tokens.get("access_token") or "",
+            tokens.get("refresh_token") or "",
+        ]
 
     def refresh(self) -> bool:
         refresh_token = self.tokens.get("refresh_token")

@@ -127,7 +127,7 @@ def ensure_webhook(
     http = client.http
     base = _subject(project_key, repository_slug)
     body = _hook_body(url, secret, events)
-    return ensure_hook(http, base, http.iter_start_pages(base), body, id_key="id")
+    return ensure_hook(http, base, http.iter_start_pages(base), body, id_key="id", secret=secret)
 
 
 def remove_webhook(
