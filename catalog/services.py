@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -193,35 +193,41 @@ def entities_index(*, entities: Iterable[Entity]) -> None:
     ids = [entity.pk for entity in entities]
     Relation.objects.filter(originating_entity_id__in=ids).delete()
     EntitySearch.objects.filter(entity_id__in=ids).delete()
-    relations: list[Relation] = []
-    rows: list[EntitySearch] = []
+    relations: list[tuple] = []
+    rows: list[tuple] = []
     for entity in entities:
         source = EntityRef(entity.kind, entity.namespace, entity.name)
         for declared in declared_relations(entity.kind, entity.namespace, entity.spec or {}):
+            target = declared.target
+            relations.append((entity.pk, source.key, declared.type, str(target), target.key))
             relations.append(
-                Relation(
-                    originating_entity_id=entity.pk,
-                    source_key=source.key,
-                    type=declared.type,
-                    target_ref=str(declared.target),
-                    target_key=declared.target.key,
-                )
+                (entity.pk, target.key, INVERSE[declared.type], str(source), source.key)
             )
-            relations.append(
-                Relation(
-                    originating_entity_id=entity.pk,
-                    source_key=declared.target.key,
-                    type=INVERSE[declared.type],
-                    target_ref=str(source),
-                    target_key=source.key,
-                )
-            )
-        for key, value, original in search_rows(entity_document(entity)):
-            rows.append(
-                EntitySearch(entity_id=entity.pk, key=key, value=value, original_value=original)
-            )
-    Relation.objects.bulk_create(relations, batch_size=1000)
-    EntitySearch.objects.bulk_create(rows, batch_size=2000)
+        rows += [(entity.pk, *row) for row in search_rows(entity_document(entity))]
+    _insert_rows(Relation, _RELATION_COLUMNS, relations)
+    _insert_rows(EntitySearch, _SEARCH_COLUMNS, rows)
+
+
+_RELATION_COLUMNS = ("originating_entity_id", "source_key", "type", "target_ref", "target_key")
+_SEARCH_COLUMNS = ("entity_id", "key", "value", "original_value")
+
+
+def _insert_rows(model, columns: Sequence[str], rows: list[tuple]) -> None:
+    """Insert many rows of plain values: COPY on PostgreSQL (no model instances to build, no
+    statement to compile: several times faster for the tens of rows each entity indexes),
+    ``bulk_create`` elsewhere."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
+        model.objects.bulk_create(objects, batch_size=1000)
+        return
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column) for column in columns)
+    statement = f"COPY {quote(model._meta.db_table)} ({names}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def entity_delete(*, entity: Entity) -> None:
@@ -277,12 +283,8 @@ def _ingested_index(entities: list[Entity]) -> None:
             partial["metadata"]["integration"] = entity.integration_links
         if entity.integration_properties:
             partial["integration_properties"] = entity.integration_properties
-        rows += [
-            EntitySearch(entity_id=entity.pk, key=key, value=value, original_value=original)
-            for key, value, original in search_rows(partial)
-            if _is_ingested_key(key)
-        ]
-    EntitySearch.objects.bulk_create(rows, batch_size=2000)
+        rows += [(entity.pk, *row) for row in search_rows(partial) if _is_ingested_key(row[0])]
+    _insert_rows(EntitySearch, _SEARCH_COLUMNS, rows)
 
 
 # Handlers that can refresh an entity from its source (the integrations app registers one).
