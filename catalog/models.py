@@ -200,12 +200,17 @@ class EntitySearch(models.Model):
     entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="search_rows")
     key = models.CharField(max_length=200)
     value = models.CharField(max_length=200, null=True)  # noqa: DJ001 - null: too long to index
-    original_value = models.CharField(max_length=200, null=True)  # noqa: DJ001  # noqa: DJ001 - null: too long to index
+    original_value = models.CharField(max_length=200, null=True)  # noqa: DJ001 - as value
 
     class Meta:
         indexes = [
             models.Index(fields=["key", "value", "entity"], name="catalog_search_key_value"),
             models.Index(fields=["entity", "key"], name="catalog_search_entity_key"),
+            # Facets: the values of one key in their original case, counted per entity, read
+            # from the index alone.
+            models.Index(
+                fields=["key", "original_value", "entity"], name="catalog_search_key_original"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ string that contains it as a whole sequence of words (split on anything not a le
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -50,6 +50,9 @@ class Rule:
 @dataclass
 class _RuleIndex:
     rule: Rule
+    # Reads the rule's catalog value straight from the entity's columns (None: render the
+    # document and search it).
+    getter: Callable[[Any], Any] | None = None
     exact: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     # contains on strings: word → (entity id, words of the catalog string)
     by_word: dict[str, list[tuple[int, tuple[str, ...]]]] = field(
@@ -109,7 +112,7 @@ class CorrelationIndex:
     def __init__(self, rules: Iterable[Rule], entities: Iterable[Entity], kind: str = ""):
         self.rules = list(rules)
         self.kind = kind.lower()
-        self._indexes = [_RuleIndex(rule) for rule in self.rules]
+        self._indexes = [_RuleIndex(rule, column_getter(rule.catalog_path)) for rule in self.rules]
         self.refs: dict[int, str] = {}
         self.changed = False  # whether update() changed the index since it was built
         for entity in entities:
@@ -117,9 +120,14 @@ class CorrelationIndex:
 
     def _add(self, entity: Entity) -> None:
         self.refs[entity.pk] = entity.ref
-        document = entity_document(entity)
+        document = None
         for index in self._indexes:
-            index.add(entity.pk, search(index.rule.catalog_path, document))
+            if index.getter is not None:
+                value = index.getter(entity)
+            else:
+                document = document or entity_document(entity)
+                value = search(index.rule.catalog_path, document)
+            index.add(entity.pk, value)
 
     def update(self, entities: Iterable[Entity]) -> None:
         """Re-index entities the run itself wrote (imported, refreshed), so later pages — and
@@ -197,6 +205,74 @@ def _leading_fields(node: dict) -> list[str]:
             fields += _leading_fields(node["children"][1])[:1]
         return fields
     return []
+
+
+def _field_chain(node: dict) -> list[str] | None:
+    """The fields of an expression that is nothing but a chain of fields, else None."""
+    if node.get("type") == "field":
+        return [node["value"]]
+    if node.get("type") == "subexpression":
+        chain = []
+        for child in node.get("children", []):
+            fields = _field_chain(child)
+            if fields is None:
+                return None
+            chain += fields
+        return chain
+    return None
+
+
+# Document parts that entity_document leaves out when empty.
+_OMITTED_WHEN_EMPTY = {"title", "description", "labels", "annotations", "tags", "links"}
+
+
+def column_getter(path: str) -> Callable[[Any], Any] | None:
+    """For a catalog path that is a plain chain of fields (``metadata.name``,
+    ``metadata.annotations."x"``, ``spec.owner``), a function reading from an entity's columns
+    exactly what ``search(path, entity_document(entity))`` returns, without rendering the
+    document; None for any other expression."""
+    try:
+        chain = _field_chain(jmespath.compile(path).parsed)
+    except jmespath.exceptions.JMESPathError:
+        return None
+    if not chain:
+        return None
+    head, rest = chain[0], chain[1:]
+    if head == "metadata" and rest:
+        key, rest = rest[0], rest[1:]
+        column = _METADATA_COLUMNS.get(key)
+
+        def start(entity):
+            if column is None:
+                return (entity.metadata_extra or {}).get(key)
+            value = getattr(entity, column)
+            if column == "uid":
+                return str(value)
+            if not value and (key in _OMITTED_WHEN_EMPTY or key == "integration"):
+                return (entity.metadata_extra or {}).get(key)  # as metadata.setdefault does
+            return value
+
+    elif head == "spec":
+
+        def start(entity):
+            return entity.spec or {}
+
+    elif head in ("kind", "apiVersion", "integration_properties"):
+        column = {"apiVersion": "api_version"}.get(head, head)
+
+        def start(entity):
+            return getattr(entity, column) or None
+
+    else:
+        return None
+
+    def getter(entity):
+        value = start(entity)
+        for key in rest:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    return getter
 
 
 def _columns(rules: Iterable[Rule] | None) -> set[str]:

@@ -1,5 +1,8 @@
 """Correlation rules: equals / contains over custom JMESPath paths, ANDed, through a sync."""
 
+import pytest
+
+from catalog.models import Entity
 from integrations.choices import RecommendedAction
 from tests.integrations.conftest import component_doc
 from tests.integrations.engine.conftest import discovered, sync_ok
@@ -201,3 +204,82 @@ def test_index_update_reindexes_an_entity_the_run_changed(world, engine_integrat
     assert index.match({"project": {"key": "PAY"}}) == [two.pk]
     assert index.match({"project": {"key": "OPS"}}) == [one.pk]
     assert index.changed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.title",
+        "metadata.description",
+        "metadata.tags",
+        "metadata.labels.tier",
+        'metadata.annotations."bitbucket.org/repo-url"',
+        "metadata.annotations.missing",
+        "metadata.links",
+        "metadata.owner_hint",
+        "metadata.integration",
+        "metadata.name.deeper",
+        "spec.owner",
+        "spec.nested.level.value",
+        "spec.list.item",
+        "spec",
+        "kind",
+        "apiVersion",
+        "integration_properties.bitbucket.slug",
+    ],
+)
+@pytest.mark.django_db
+def test_column_getters_read_what_searching_the_rendered_document_finds(path):
+    """The index reads plain field chains from columns instead of rendering each document: for
+    every shape of entity the value must be the one the JMESPath search of the document gives."""
+    from catalog.rendering import entity_document
+    from catalog.services import entities_ingested_write, entities_upsert
+    from integrations.engine.correlation import column_getter, index_entities
+    from integrations.engine.mapping import search
+
+    full = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {
+            "name": "full",
+            "title": "Full",
+            "description": "All of it",
+            "tags": ["java"],
+            "labels": {"tier": "one"},
+            "annotations": {"bitbucket.org/repo-url": "https://bitbucket.org/acme/full"},
+            "links": [{"url": "https://example.com"}],
+            "owner_hint": "team-a",
+        },
+        "spec": {
+            "type": "service",
+            "lifecycle": "production",
+            "owner": "team-a",
+            "nested": {"level": {"value": 3}},
+            "list": [{"item": 1}],
+        },
+    }
+    bare = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": "bare"},
+        "spec": {"type": "service", "lifecycle": "production", "owner": "team-b"},
+    }
+    entities = entities_upsert(documents=[full, bare]).entities
+    entities_ingested_write(
+        ingested={entities[0].pk: ([{"integration_id": 1}], {"bitbucket": {"slug": "full"}})}
+    )
+    getter = column_getter(path)
+    assert getter is not None
+    for entity in index_entities(Entity.objects.all()):
+        expected = search(path, entity_document(Entity.objects.get(pk=entity.pk)))
+        assert getter(entity) == expected, (path, entity.name)
+
+
+@pytest.mark.parametrize("path", ["metadata.tags[0]", "spec.*", "metadata.name || kind", "[kind]"])
+def test_expressions_other_than_field_chains_are_searched_in_the_document(path):
+    from integrations.engine.correlation import column_getter
+
+    assert column_getter(path) is None
