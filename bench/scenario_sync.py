@@ -192,7 +192,6 @@ def bitbucket_cloud_sync(quick: bool) -> dict:
             "minimum_parts": minimum,
             "ratio": round(run.requests / minimum_total, 3),
             "sql_queries": queries,
-            "peak_rss_mib": peak_rss_mib(),
             "discovered": run.discovered,
             "imported": run.imported,
             "pull_requests": run.pull_requests,

@@ -243,7 +243,8 @@ def entities_ingested_write(*, ingested: dict[int, tuple[list, dict]]) -> int:
     if not ingested:
         return 0
     changed = []
-    for entity in Entity.objects.select_for_update().filter(pk__in=list(ingested)):
+    rows = Entity.objects.select_for_update().filter(pk__in=list(ingested))
+    for entity in rows.only("pk", "integration_links", "integration_properties", "etag"):
         links, properties = ingested[entity.pk]
         if entity.integration_links != links or entity.integration_properties != properties:
             entity.integration_links = links
