@@ -198,3 +198,25 @@ def _flatten(value, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
     else:
         yield prefix, json.dumps(value)
+
+
+def markdown_targets(results: dict) -> str:
+    """The machine and the targets table, as Markdown (for the README)."""
+    machine = results.get("machine", {})
+    lines = [
+        f"Machine: {machine.get('cpus')} CPUs, Python {machine.get('python')}, "
+        f"{machine.get('database')}, {machine.get('platform')}"
+        + (" (--quick sizes)" if results.get("quick") else ""),
+        "",
+        "| scenario | target | measured | limit | met |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for name, figures in results.items():
+        if not isinstance(figures, dict):
+            continue
+        for item in figures.get("targets", []):
+            met = "yes" if item["met"] else "**no**"
+            lines.append(
+                f"| {name} | {item['target']} | {item['measured']} | {item['limit']} | {met} |"
+            )
+    return "\n".join(lines)

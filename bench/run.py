@@ -29,7 +29,7 @@ from bench import (  # noqa: E402, F401
     scenario_sync,
     scenario_webhooks,
 )
-from bench.common import SCENARIOS, print_table  # noqa: E402
+from bench.common import SCENARIOS, markdown_targets, print_table  # noqa: E402
 
 
 def _machine() -> dict:
@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument(
         "--profile-sql", action="store_true", help="print where the SQL statements come from"
     )
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the targets as a Markdown table"
+    )
     args = parser.parse_args()
     common.PROFILE_SQL = args.profile_sql
     results = {"machine": _machine(), "quick": args.quick}
@@ -67,6 +70,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
     print(f"figures written to {out / 'latest.json'}")
+    if args.markdown:
+        print()
+        print(markdown_targets(results))
 
 
 if __name__ == "__main__":
