@@ -1,9 +1,13 @@
-"""API plumbing shared by every app: Backstage's error shape and the permission classes."""
+"""API plumbing shared by every app: Backstage's error shape, the permission classes and the
+limits every request body and query string is held to."""
 
 from django.conf import settings
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 _ERROR_NAMES = {
@@ -32,6 +36,12 @@ class ConflictError(exceptions.APIException):
     default_code = "conflict"
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "too_large"
+
+
 def _message(detail) -> str:
     if isinstance(detail, list):
         return "; ".join(_message(item) for item in detail)
@@ -55,6 +65,10 @@ def exception_handler(exc, context):
     """Every API error as ``{error: {name, message}, request, response: {statusCode}}``."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found")
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -63,6 +77,39 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         body["error"]["details"] = exc.detail
     return Response(body, status=response.status_code, headers=_auth_headers(response))
+
+
+@extend_schema(exclude=True)
+class NoSuchEndpointApi(APIView):
+    """The last route of each API: a path no endpoint matches answers a JSON 404, not Django's
+    HTML page."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def not_found(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"No API endpoint at {request.path}")
+
+    get = post = put = patch = delete = head = options = not_found
+
+
+class NulCharacterGuardMiddleware:
+    """A NUL character in the path or the query string is refused with a 400: PostgreSQL cannot
+    compare or store it, so it would otherwise surface as a server error wherever a parameter
+    reaches a query. API paths answer in Backstage's error shape."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            message = "The path and query parameters must not contain NUL characters (%00)"
+            if request.path.startswith("/api/"):
+                return JsonResponse(error_body(request, 400, message), status=400)
+            return HttpResponseBadRequest(message)
+        return self.get_response(request)
 
 
 def _auth_headers(response) -> dict:

@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from catalog.api import views
+from portal.api import NoSuchEndpointApi
 
 app_name = "catalog-api"
 
@@ -22,4 +23,6 @@ urlpatterns = [
     path("entity-facets", views.EntityFacetsApi.as_view(), name="entity-facets"),
     path("refresh", views.EntityRefreshApi.as_view(), name="refresh"),
     path("validate-entity", views.EntityValidateApi.as_view(), name="validate-entity"),
+    # Last: any other path under this API is a JSON 404.
+    re_path(r"", NoSuchEndpointApi.as_view()),
 ]

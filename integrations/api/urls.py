@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from integrations.api import views
+from portal.api import NoSuchEndpointApi
 
 app_name = "integrations-api"
 
@@ -35,4 +36,6 @@ urlpatterns = [
     ),
     path("connectors", connector_list, name="connectors"),
     path("connectors/<int:pk>", connector_detail, name="connector"),
+    # Last: any other path under this API is a JSON 404.
+    re_path(r"", NoSuchEndpointApi.as_view()),
 ]
