@@ -5,6 +5,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+# Largest limit or offset accepted (a 32-bit integer; larger offsets would overflow the query).
+MAX_INTEGER = 2**31 - 1
+
 
 @extend_schema_field(OpenApiTypes.OBJECT)
 class JSONObjectField(serializers.JSONField):
@@ -43,13 +46,26 @@ class EntitySerializer(serializers.Serializer):
     integration_properties = JSONObjectField(required=False)
 
 
+class PartialEntityMetadataSerializer(EntityMetadataSerializer):
+    name = serializers.CharField(required=False)
+
+
+class PartialEntitySerializer(EntitySerializer):
+    """An entity document in a list: with ``fields``, only the requested paths are present
+    (documentation only)."""
+
+    apiVersion = serializers.CharField(required=False)
+    kind = serializers.CharField(required=False)
+    metadata = PartialEntityMetadataSerializer(required=False)
+
+
 class PageInfoSerializer(serializers.Serializer):
     nextCursor = serializers.CharField(required=False)
     prevCursor = serializers.CharField(required=False)
 
 
 class EntityQueryResponseSerializer(serializers.Serializer):
-    items = EntitySerializer(many=True)
+    items = PartialEntitySerializer(many=True)
     totalItems = serializers.IntegerField()
     pageInfo = PageInfoSerializer()
 
@@ -67,8 +83,8 @@ class FullTextFilterSerializer(serializers.Serializer):
 class EntityQueryRequestSerializer(serializers.Serializer):
     query = JSONObjectField(required=False)
     fields = serializers.ListField(child=serializers.CharField(), required=False)
-    limit = serializers.IntegerField(min_value=0, required=False)
-    offset = serializers.IntegerField(min_value=0, required=False)
+    limit = serializers.IntegerField(min_value=0, max_value=MAX_INTEGER, required=False)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_INTEGER, required=False)
     orderBy = OrderBySerializer(many=True, required=False)
     orderFields = OrderBySerializer(many=True, required=False)
     fullTextFilter = FullTextFilterSerializer(required=False)
@@ -91,8 +107,15 @@ class EntitiesByRefsRequestSerializer(serializers.Serializer):
     query = JSONObjectField(required=False)
 
 
+@extend_schema_field(PartialEntitySerializer(allow_null=True))
+class EntityOrNullField(serializers.JSONField):
+    """An entity document, or null (documentation only: ``many=True, allow_null=True`` would
+    make the list nullable, not its items)."""
+
+
 class EntitiesByRefsResponseSerializer(serializers.Serializer):
-    items = EntitySerializer(many=True, allow_null=True)
+    # null in place of each ref that names no (visible) entity, in request order
+    items = serializers.ListField(child=EntityOrNullField())
 
 
 class FacetValueSerializer(serializers.Serializer):

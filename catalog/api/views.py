@@ -4,8 +4,14 @@ backend answers ``@backstage/catalog-client``."""
 import uuid
 from urllib.parse import urlencode
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
@@ -14,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api import serializers as s
+from catalog.api.limits import facets_check, query_limits_check
 from catalog.api.renderers import YAMLRenderer
 from catalog.models import Entity
 from catalog.query import (
@@ -69,7 +76,23 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
         raise InputError(f"{name} must be an integer, got {raw!r}") from exc
     if value < 0:
         raise InputError(f"{name} must not be negative")
+    if value > s.MAX_INTEGER:
+        raise InputError(f"{name} must be at most {s.MAX_INTEGER}")
     return value
+
+
+def _cursor_decode(token: str) -> Cursor:
+    try:
+        return Cursor.decode(token)
+    except RecursionError as exc:  # json.loads of a deeply nested payload
+        raise InputError("Malformed cursor") from exc
+
+
+def _check(cursor: Cursor) -> None:
+    """A query from parameters or from a client's cursor, held to the same limits."""
+    query_limits_check(
+        filters=cursor.filters, predicate=cursor.predicate, full_text_term=cursor.full_text_term
+    )
 
 
 def _limit(value: int | None, default: int | None) -> int | None:
@@ -85,6 +108,16 @@ class CatalogReadApi(APIView):
         if isinstance(exc, QueryError | EntityRefError):
             exc = InputError(str(exc))
         return super().handle_exception(exc)
+
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers an unknown ?format= with a 404; it is a bad parameter, not a missing page.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404 as exc:
+            formats = ", ".join(renderer.format for renderer in self.get_renderers())
+            raise InputError(
+                f"Unsupported format {request.query_params.get('format')!r}: use {formats}"
+            ) from exc
 
     def visible(self):
         return entities_visible(user=self.request.user)
@@ -111,7 +144,7 @@ class EntityListApi(CatalogReadApi):
             OpenApiParameter("offset", int),
             OpenApiParameter("after", str, description="cursor from the Link header"),
         ],
-        responses={200: s.EntitySerializer(many=True), **_ERRORS},
+        responses={200: s.PartialEntitySerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         fields = _csv_params(request, "fields")
@@ -119,12 +152,13 @@ class EntityListApi(CatalogReadApi):
         offset = _int_param(request, "offset", 0)
         after = request.query_params.get("after")
         if after:
-            cursor = Cursor.decode(after)
+            cursor = _cursor_decode(after)
         else:
             cursor = Cursor(
                 filters=request.query_params.getlist("filter"),
                 order=parse_order_params(request.query_params.getlist("order")),
             )
+        _check(cursor)
         queryset, keys = ordered(self.visible().filter(cursor.where()), cursor.order)
         if cursor.position is not None:
             queryset = queryset.filter(keyset_q(keys, cursor.position))
@@ -134,7 +168,7 @@ class EntityListApi(CatalogReadApi):
         if limit is None:
             entities = list(queryset)
         else:
-            entities = list(queryset[: limit + 1])
+            entities = list(queryset[: limit + 1]) if limit else []
             if len(entities) > limit:
                 entities = entities[:limit]
                 cursor.position = row_key_values(entities[-1], keys)
@@ -170,7 +204,7 @@ class EntityQueryApi(CatalogReadApi):
         limit = _limit(_int_param(request, "limit", None), DEFAULT_QUERY_LIMIT)
         fields = _csv_params(request, "fields")
         if params.get("cursor"):
-            return self._page(Cursor.decode(params["cursor"]), limit, 0, fields)
+            return self._page(_cursor_decode(params["cursor"]), limit, 0, fields)
         order = parse_order_fields(params.getlist("orderField"))
         cursor = Cursor(
             filters=params.getlist("filter"),
@@ -199,7 +233,7 @@ class EntityQueryApi(CatalogReadApi):
         limit = _limit(data.get("limit"), DEFAULT_QUERY_LIMIT)
         fields = data.get("fields") or []
         if data.get("cursor"):
-            return self._page(Cursor.decode(data["cursor"]), limit, 0, fields)
+            return self._page(_cursor_decode(data["cursor"]), limit, 0, fields)
         order = [
             OrderField(item["field"], item["order"] == "desc")
             for item in data.get("orderBy") or data.get("orderFields") or []
@@ -225,6 +259,7 @@ class EntityQueryApi(CatalogReadApi):
         *,
         count_total: bool = True,
     ) -> Response:
+        _check(cursor)
         filtered = self.visible().filter(cursor.where())
         if cursor.total_items is None:
             cursor.total_items = filtered.count() if count_total else 0
@@ -378,6 +413,9 @@ class EntityByRefsApi(CatalogReadApi):
         body = s.EntitiesByRefsRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        query_limits_check(
+            filters=request.query_params.getlist("filter"), predicate=data.get("query")
+        )
         queryset = self.visible()
         if (where := filters_q(request.query_params.getlist("filter"))) is not None:
             queryset = queryset.filter(where)
@@ -402,6 +440,8 @@ class EntityFacetsApi(CatalogReadApi):
         facets = request.query_params.getlist("facet")
         if not facets:
             raise InputError("At least one facet parameter is required")
+        facets_check(facets)
+        query_limits_check(filters=request.query_params.getlist("filter"))
         queryset = self.visible()
         if (where := filters_q(request.query_params.getlist("filter"))) is not None:
             queryset = queryset.filter(where)
@@ -415,6 +455,8 @@ class EntityFacetsApi(CatalogReadApi):
     def post(self, request: Request) -> Response:
         body = s.EntityFacetsRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        facets_check(body.validated_data["facets"])
+        query_limits_check(predicate=body.validated_data.get("query"))
         queryset = self.visible()
         if body.validated_data.get("query"):
             queryset = queryset.filter(predicate_q(body.validated_data["query"]))
@@ -447,7 +489,18 @@ class EntityValidateApi(CatalogReadApi):
     @extend_schema(
         operation_id="catalog_validate_entity",
         request=s.ValidateEntityRequestSerializer,
-        responses={200: None, 400: s.ValidateEntityResponseSerializer, 401: _ERRORS[401]},
+        responses={
+            200: None,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="ValidateEntityError",
+                    serializers=[s.ValidateEntityResponseSerializer, s.ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="The entity's problems ({errors}), or an invalid body (InputError)",
+            ),
+            401: _ERRORS[401],
+        },
     )
     def post(self, request: Request) -> Response:
         body = s.ValidateEntityRequestSerializer(data=request.data)
