@@ -85,6 +85,10 @@ class UpdateFrequencyField(serializers.Field):
 
 class ConnectorSerializer(serializers.ModelSerializer):
     scope = serializers.SlugRelatedField(slug_field="path", read_only=True, allow_null=True)
+    # Not a "uri": blank means the provider's own address (Bitbucket Cloud).
+    base_url = serializers.CharField(
+        read_only=True, help_text="Instance or API URL; blank for the provider's default"
+    )
     has_secrets = serializers.BooleanField(read_only=True)
     has_ca_pem = serializers.SerializerMethodField()
 
@@ -171,6 +175,12 @@ class IntegrationSerializer(serializers.ModelSerializer):
     # A plain string here: the enum is documented once, on the input.
     state = serializers.CharField(read_only=True, help_text="enabled or suspended")
     webhook_url = serializers.SerializerMethodField()
+    webhook_registration = serializers.ChoiceField(
+        choices=choices.WebhookRegistration.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Blank until Lantern has tried to register the webhook",
+    )
     counts = serializers.SerializerMethodField()
 
     class Meta:

@@ -58,7 +58,8 @@ _ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="InputError"),
     401: OpenApiResponse(ErrorSerializer, description="AuthenticationError"),
 }
-_READ_ERRORS = {401: _ERRORS[401]}
+# Any request may be refused as malformed (a NUL character in a parameter, say), reads too.
+_READ_ERRORS = _ERRORS
 _FORBIDDEN = {403: OpenApiResponse(ErrorSerializer, description="NotAllowedError")}
 _NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="NotFoundError")}
 _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="ConflictError")}
@@ -67,6 +68,12 @@ _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="ConflictError")}
 class Pagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
+    max_offset = 2**31 - 1
+
+    def get_offset(self, request) -> int:
+        # Past the last row every page is empty; an offset beyond 64 bits would not reach the
+        # database as a number at all.
+        return min(super().get_offset(request), self.max_offset)
 
 
 @contextmanager
@@ -358,13 +365,17 @@ class DiscoveredImportApi(IntegrationActionApi):
         operation_id="integrations_import",
         request=_IMPORT_REQUEST,
         responses={
+            **_READ_ERRORS,
             200: OpenApiResponse(s.ImportResponseSerializer, description="Every item imported"),
             207: OpenApiResponse(s.ImportResponseSerializer, description="Some items failed"),
             400: OpenApiResponse(
-                s.ImportResponseSerializer,
-                description="Every item failed (or the body is invalid: InputError)",
+                PolymorphicProxySerializer(
+                    component_name="DiscoveredImportError",
+                    serializers=[s.ImportResponseSerializer, ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="Every item failed ({results}), or the body is invalid (InputError)",
             ),
-            **_READ_ERRORS,
             **_FORBIDDEN,
             **_NOT_FOUND,
         },
