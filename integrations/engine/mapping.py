@@ -7,19 +7,35 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+# The columns that store expressions and catalog paths hold this many characters.
+MAX_EXPRESSION_LENGTH = 500
+
 
 class ExpressionError(ValueError):
     """An invalid JMESPath expression; the message is the parser's."""
 
 
-@lru_cache(maxsize=1024)
 def compile_expression(expression: str) -> ParsedResult:
     if not isinstance(expression, str) or not expression.strip():
         raise ExpressionError("An expression must be a non-empty string")
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            f"A JMESPath expression is at most {MAX_EXPRESSION_LENGTH} characters, "
+            f"this one has {len(expression)}"
+        )
+    return _compile(expression)
+
+
+@lru_cache(maxsize=1024)
+def _compile(expression: str) -> ParsedResult:
     try:
         return jmespath.compile(expression)
     except JMESPathError as exc:
         raise ExpressionError(f"Invalid JMESPath expression {expression!r}: {exc}") from exc
+    except RecursionError as exc:  # the parser recurses once per nested bracket
+        raise ExpressionError(
+            f"Invalid JMESPath expression {expression!r}: nested too deeply"
+        ) from exc
 
 
 def search(expression: str, data: Any) -> Any:
@@ -34,6 +50,11 @@ def catalog_path_parts(path: str) -> list[str]:
 
     Catalog paths are dotted; a quoted segment may contain dots.
     """
+    if len(path) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            f"A catalog path is at most {MAX_EXPRESSION_LENGTH} characters, this one has "
+            f"{len(path)}"
+        )
     parts: list[str] = []
     current = ""
     quoted = False
