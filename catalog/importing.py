@@ -9,9 +9,63 @@ import yaml
 YAML_SUFFIXES = {".yaml", ".yml"}
 
 
+# What one YAML document may expand to. Aliases share the node they point at, so a few hundred
+# bytes of nested aliases ("billion laughs") stand for billions of values once the document is
+# validated, stored or serialized; each alias counts as the values it stands for.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
+
 class CatalogLoader(yaml.SafeLoader):
     """Safe YAML without the timestamp resolver: ``2021-03-01`` stays a string, as Backstage's
-    YAML 1.2 parser reads it (and as JSON can carry it)."""
+    YAML 1.2 parser reads it (and as JSON can carry it).
+
+    Bounded, because catalog files come from repositories Lantern does not control: a document
+    nested deeper than :data:`MAX_YAML_DEPTH`, expanding (through aliases) to more than
+    :data:`MAX_YAML_VALUES` values, or holding a recursive alias is a ``ComposerError`` with its
+    line, like any other invalid YAML.
+    """
+
+    def compose_document(self):
+        self._expanded_sizes: dict[int, int] = {}
+        self._depth = 0
+        return super().compose_document()
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded_sizes:  # the anchor is still being composed
+                raise yaml.composer.ComposerError(None, None, "found a recursive alias", mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark,
+            )
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._expanded_sizes[id(item)] for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(
+                self._expanded_sizes[id(key)] + self._expanded_sizes[id(value)]
+                for key, value in node.value
+            )
+        if size > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"the document holds more than {MAX_YAML_VALUES} values, counting each alias as "
+                "the values it repeats",
+                node.start_mark,
+            )
+        self._expanded_sizes[id(node)] = size
+        return node
 
 
 CatalogLoader.yaml_implicit_resolvers = {
