@@ -111,8 +111,21 @@ def _write(documents: list[dict], label: str, scope=None) -> list[Entity]:
         return entities_upsert(documents=documents, scope=scope).entities
     except DocumentError as exc:
         raise ImportRefused(f"{label}: the mapped entity is invalid: {exc}") from exc
-    except IntegrityError as exc:  # another import registered the name since we looked
+    except IntegrityError as exc:
+        if not name_taken(exc):
+            raise
+        # Another import registered the name since we looked.
         raise ImportRefused(f"{label}: the entity was registered meanwhile: merge into it") from exc
+
+
+def name_taken(exc: IntegrityError) -> bool:
+    """Whether the error is the unique entity ref refusing a second entity of the same name
+    (any other integrity error is a real failure and stays one)."""
+    cause = exc.__cause__
+    constraint = getattr(getattr(cause, "diag", None), "constraint_name", None) or ""
+    if getattr(cause, "sqlstate", None):  # PostgreSQL names the violated constraint
+        return cause.sqlstate == "23505" and "ref_key" in constraint
+    return "UNIQUE" in str(exc) and "ref_key" in str(exc)
 
 
 def discovered_import(
@@ -241,8 +254,12 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
             with transaction.atomic():
                 documents = [doc for _, doc in batch.values()]
                 entities = entities_upsert(documents=documents, scope=integration.scope).entities
-        except (DocumentError, IntegrityError):
-            # One by one names the invalid ones and the names a concurrent run just took.
+        except DocumentError:
+            first += [row for row, _ in batch.values()]  # one by one names the invalid ones
+        except IntegrityError as exc:
+            if not name_taken(exc):
+                raise
+            # A concurrent run took some of the names: one by one finds which.
             first += [row for row, _ in batch.values()]
             conflicts.update({row.pk: key for key, (row, _) in batch.items()})
         else:
