@@ -16,14 +16,11 @@ MAX_YAML_DEPTH = 64
 MAX_YAML_VALUES = 100_000
 
 
-class CatalogLoader(yaml.SafeLoader):
-    """Safe YAML without the timestamp resolver: ``2021-03-01`` stays a string, as Backstage's
-    YAML 1.2 parser reads it (and as JSON can carry it).
-
-    Bounded, because catalog files come from repositories Lantern does not control: a document
-    nested deeper than :data:`MAX_YAML_DEPTH`, expanding (through aliases) to more than
-    :data:`MAX_YAML_VALUES` values, or holding a recursive alias is a ``ComposerError`` with its
-    line, like any other invalid YAML.
+class BoundedLoader(yaml.SafeLoader):
+    """Safe YAML, bounded, for files Lantern does not control (catalog files from repositories,
+    configuration): a document nested deeper than :data:`MAX_YAML_DEPTH`, expanding (through
+    aliases) to more than :data:`MAX_YAML_VALUES` values, or holding a recursive alias is a
+    ``ComposerError`` with its line, like any other invalid YAML.
     """
 
     def compose_document(self):
@@ -66,6 +63,11 @@ class CatalogLoader(yaml.SafeLoader):
             )
         self._expanded_sizes[id(node)] = size
         return node
+
+
+class CatalogLoader(BoundedLoader):
+    """Bounded safe YAML without the timestamp resolver: ``2021-03-01`` stays a string, as
+    Backstage's YAML 1.2 parser reads it (and as JSON can carry it)."""
 
 
 CatalogLoader.yaml_implicit_resolvers = {

@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 
+from catalog.importing import BoundedLoader
 from catalog.models import Scope
 from catalog.validation import KIND_RE
 from integrations import choices, services
@@ -649,7 +650,7 @@ def config_load(path: str | Path) -> Plan:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(label, [(0, f"cannot be read ({exc})")]) from exc
-    loader = yaml.SafeLoader(text)
+    loader = BoundedLoader(text)  # an operator's file, but bounded like any other
     reader = _Reader(loader)
     try:
         try:

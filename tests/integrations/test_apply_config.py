@@ -512,3 +512,12 @@ def test_the_command_prints_a_summary_and_refuses_invalid_files(
     bad = write(BASIC.replace("auth: {kind: none}", "auth: {kind: none}\n    secret: x"), "b.yaml")
     with pytest.raises(CommandError, match=r"Nothing was applied\.\n.*b\.yaml:5: "):
         call_command("apply_config", str(bad))
+
+
+def test_a_file_expanding_through_aliases_is_refused_as_invalid_yaml(write):
+    """Bounded like catalog files: a billion-laughs file is refused quickly, not expanded."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML.*more than 100000 values"):
+        config_load(path)
