@@ -150,6 +150,9 @@ BITBUCKET_DC_ENABLED = env_bool("BITBUCKET_DC_ENABLED", False)
 LANTERN_OUTBOUND_ALLOWLIST = env_list("LANTERN_OUTBOUND_ALLOWLIST", [])
 # Dotted paths of extra provider classes to register (tests, plug-ins).
 LANTERN_EXTRA_PROVIDERS = env_list("LANTERN_EXTRA_PROVIDERS", [])
+# Seconds a sync's claim on its integration lasts without a heartbeat: a killed worker's run is
+# closed as abandoned and the integration freed this long after its last sign of life.
+LANTERN_SYNC_LOCK_TTL = env_int("LANTERN_SYNC_LOCK_TTL", 600)
 
 # Celery: Redis when a broker is configured, otherwise tasks run in process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
