@@ -333,7 +333,8 @@ class BitbucketCloudProvider(Provider):
             self.client, workspace=self.workspace, url=url, repositories=self._repository_slugs()
         )
 
-    def parse_webhook(self, headers, body):
+    @staticmethod
+    def parse_webhook(headers, body):  # needs no credentials: the endpoint builds no provider
         from .webhooks import parse_webhook
 
         return parse_webhook(headers, body)

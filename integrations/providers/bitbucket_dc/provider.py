@@ -473,7 +473,8 @@ class BitbucketDataCenterProvider(Provider):
             for key, slug in self._hook_subjects()
         )
 
-    def parse_webhook(self, headers, body):
+    @staticmethod
+    def parse_webhook(headers, body):  # needs no credentials: the endpoint builds no provider
         from integrations.providers.bitbucket_dc.webhooks import parse_webhook
 
         return parse_webhook(headers, body)
