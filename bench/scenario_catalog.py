@@ -278,22 +278,26 @@ def correlation(quick: bool) -> dict:
             Rule("slug", 'metadata.annotations."bitbucket.org/repo-url"', Operator.CONTAINS),
         ),
     ):
-        tracemalloc.start()
-        started = time.perf_counter()
         # What correlation_index_build reads for an integration without a scope.
         rows = entities_in_scope(scope=None).filter(kind__iexact="Component")
+        started = time.perf_counter()
         index = CorrelationIndex([rule], index_entities(rows, [rule]), kind="Component")
         built = time.perf_counter()
         matched = sum(1 for record in data if len(index.match(record)) == 1)
         finished = time.perf_counter()
+        del index
+        # The memory in a second, traced build: tracing every allocation slows it several times.
+        tracemalloc.start()
+        index = CorrelationIndex([rule], index_entities(rows, [rule]), kind="Component")
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        del index
         figures[operator] = {
             "total_s": round(finished - started, 2),
             "index_build_s": round(built - started, 2),
             "match_s": round(finished - built, 3),
             "matched": matched,
-            "peak_mib": round(peak / 2**20, 1),
+            "index_peak_mib": round(peak / 2**20, 1),
         }
     for operator in ("equals", "contains"):
         target(figures, f"{operator}: 10,000 x 100,000 (s)", figures[operator]["total_s"], 5.0)
