@@ -60,6 +60,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     common.PROFILE_SQL = args.profile_sql
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)  # a fresh database works too
     results = {"machine": _machine(), "quick": args.quick}
     for name in args.only or list(SCENARIOS):
         started = time.perf_counter()
