@@ -8,6 +8,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -63,6 +64,17 @@ def count_queries() -> Iterator[dict]:
         print(f"-- {counter['queries']} SQL statements, by source:")
         for (where, statement), count in sources.most_common(15):
             print(f"{count:>8}  {where:<45} {statement}")
+
+
+def run_concurrently(target: Callable[[int], None], count: int) -> float:
+    """Run ``target(0..count-1)`` on that many threads at once; the wall time in seconds."""
+    threads = [threading.Thread(target=target, args=(index,)) for index in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def percentiles(samples: list[float]) -> dict:

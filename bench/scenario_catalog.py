@@ -9,7 +9,14 @@ import tracemalloc
 
 import httpx
 
-from bench.common import count_queries, percentiles, scenario, served, target
+from bench.common import (
+    count_queries,
+    percentiles,
+    run_concurrently,
+    scenario,
+    served,
+    target,
+)
 
 NAMESPACE = "bench"  # the bench's entities live in a namespace of their own
 TEAMS, SYSTEMS = 100, 200
@@ -163,13 +170,7 @@ def _measure(origin: str, token: str, operation: str, targets, *, clients: int, 
         with lock:
             samples.extend(local)
 
-    threads = [threading.Thread(target=client, args=(worker,)) for worker in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_concurrently(client, clients)
     if errors:
         raise RuntimeError(f"{operation}: {len(errors)} failed requests, e.g. {errors[0]}")
     return {**percentiles(samples), "requests_per_s": round(len(samples) / wall)}

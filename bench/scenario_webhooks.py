@@ -3,12 +3,11 @@
 
 import json
 import threading
-import time
 import uuid
 
 import httpx
 
-from bench.common import scenario, served, target
+from bench.common import run_concurrently, scenario, served, target
 
 BENCH_NAME = "bench-webhooks"
 SECRET = "bench-webhook-secret"  # noqa: S105 (the bench's own integration)
@@ -108,13 +107,7 @@ def webhook_intake(quick: bool) -> dict:
 
     try:
         with served(workers=1, threads=8, env={"CELERY_BROKER_URL": BROKER}) as origin:
-            threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            wall = time.perf_counter() - started
+            wall = run_concurrently(sender, senders)
         recorded = WebhookDelivery.objects.filter(integration=integration).count()
         enqueued = redis.Redis.from_url(BROKER).llen("celery")
     finally:

@@ -87,3 +87,14 @@ def snapshot() -> dict:
 def wipe() -> None:
     Integration.objects.all().delete()
     Entity.objects.all().delete()
+
+
+def assert_same_catalog(clean: dict, actual: dict) -> None:
+    """Compare two :func:`snapshot` results part by part, entity by entity, so a failure names
+    what differs."""
+    assert actual["entities"].keys() == clean["entities"].keys()
+    for key in clean:
+        if isinstance(clean[key], dict):
+            for item in clean[key]:
+                assert actual[key][item] == clean[key][item], (key, item)
+        assert actual[key] == clean[key], key

@@ -39,12 +39,11 @@ from integrations.models import (
 from integrations.providers import registry
 from integrations.tasks import enqueue_due_integrations
 from portal.models import ApiToken
-from tests.integrations.catalog_snapshot import snapshot, wipe
+from tests.integrations.catalog_snapshot import assert_same_catalog, snapshot, wipe
 from tests.integrations.engine.conftest import sync_ok
 from tests.integrations.webhooks.conftest import payload, sign, webhook_url
 from tests.reliability.process_helpers import (
     WORKSPACE,
-    assert_same_catalog,
     cloud_sandbox_integration,
     duplicate_rows,
     require_postgres,

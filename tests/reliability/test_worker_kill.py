@@ -24,11 +24,10 @@ from integrations.choices import SyncMode, SyncState, SyncTrigger
 from integrations.models import DiscoveredEntity, Integration, PullRequest, SyncRun
 from integrations.sandbox import SandboxServer
 from integrations.tasks import enqueue_due_integrations, sync_integration
-from tests.integrations.catalog_snapshot import snapshot, wipe
+from tests.integrations.catalog_snapshot import assert_same_catalog, snapshot, wipe
 from tests.integrations.conftest import component_doc
 from tests.integrations.engine.conftest import sync, sync_ok
 from tests.reliability.process_helpers import (
-    assert_same_catalog,
     celery_workers,  # noqa: F401 - a fixture
     cloud_sandbox_integration,
     duplicate_rows,

@@ -12,9 +12,8 @@ import pytest
 
 from integrations.choices import SyncState
 from integrations.engine import imports as imports_module
-from integrations.engine import sync as sync_module
 from integrations.models import Integration
-from tests.integrations.catalog_snapshot import snapshot, wipe
+from tests.integrations.catalog_snapshot import assert_same_catalog, snapshot, wipe
 from tests.integrations.conftest import component_doc
 from tests.integrations.engine.conftest import sync, sync_ok
 from tests.integrations.fake_provider import EPOCH, World
@@ -71,15 +70,6 @@ def clean_then_crashed(world, make_entities, make_integration, inject) -> tuple[
     return clean, snapshot()
 
 
-def assert_same(clean: dict, rerun: dict) -> None:
-    assert clean["entities"].keys() == rerun["entities"].keys()
-    for key in clean:
-        if isinstance(clean[key], dict):
-            for item in clean[key]:
-                assert rerun[key][item] == clean[key][item], (key, item)
-        assert rerun[key] == clean[key], key
-
-
 @pytest.mark.parametrize("pages", [1, 2, 4])
 def test_crash_while_listing_then_rerun_equals_a_clean_run(
     world, make_entities, make_integration, pages
@@ -103,7 +93,7 @@ def test_crash_while_listing_then_rerun_equals_a_clean_run(
     # on one page: the second is refused (the name is taken) and left with the advice to merge
     assert dup == [("discovered", "merge", "component:default/dup"), ("imported", "register", None)]
     assert len(clean["pull_requests"]) > 0
-    assert_same(clean, rerun)
+    assert_same_catalog(clean, rerun)
 
 
 @pytest.mark.parametrize("fetches", [0, 5, 17])
@@ -115,7 +105,7 @@ def test_crash_while_fetching_pull_requests_or_commits_then_rerun_equals_a_clean
         return lambda: setattr(world, "fail_after_secondary_fetches", None)
 
     clean, rerun = clean_then_crashed(world, make_entities, make_integration, inject)
-    assert_same(clean, rerun)
+    assert_same_catalog(clean, rerun)
 
 
 @pytest.mark.parametrize("imports", [1, 7])
@@ -141,4 +131,4 @@ def test_crash_in_the_middle_of_auto_import_then_rerun_equals_a_clean_run(
         return lambda: calls.update(armed=False)
 
     clean, rerun = clean_then_crashed(world, make_entities, make_integration, inject)
-    assert_same(clean, rerun)
+    assert_same_catalog(clean, rerun)
