@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class CatalogConfig(AppConfig):
     name = "catalog"
     verbose_name = "Software catalog"
+
+    def ready(self) -> None:
+        # A page of entities decodes hundreds of small json values; psycopg's default (the json
+        # module) spends most of a list request doing so.
+        from psycopg.types.json import set_json_loads
+
+        from catalog.models import json_loads
+
+        set_json_loads(json_loads)

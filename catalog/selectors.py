@@ -1,8 +1,14 @@
 """Reads of the catalog: visible entities, documents for a page, facets."""
 
+import hashlib
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Entity, EntitySearch, Relation, ScopeMembership
@@ -46,11 +52,57 @@ def entity_by_ref(*, queryset: QuerySet[Entity], kind: str, namespace: str, name
     return queryset.filter(ref_key=ref_key(kind, namespace, name)).first()
 
 
+T = TypeVar("T")
+
+
+def catalog_generation() -> int | None:
+    """The catalog's write counter (migration 0007), or ``None`` when answers must not be cached:
+    on databases other than PostgreSQL, and inside a transaction, which may see its own
+    uncommitted writes (and roll them back after the sequence has moved on)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM catalog_generation")
+        return cursor.fetchone()[0]
+
+
+def cached_per_generation(label: str, queryset: QuerySet, compute: Callable[[], T], *key) -> T:
+    """``compute()`` over ``queryset``, cached until the catalog next changes.
+
+    The key is the generation, the queryset's exact SQL and parameters (filters and the reader's
+    visibility included) and ``key``; any write to the catalog advances the generation, so a
+    cached answer is never reused after a committed change. A reader that computes while a
+    writer's transaction is still open may store what it saw under the writer's generation:
+    ``LANTERN_CATALOG_CACHE_SECONDS`` bounds how long such an answer can live.
+    """
+    generation = catalog_generation()
+    if generation is None:
+        return compute()
+    sql, params = queryset.query.sql_with_params()
+    material = json.dumps([label, generation, sql, params, key], default=str)
+    cache_key = f"catalog.{label}.{hashlib.sha256(material.encode()).hexdigest()}"
+    cache = caches["catalog"]
+    value = cache.get(cache_key)
+    if value is None:
+        value = compute()
+        cache.set(cache_key, value, settings.LANTERN_CATALOG_CACHE_SECONDS)
+    return value
+
+
+def entities_count(queryset: QuerySet[Entity]) -> int:
+    """An exact count of the filtered entities (``totalItems``), cached per generation."""
+    return cached_per_generation("count", queryset, queryset.count)
+
+
 def entity_documents(entities: Sequence[Entity], *, fields: list[str] | None = None) -> list[dict]:
     """Documents (with relations) for a page of entities in two queries whatever its size."""
     relations_by_source: dict[str, list[Relation]] = defaultdict(list)
     if entities and (not fields or any(f.split(".")[0] == "relations" for f in fields)):
-        for relation in Relation.objects.filter(source_key__in=[e.ref_key for e in entities]):
+        # Plain rows, not model instances: they are only read, and a page has hundreds of them.
+        rows = Relation.objects.filter(source_key__in=[e.ref_key for e in entities]).values_list(
+            "source_key", "type", "target_ref", "target_key", named=True
+        )
+        for relation in rows:
             relations_by_source[relation.source_key].append(relation)
     return [
         project_fields(entity_document(e, relations_by_source.get(e.ref_key, [])), fields)
@@ -71,6 +123,13 @@ def entities_by_refs(*, queryset: QuerySet[Entity], refs: Iterable[str]) -> list
 
 
 def entity_facets(*, queryset: QuerySet[Entity], facets: list[str]) -> dict[str, list[dict]]:
+    """Value counts per facet over the filtered entities, cached per generation."""
+    return cached_per_generation(
+        "facets", queryset, lambda: _entity_facets(queryset, facets), facets
+    )
+
+
+def _entity_facets(queryset: QuerySet[Entity], facets: list[str]) -> dict[str, list[dict]]:
     """Value counts per facet over the filtered entities, answered from the search table."""
     result = {}
     ids = queryset.values("pk")

@@ -27,7 +27,7 @@ from catalog.models import Entity, Relation
 from catalog.query import QueryError, full_text_q, keyset_q, row_key_values
 from catalog.refs import EntityRefError, parse_entity_ref
 from catalog.rendering import dump_yaml, entity_document
-from catalog.selectors import entities_visible, entity_by_ref, entity_facets
+from catalog.selectors import entities_count, entities_visible, entity_by_ref, entity_facets
 
 PAGE_SIZE = 25
 FACET_LIMIT = 100
@@ -170,7 +170,7 @@ def entity_list(request: HttpRequest) -> HttpResponse:
                 keyset_q(keys, _decode_position(before), backwards=True)
             ).reverse()
         rows = list(queryset[: PAGE_SIZE + 1])
-        total = filtered.count()
+        total = entities_count(filtered)
     except QueryError as exc:
         error, rows, total, after, before, keys = str(exc), [], 0, None, None, []
     more = len(rows) > PAGE_SIZE

@@ -140,6 +140,17 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Exact counts and facet counts over the catalog are cached in process until the catalog next
+# changes (PostgreSQL only); this bounds the life of an answer computed during a write.
+LANTERN_CATALOG_CACHE_SECONDS = env_int("LANTERN_CATALOG_CACHE_SECONDS", 30)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "catalog": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "catalog",
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    },
+}
 # Catalog: reading the API needs an authenticated user unless this is on.
 LANTERN_CATALOG_ANONYMOUS_READ = env_bool("LANTERN_CATALOG_ANONYMOUS_READ", False)
 LANTERN_PUBLIC_URL = env_str("LANTERN_PUBLIC_URL", "http://127.0.0.1:8000")

@@ -39,6 +39,7 @@ from catalog.query import (
 from catalog.refs import EntityRefError, parse_entity_ref
 from catalog.selectors import (
     entities_by_refs,
+    entities_count,
     entities_visible,
     entity_by_ref,
     entity_documents,
@@ -122,6 +123,11 @@ class CatalogReadApi(APIView):
     def visible(self):
         return entities_visible(user=self.request.user)
 
+    def visible_for_documents(self):
+        """The visible entities, without the timestamps no document shows (a page decodes
+        hundreds of them otherwise)."""
+        return self.visible().defer("created_at", "updated_at")
+
 
 _FILTER_PARAM = OpenApiParameter(
     "filter", str, many=True, description="key[=value] statements; commas AND, repeats OR"
@@ -159,7 +165,7 @@ class EntityListApi(CatalogReadApi):
                 order=parse_order_params(request.query_params.getlist("order")),
             )
         _check(cursor)
-        queryset, keys = ordered(self.visible().filter(cursor.where()), cursor.order)
+        queryset, keys = ordered(self.visible_for_documents().filter(cursor.where()), cursor.order)
         if cursor.position is not None:
             queryset = queryset.filter(keyset_q(keys, cursor.position))
         elif offset:
@@ -260,9 +266,9 @@ class EntityQueryApi(CatalogReadApi):
         count_total: bool = True,
     ) -> Response:
         _check(cursor)
-        filtered = self.visible().filter(cursor.where())
+        filtered = self.visible_for_documents().filter(cursor.where())
         if cursor.total_items is None:
-            cursor.total_items = filtered.count() if count_total else 0
+            cursor.total_items = entities_count(filtered) if count_total else 0
         queryset, keys = ordered(filtered, cursor.order)
         backwards = cursor.backwards
         if cursor.position is not None:
