@@ -97,16 +97,26 @@ def _columns_from_document(document: dict) -> dict:
     }
 
 
+# The ingested properties of an entity about to be created: (metadata.integration items,
+# integration_properties).
+IngestedFor = Callable[[Entity], tuple[list, dict]]
+
+
 def entities_upsert(
     *,
     documents: Sequence[dict],
     scope: Scope | None = None,
     labels: Sequence[str] | None = None,
+    ingested: IngestedFor | None = None,
 ) -> UpsertResult:
     """Validate and create-or-update entities by ref, atomically: all documents or none.
 
     Raises :class:`DocumentError` naming the first invalid document (and a duplicate ref within
     the batch) before anything is written.
+
+    ``ingested`` (the integrations engine registering entities) gives each entity this call
+    *creates* its ingested properties, so they are written and indexed with it rather than by a
+    second write of every new entity; entities that already existed keep theirs.
     """
     columns_by_key: dict[str, dict] = {}
     for index, document in enumerate(documents):
@@ -141,6 +151,8 @@ def entities_upsert(
             entity = existing.get(key)
             if entity is None:
                 entity = Entity(**columns, ref_key=key, etag=uuid.uuid4().hex)
+                if ingested is not None:
+                    entity.integration_links, entity.integration_properties = ingested(entity)
                 to_create.append(entity)
             elif any(getattr(entity, f) != columns[f] for f in columns):
                 for field, value in columns.items():
@@ -166,7 +178,7 @@ def entities_upsert(
             fields = [("scope" if f == "scope_id" else f) for f in fields]
             fields += ["ref_key", "etag", "updated_at"]
             Entity.objects.bulk_update(to_update, fields, batch_size=500)
-        entities_index(entities=to_create + to_update)
+        entities_index(entities=to_create + to_update, created=to_create)
     logger.info(
         "catalog.entities.upserted",
         extra={
@@ -185,14 +197,17 @@ def entity_upsert(*, document: dict, scope: Scope | None = None) -> Entity:
         raise EntityValidationError(exc.issues) from exc
 
 
-def entities_index(*, entities: Iterable[Entity]) -> None:
-    """Rewrite the relation rows and search rows that these entities originate."""
+def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()) -> None:
+    """Rewrite the relation rows and search rows that these entities originate (``created``:
+    entities inserted in this transaction, which have none yet to delete)."""
     entities = list(entities)
     if not entities:
         return
-    ids = [entity.pk for entity in entities]
-    Relation.objects.filter(originating_entity_id__in=ids).delete()
-    EntitySearch.objects.filter(entity_id__in=ids).delete()
+    new_ids = {entity.pk for entity in created}
+    ids = [entity.pk for entity in entities if entity.pk not in new_ids]
+    if ids:
+        Relation.objects.filter(originating_entity_id__in=ids).delete()
+        EntitySearch.objects.filter(entity_id__in=ids).delete()
     relations: list[tuple] = []
     rows: list[tuple] = []
     for entity in entities:

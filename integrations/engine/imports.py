@@ -5,8 +5,9 @@ import copy
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -250,10 +251,23 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
     first = [row for key, (row, _) in registrations.items() if key not in batch]
     imported = 0
     if batch:
+        # The links and ingested properties are written with the new entities (one write each,
+        # not a write and a rewrite); the links' import time is fixed up front to match them.
+        imported_at = timezone.now()
+        rows_by_key = {key: row for key, (row, _) in batch.items()}
+        properties = _properties_of(integration)
+
+        def ingested(entity: Entity) -> tuple[list, dict]:
+            link = _link_item(integration, ImportAction.REGISTER, entity.uid, imported_at)
+            return [link], properties(rows_by_key[entity.ref_key].data)
+
         try:
             with transaction.atomic():
                 documents = [doc for _, doc in batch.values()]
-                entities = entities_upsert(documents=documents, scope=integration.scope).entities
+                result = entities_upsert(
+                    documents=documents, scope=integration.scope, ingested=ingested
+                )
+                entities = result.entities
         except DocumentError:
             first += [row for row, _ in batch.values()]  # one by one names the invalid ones
         except IntegrityError as exc:
@@ -264,7 +278,13 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
             conflicts.update({row.pk: key for key, (row, _) in batch.items()})
         else:
             imported = _link_many(
-                integration, [row for row, _ in batch.values()], entities, ImportAction.REGISTER
+                integration,
+                [row for row, _ in batch.values()],
+                entities,
+                ImportAction.REGISTER,
+                imported_at=imported_at,
+                # An entity created meanwhile was updated, not created: derive its links.
+                rebuild=result.created != len(entities),
             )
     ordered = {row.pk: index for index, row in enumerate(rows)}
     for row in sorted(first + one_by_one, key=lambda row: ordered[row.pk]):
@@ -300,21 +320,34 @@ def _correlated_holder(integration: Integration, row: DiscoveredEntity, key: str
 
 
 def _link_many(
-    integration: Integration, rows: list[DiscoveredEntity], entities: list[Entity], action: str
+    integration: Integration,
+    rows: list[DiscoveredEntity],
+    entities: list[Entity],
+    action: str,
+    *,
+    imported_at: datetime,
+    rebuild: bool,
 ) -> int:
-    ImportedEntity.objects.bulk_create(
+    """Link new entities to their records at ``imported_at`` (the time their links were written
+    with); ``rebuild``: derive the entities' ingested properties again (some were not new)."""
+    links = ImportedEntity.objects.bulk_create(
         [
             ImportedEntity(integration=integration, discovered=row, entity=entity, action=action)
             for row, entity in zip(rows, entities, strict=True)
         ],
         batch_size=500,
     )
+    # ``imported_at`` is set on insert (auto_now_add): give it the time the links carry.
+    ImportedEntity.objects.filter(pk__in=[link.pk for link in links]).update(
+        imported_at=imported_at
+    )
     DiscoveredEntity.objects.filter(pk__in=[row.pk for row in rows]).update(
         state=DiscoveredState.IMPORTED
     )
     for row in rows:
         row.state = DiscoveredState.IMPORTED
-    entities_ingested_rebuild(entity_ids=[entity.pk for entity in entities])
+    if rebuild:
+        entities_ingested_rebuild(entity_ids=[entity.pk for entity in entities])
     return len(rows)
 
 
@@ -368,6 +401,27 @@ def imported_unlink(*, imported: ImportedEntity) -> ImportedEntity:
     return imported
 
 
+def _link_item(integration: Integration, action: str, entity_uid, imported_at: datetime) -> dict:
+    """One ``metadata.integration`` item: a linked import of the entity."""
+    return {
+        "integration_id": integration.pk,
+        "integration_name": integration.name,
+        "provider": integration.provider,
+        "action": action,
+        "linked_entity_uid": str(entity_uid),
+        "imported_at": imported_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _properties_of(integration: Integration) -> Callable[[dict], dict]:
+    """``data`` → the ``integration_properties`` an import of this integration adds."""
+    try:
+        provider_class = registry.get(integration.provider)
+    except registry.UnknownProvider:
+        return lambda data: {}
+    return lambda data: {provider_class.properties_key: provider_class.properties(data)}
+
+
 def entities_ingested_rebuild(*, entity_ids: Iterable[int]) -> int:
     """Recompute ``metadata.integration`` and ``integration_properties`` of entities from their
     linked imports — the single place these are derived."""
@@ -382,22 +436,9 @@ def entities_ingested_rebuild(*, entity_ids: Iterable[int]) -> int:
     for imported in rows:
         integration = imported.integration
         links[imported.entity_id].append(
-            {
-                "integration_id": integration.pk,
-                "integration_name": integration.name,
-                "provider": integration.provider,
-                "action": imported.action,
-                "linked_entity_uid": str(imported.entity.uid),
-                "imported_at": imported.imported_at.isoformat().replace("+00:00", "Z"),
-            }
+            _link_item(integration, imported.action, imported.entity.uid, imported.imported_at)
         )
-        try:
-            provider_class = registry.get(integration.provider)
-        except registry.UnknownProvider:
-            continue
-        properties[imported.entity_id][provider_class.properties_key] = provider_class.properties(
-            imported.discovered.data
-        )
+        properties[imported.entity_id].update(_properties_of(integration)(imported.discovered.data))
     return entities_ingested_write(
         ingested={pk: (links.get(pk, []), properties.get(pk, {})) for pk in entity_ids}
     )
@@ -406,9 +447,12 @@ def entities_ingested_rebuild(*, entity_ids: Iterable[int]) -> int:
 def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int]) -> int:
     """Refresh linked entities of these discovered records: mapped fields (all of them for a
     Register, only empty ones for a Merge) and ingested properties. Returns entities changed."""
+    discovered_ids = list(discovered_ids)
+    if not discovered_ids:
+        return 0
     imports = list(
         ImportedEntity.objects.filter(
-            integration=integration, discovered_id__in=list(discovered_ids), state=LinkState.LINKED
+            integration=integration, discovered_id__in=discovered_ids, state=LinkState.LINKED
         ).select_related("discovered", "entity")
     )
     if not imports:
@@ -429,14 +473,15 @@ def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int])
             documents.append(updated)
     changed = 0
     if documents:
+        # A document can differ in form only (the upsert finds its columns unchanged): count
+        # the entities written.
         try:
-            changed = len(entities_upsert(documents=documents).entities)
+            changed = entities_upsert(documents=documents).updated
         except DocumentError:
             # One bad mapping must not block the others: write them one by one.
             for document in documents:
                 try:
-                    entities_upsert(documents=[document])
-                    changed += 1
+                    changed += entities_upsert(documents=[document]).updated
                 except DocumentError:
                     continue
     changed += entities_ingested_rebuild(entity_ids=[i.entity_id for i in imports])

@@ -447,7 +447,13 @@ def integration_sync(
                 if integration.auto_import and created:
                     imported = discovered_import_new(integration=integration, rows=created)
                 page_ids = [row.pk for row in rows]
-                refreshed = imported_refresh(integration=integration, discovered_ids=page_ids)
+                # A record new in this page was imported just now from this very data: only
+                # the ones known before can have linked entities to refresh.
+                new_ids = {row.pk for row in created}
+                refreshed = imported_refresh(
+                    integration=integration,
+                    discovered_ids=[pk for pk in page_ids if pk not in new_ids],
+                )
                 if imported or refreshed:  # later pages correlate against what this one wrote
                     linked = ImportedEntity.objects.filter(
                         discovered__in=page_ids, state=LinkState.LINKED

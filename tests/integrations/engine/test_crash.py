@@ -112,19 +112,22 @@ def test_crash_while_fetching_pull_requests_or_commits_then_rerun_equals_a_clean
 def test_crash_in_the_middle_of_auto_import_then_rerun_equals_a_clean_run(
     world, make_entities, make_integration, monkeypatch, imports
 ):
-    # Each import (a page's bulk registrations, or one merge) ends by rebuilding what its
-    # entities ingested: crash there after ``imports`` of them.
-    real_rebuild = imports_module.entities_ingested_rebuild
+    # Each import (a page's bulk registrations, or one register or merge) ends by linking its
+    # entities: crash there after ``imports`` of them.
     calls = {"n": 0, "armed": False}
 
-    def flaky_rebuild(**kwargs):
-        if calls["armed"]:
-            calls["n"] += 1
-            if calls["n"] > imports:
-                raise RuntimeError("injected crash during auto-import")
-        return real_rebuild(**kwargs)
+    def flaky(real):
+        def link(*args, **kwargs):
+            if calls["armed"]:
+                calls["n"] += 1
+                if calls["n"] > imports:
+                    raise RuntimeError("injected crash during auto-import")
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(imports_module, "entities_ingested_rebuild", flaky_rebuild)
+        return link
+
+    monkeypatch.setattr(imports_module, "_link_many", flaky(imports_module._link_many))
+    monkeypatch.setattr(imports_module, "_link", flaky(imports_module._link))
 
     def inject():
         calls["armed"] = True
