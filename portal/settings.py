@@ -128,7 +128,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["portal.renderers.JSONRenderer"],
     # DRF's JSON parser with nesting and NUL characters bounded (portal.parsers).
     "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser"],
 }

@@ -14,7 +14,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,6 +47,7 @@ from catalog.selectors import (
 from catalog.services import entity_delete, entity_refresh_request
 from catalog.validation import validate_entity_document
 from portal.api import InputError, IsAuthenticatedOrAnonymousRead, require_perm
+from portal.renderers import JSONRenderer
 
 DEFAULT_QUERY_LIMIT = 20
 MAX_LIMIT = 1000
