@@ -7,18 +7,7 @@ from integrations.urls import entity_tab_patterns
 from portal import health, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("admin/", admin.site.urls),
-    path("accounts/", include("allauth.urls")),
-    path("catalog/", include("catalog.urls")),
-    path("catalog/", include(entity_tab_patterns)),
-    path("integrations/", include("integrations.urls")),
-    path("api/catalog/", include("catalog.api.urls")),
-    path("api/integrations/", include("integrations.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # First: Bitbucket posts hundreds of deliveries a second, each resolved before anything else.
     path(
         "webhooks/bitbucket-cloud/<int:integration_id>",
         webhooks.webhook_receive,
@@ -31,4 +20,16 @@ urlpatterns = [
         {"provider": "bitbucket_dc"},
         name="webhook-bitbucket-dc",
     ),
+    path("", views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("catalog/", include("catalog.urls")),
+    path("catalog/", include(entity_tab_patterns)),
+    path("integrations/", include("integrations.urls")),
+    path("api/catalog/", include("catalog.api.urls")),
+    path("api/integrations/", include("integrations.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
