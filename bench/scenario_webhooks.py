@@ -2,8 +2,10 @@
 (signature verified, delivery recorded, processing enqueued on the Redis broker)."""
 
 import json
+import os
 import threading
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -62,6 +64,25 @@ def _cleanup() -> None:
     Connector.objects.filter(name=BENCH_NAME).delete()
 
 
+def _server_cpu_seconds(origin: str) -> float | None:
+    """CPU time (user and system) the gunicorn processes serving ``origin`` have used so far, read
+    from ``/proc`` (``None`` where there is none): deliveries per second depend on what else the
+    machine runs, the server's CPU per delivery much less."""
+    bind = f"--bind={origin.removeprefix('http://')}".encode()
+    total = 0.0
+    found = False
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if bind not in (process / "cmdline").read_bytes().split(b"\0"):
+                continue
+            fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = True
+    return total if found else None
+
+
 def _broker_available() -> bool:
     import redis
 
@@ -107,7 +128,9 @@ def webhook_intake(quick: bool) -> dict:
 
     try:
         with served(workers=1, threads=8, env={"CELERY_BROKER_URL": BROKER}) as origin:
+            cpu_before = _server_cpu_seconds(origin)
             wall = run_concurrently(sender, senders)
+            cpu_after = _server_cpu_seconds(origin)
         recorded = WebhookDelivery.objects.filter(integration=integration).count()
         enqueued = redis.Redis.from_url(BROKER).llen("celery")
     finally:
@@ -122,6 +145,8 @@ def webhook_intake(quick: bool) -> dict:
         "enqueued": enqueued,
         "deliveries_per_s": round(statuses.get(202, 0) / wall),
     }
+    if cpu_before is not None and cpu_after is not None:
+        figures["server_cpu_ms_per_delivery"] = round((cpu_after - cpu_before) / count * 1000, 2)
     if statuses.get(202, 0) != count or recorded != count or enqueued != count:
         raise RuntimeError(f"not every delivery was accepted, recorded and enqueued: {figures}")
     target(
