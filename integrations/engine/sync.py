@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from catalog.importing import CatalogLoader
 from catalog.models import Entity
+from catalog.services import instances_insert
 from integrations.choices import (
     DiscoveredState,
     IntegrationState,
@@ -244,7 +245,7 @@ def discovered_upsert_page(
         # From the links, not the previous state: a link goes when its entity is deleted.
         row.state = DiscoveredState.IMPORTED if row.pk in linked else DiscoveredState.DISCOVERED
     with transaction.atomic():
-        DiscoveredEntity.objects.bulk_create(created, batch_size=500)
+        instances_insert(created)
         DiscoveredEntity.objects.bulk_update(
             updated,
             [
