@@ -163,6 +163,13 @@ def test_unknown_integration_is_not_found(cloud_integration, parse_spy):
     assert rejected(cloud_integration) == 0
 
 
+def test_integration_id_beyond_any_database_id_is_not_found(cloud_integration, parse_spy):
+    url = f"/webhooks/bitbucket-cloud/{2**63}"
+    refused(
+        deliver(cloud_integration, "repo:push", BODY, url=url), cloud_integration, 404, parse_spy
+    )
+
+
 def test_cloud_url_for_a_data_center_integration_is_not_found(dc_integration):
     url = f"/webhooks/bitbucket-cloud/{dc_integration.pk}"
     response = deliver(dc_integration, "pr:opened", "pr_opened", url=url)
