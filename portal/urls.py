@@ -7,19 +7,6 @@ from integrations.urls import entity_tab_patterns
 from portal import health, views
 
 urlpatterns = [
-    # First: Bitbucket posts hundreds of deliveries a second, each resolved before anything else.
-    path(
-        "webhooks/bitbucket-cloud/<int:integration_id>",
-        webhooks.webhook_receive,
-        {"provider": "bitbucket_cloud"},
-        name="webhook-bitbucket-cloud",
-    ),
-    path(
-        "webhooks/bitbucket-dc/<int:integration_id>",
-        webhooks.webhook_receive,
-        {"provider": "bitbucket_dc"},
-        name="webhook-bitbucket-dc",
-    ),
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
@@ -32,4 +19,16 @@ urlpatterns = [
     path("api/integrations/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "webhooks/bitbucket-cloud/<int:integration_id>",
+        webhooks.webhook_receive,
+        {"provider": "bitbucket_cloud"},
+        name="webhook-bitbucket-cloud",
+    ),
+    path(
+        "webhooks/bitbucket-dc/<int:integration_id>",
+        webhooks.webhook_receive,
+        {"provider": "bitbucket_dc"},
+        name="webhook-bitbucket-dc",
+    ),
 ]
