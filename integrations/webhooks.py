@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -151,9 +151,13 @@ def _record(
     received_at = connection.ops.adapt_datetimefield_value(timezone.now())
     params = [integration.pk, delivery_id[:200], event[:100], repository_external_id[:200]]
     params += [repository_name[:255], received_at, outcome, detail]
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_RECORD), params)
-        row = cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(_RECORD), params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        # The integration was deleted since it was read: there is nothing left to deliver to.
+        return None
     return row[0] if row else None
 
 

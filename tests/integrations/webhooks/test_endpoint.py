@@ -170,6 +170,19 @@ def test_integration_id_beyond_any_database_id_is_not_found(cloud_integration, p
     )
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_for_an_integration_deleted_after_it_was_read_records_nothing(
+    cloud_integration,
+):
+    found = webhook_views._integration_find(cloud_integration.pk, "bitbucket_cloud")
+    Integration.objects.filter(pk=cloud_integration.pk).delete()
+    recorded = webhook_views._record(
+        found, delivery_id="{gone}", event="repo:push", outcome="queued"
+    )
+    assert recorded is None
+    assert not WebhookDelivery.objects.exists()
+
+
 def test_cloud_url_for_a_data_center_integration_is_not_found(dc_integration):
     url = f"/webhooks/bitbucket-cloud/{dc_integration.pk}"
     response = deliver(dc_integration, "pr:opened", "pr_opened", url=url)
