@@ -16,7 +16,9 @@ and upserts by external id keep it duplicate-free.
 """
 
 import json
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +34,8 @@ from integrations.providers.base import CommitRecord, Provider, PullRequestRecor
 FIRST_SYNC_LIMIT = 50
 RUN_CAP = 5000
 FLUSH_REPOSITORIES = 200  # fetched items and states are written together, this many repos at once
+READ_AHEAD = 2  # first-sync reads under way on a worker thread ahead of the pass
+_NOT_READ = object()  # a read ahead skipped: the pass had stopped
 
 
 @dataclass
@@ -206,6 +210,10 @@ class SecondarySync:
         # Fetched but not yet written: items by (repository, key) and repositories' new states.
         self._items: dict[str, dict[tuple[int, str], object]] = {kind: {} for kind in self.kinds}
         self._states: dict[int, dict] = {}
+        # Reads under way on the worker: (repository, kind) → (their arguments, future).
+        self._ahead: dict[tuple[int, str], tuple[tuple, Future]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._halted = False  # no more reads ahead: one failed, or the pass stopped
 
     def _flush(self) -> None:
         """Write what was fetched since the last flush with the states that record it, in one
@@ -242,11 +250,7 @@ class SecondarySync:
         if until is not None:
             until += timedelta(microseconds=1)
         fetch_limit = limit + len(stored)
-        items = list(
-            _fetcher(self.provider, kind)(
-                discovered.data, since=since, until=until, limit=fetch_limit
-            )
-        )[:fetch_limit]
+        items = self._read(discovered, kind, since=since, until=until, limit=fetch_limit)
         # The provider bounds the fetch; the engine re-checks, so a sloppy provider cannot make it
         # ingest data older than the start date.
         items = [
@@ -263,21 +267,104 @@ class SecondarySync:
         self.on_progress()
         return items
 
+    def _read(self, discovered, kind, *, since, until, limit) -> list:
+        """The provider's items: read ahead on the worker (see :meth:`_read_ahead`) or now."""
+        ahead = self._ahead.pop((discovered.pk, kind), None)
+        if ahead is not None:
+            arguments, future = ahead
+            if arguments == (since, until, limit):
+                items = future.result()  # its error, if any, is raised here, in order
+                if items is not _NOT_READ:
+                    return items
+            else:
+                future.cancel() or future.exception()  # not the read wanted: let it finish unused
+        read = _fetcher(self.provider, kind)(discovered.data, since=since, until=until, limit=limit)
+        return list(read)[:limit]
+
+    # -- reading ahead ------------------------------------------------------------------------
+
+    def _read_ahead(self, rows: Iterator[DiscoveredEntity], kind: str) -> Iterator:
+        """The first-sync pass's rows, each yielded once the reads of the next few are under way
+        on a worker thread, so they overlap the pass's writes and processing.
+
+        Only reads certain to be made exactly so by the pass are started: a first sync's
+        ``limit`` is ``FIRST_SYNC_LIMIT`` unless the cap is near, so a read is started only
+        while the budget left covers a full first sync beyond every read already under way.
+        The worker makes them one at a time in row order: the requests are the ones a pass
+        without it makes, in the same order, and a read's error is raised when its row's turn
+        comes (:meth:`_read`). Near the cap the pass reads as it goes."""
+        window: deque[DiscoveredEntity] = deque()
+        ahead = True
+        for row in rows:
+            window.append(row)
+            if ahead and not (row.secondary_state.get(kind) or {}).get("initialized"):
+                under_way = sum(1 for pk, kind_ in self._ahead if kind_ == kind)
+                if self.budget.left[kind] - FIRST_SYNC_LIMIT * under_way >= FIRST_SYNC_LIMIT:
+                    since = self.start  # as _fetch bounds a first sync
+                    arguments = (since, None, FIRST_SYNC_LIMIT)
+                    future = self._worker().submit(self._read_first, row.data, kind, since)
+                    self._ahead[(row.pk, kind)] = (arguments, future)
+                else:
+                    ahead = False  # this one is read in turn, and so is every later one
+            while len(window) > READ_AHEAD or (window and not ahead):
+                yield window.popleft()
+        yield from window
+
+    def _read_first(self, data: dict, kind: str, since: datetime | None):
+        """On the worker: one first-sync read. After a read failed (or the pass stopped) the
+        later ones are not made — the pass raises that error first, as it would have had it
+        read as it went."""
+        if self._halted:
+            return _NOT_READ
+        try:
+            read = _fetcher(self.provider, kind)(
+                data, since=since, until=None, limit=FIRST_SYNC_LIMIT
+            )
+            return list(read)[:FIRST_SYNC_LIMIT]
+        except BaseException:
+            self._halted = True
+            raise
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lantern-read")
+        return self._executor
+
+    def _stop_reading_ahead(self) -> None:
+        """Reads not started are dropped; one under way finishes (the client is not shared)."""
+        if self._executor is not None:
+            self._halted = True
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._ahead.clear()
+        self._halted = False
+
     # -- the three passes ---------------------------------------------------------------------
 
     def run(self, discovered: QuerySet[DiscoveredEntity]) -> None:
         active = discovered.exclude(state=DiscoveredState.GONE).order_by("pk")
         for kind in self.kinds:
             for step in (self._incremental, self._first_sync, self._backfill):
-                for row in active.iterator(chunk_size=500):
-                    if self.budget.left[kind] <= 0:
-                        break
-                    state = dict(row.secondary_state.get(kind) or {})
-                    if step(row, kind, state):
-                        row.secondary_state = {**row.secondary_state, kind: state}
-                        self._states[row.pk] = row.secondary_state
-                        if len(self._states) >= FLUSH_REPOSITORIES:
-                            self._flush()
+                rows = active.iterator(chunk_size=500)
+                passing = rows
+                if step == self._first_sync and self.provider.reads_in_background():
+                    passing = self._read_ahead(rows, kind)
+                try:
+                    for row in passing:
+                        if self.budget.left[kind] <= 0:
+                            break
+                        state = dict(row.secondary_state.get(kind) or {})
+                        if step(row, kind, state):
+                            row.secondary_state = {**row.secondary_state, kind: state}
+                            self._states[row.pk] = row.secondary_state
+                            if len(self._states) >= FLUSH_REPOSITORIES:
+                                self._flush()
+                finally:
+                    self._stop_reading_ahead()
+                    # Now, not when an error's traceback lets go of them: the database cursor
+                    # must close in the transaction it was opened in.
+                    passing.close()
+                    rows.close()
                 # The next pass reads the states this one wrote.
                 self._flush()
 

@@ -150,6 +150,13 @@ class Provider:
             health="down", last_error=message, last_checked_at=timezone.now()
         )
 
+    def reads_in_background(self) -> bool:
+        """Whether the engine may make this instance's reads of pull requests and commits on a
+        worker thread — one at a time, never alongside another of its requests — to overlap
+        them with its database writes. Not when a read may write to the database itself (a
+        credential renewing its token stores it): only the run's own thread may."""
+        return False
+
     @classmethod
     def is_enabled(cls) -> tuple[bool, str]:
         """Whether this provider may be used here, and why not."""

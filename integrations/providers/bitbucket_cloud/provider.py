@@ -104,6 +104,10 @@ class BitbucketCloudProvider(Provider):
             hourly_limit=self._hourly_limit(),
         )
 
+    def reads_in_background(self) -> bool:
+        # A refreshed OAuth token is stored in the database.
+        return self.connector.auth_kind != AuthKind.OAUTH_CONSUMER
+
     # -- set-up ------------------------------------------------------------------------------
 
     @classmethod

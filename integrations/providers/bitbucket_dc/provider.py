@@ -119,6 +119,10 @@ class BitbucketDataCenterProvider(Provider):
             page_limit=page_limit,
         )
 
+    def reads_in_background(self) -> bool:
+        # A refreshed OAuth token is stored in the database.
+        return self.connector.auth_kind != AuthKind.OAUTH_APPLICATION_LINK
+
     # -- set-up ------------------------------------------------------------------------------
 
     @classmethod
