@@ -7,6 +7,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from catalog.refs import DEFAULT_NAMESPACE, ref_key, stringify_entity_ref
@@ -152,6 +153,8 @@ class Entity(models.Model):
         verbose_name_plural = "entities"
         indexes = [
             models.Index(fields=["kind", "ref_key"], name="catalog_entity_kind_ref"),
+            # by-query's orderField=metadata.name (what Backstage's catalog table asks for).
+            models.Index(Lower("name"), name="catalog_entity_name_lower"),
             models.Index(fields=["spec_type"], name="catalog_entity_spec_type"),
             models.Index(fields=["owner"], name="catalog_entity_owner"),
             models.Index(fields=["updated_at"], name="catalog_entity_updated"),

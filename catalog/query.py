@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 
 from catalog.models import Entity, EntitySearch, Relation
 from catalog.relations import RELATION_TYPES
@@ -244,12 +244,22 @@ def parse_order_fields(values: list[str]) -> list[OrderField]:
     return fields
 
 
+# Fields every entity has, whose search value is the lower-cased column: ordered by the column
+# itself (``metadata.name`` with an index), not by a lookup in the search table for every row.
+_ORDER_COLUMNS = {"metadata.name": "name", "metadata.namespace": "namespace", "kind": "kind"}
+
+
 def ordered(queryset: QuerySet, order: list[OrderField]) -> tuple[QuerySet, list[tuple[str, bool]]]:
     """Order by the given fields (values from the search table, missing values last), then by
     entity ref and id. Returns the queryset and its (alias, descending) sort keys."""
     keys: list[tuple[str, bool]] = []
     annotations: dict[str, Any] = {}
     for index, order_field in enumerate(order):
+        column = _ORDER_COLUMNS.get(order_field.field.lower())
+        if column is not None:
+            annotations[f"_sort{index}"] = Lower(column)
+            keys.append((f"_sort{index}", order_field.descending))
+            continue
         value = Subquery(
             EntitySearch.objects.filter(entity=OuterRef("pk"), key=order_field.field.lower())
             .order_by("value")

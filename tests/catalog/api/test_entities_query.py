@@ -183,3 +183,20 @@ def test_default_order_pages_go_forward_and_back_from_a_bound_on_the_leading_key
         q["sql"] for q in captured.captured_queries if 'FROM "catalog_entity"' in q["sql"]
     )
     assert '"catalog_entity"."ref_key" >= ' in page_sql
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_name_order_ignores_case_and_walks_both_ways(reader_client, direction):
+    from catalog.services import entities_upsert
+    from tests.catalog.conftest import entity_document
+
+    names = ["alpha", "Bravo", "charlie", "DELTA", "echo"]
+    entities_upsert(documents=[entity_document("Component", name) for name in names])
+    expected = names if direction == "asc" else names[::-1]
+    first = reader_client.get(
+        URL, {"limit": 2, "orderField": f"metadata.name,{direction}", "filter": "kind=component"}
+    )
+    seen, bodies = walk(reader_client, first)
+    assert seen == expected
+    back = reader_client.get(URL, {"cursor": bodies[2]["pageInfo"]["prevCursor"], "limit": 2})
+    assert item_names(back.json()) == expected[2:4]
