@@ -13,7 +13,8 @@
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import yaml
@@ -349,6 +350,46 @@ def _catalog_files_enrich(
     return reads
 
 
+_END = object()
+
+
+class _Listing:
+    """The listing's pages. With ``ahead`` (a provider whose reads may run on a worker thread),
+    the next page is read on a worker while the current one is written — asked for once the
+    current page's catalog files are read, so the requests are the ones made without it, in
+    the same order, and a page's error is raised when its turn comes."""
+
+    def __init__(self, pages: Iterator[list[RepoRecord]], *, ahead: bool):
+        self._pages = pages
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lantern-listing")
+            if ahead
+            else None
+        )
+        self._next: Future | None = None
+
+    def read_next(self) -> None:
+        if self._executor is not None and self._next is None:
+            self._next = self._executor.submit(next, self._pages, _END)
+
+    def take(self) -> list[RepoRecord] | None:
+        """The next page; ``None`` after the last."""
+        if self._next is not None:
+            future, self._next = self._next, None
+            page = future.result()
+        else:
+            page = next(self._pages, _END)
+        return None if page is _END else page
+
+    def close(self) -> None:
+        """A page being read is waited for (the client is not shared), then paging stops."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        close = getattr(self._pages, "close", None)
+        if close is not None:
+            close()
+
+
 def _start_datetime(integration: Integration) -> datetime | None:
     if integration.start_date is None:
         return None
@@ -430,44 +471,55 @@ def integration_sync(
         index = correlation_index_build(integration=integration)
         seen_at = timezone.now()
         catalog_files_read = 0
-        for page in provider.iter_repositories(since=since):
-            catalog_files_read += _catalog_files_enrich(
-                provider, integration, page, budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read
-            )
-            # One transaction per page: a crash never leaves new records without their
-            # auto-import (a re-run would no longer see them as new). It starts by renewing
-            # the claim: a run that stalled past the TTL (slow catalog-file reads) and lost it
-            # writes nothing, and a takeover waits for a page being written to commit.
-            with transaction.atomic():
-                _heartbeat(run)
-                beat["at"] = time.monotonic()
-                created, rows = discovered_upsert_page(
-                    integration=integration, records=page, index=index, seen_at=seen_at
+        pages = _Listing(
+            provider.iter_repositories(since=since), ahead=provider.reads_in_background()
+        )
+        try:
+            while (page := pages.take()) is not None:
+                catalog_files_read += _catalog_files_enrich(
+                    provider,
+                    integration,
+                    page,
+                    budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read,
                 )
-                imported = 0
-                if integration.auto_import and created:
-                    imported = discovered_import_new(integration=integration, rows=created)
-                page_ids = [row.pk for row in rows]
-                # A record new in this page was imported just now from this very data: only
-                # the ones known before can have linked entities to refresh.
-                new_ids = {row.pk for row in created}
-                refreshed = imported_refresh(
-                    integration=integration,
-                    discovered_ids=[pk for pk in page_ids if pk not in new_ids],
-                )
-                if imported or refreshed:  # later pages correlate against what this one wrote
-                    linked = ImportedEntity.objects.filter(
-                        discovered__in=page_ids, state=LinkState.LINKED
+                pages.read_next()  # while this one is written
+                # One transaction per page: a crash never leaves new records without their
+                # auto-import (a re-run would no longer see them as new). It starts by renewing
+                # the claim: a run that stalled past the TTL (slow catalog-file reads) and lost
+                # it writes nothing, and a takeover waits for a page being written to commit.
+                with transaction.atomic():
+                    _heartbeat(run)
+                    beat["at"] = time.monotonic()
+                    created, rows = discovered_upsert_page(
+                        integration=integration, records=page, index=index, seen_at=seen_at
                     )
-                    index.update(
-                        index_entities(
-                            Entity.objects.filter(pk__in=linked.values("entity_id")), index.rules
+                    imported = 0
+                    if integration.auto_import and created:
+                        imported = discovered_import_new(integration=integration, rows=created)
+                    page_ids = [row.pk for row in rows]
+                    # A record new in this page was imported just now from this very data: only
+                    # the ones known before can have linked entities to refresh.
+                    new_ids = {row.pk for row in created}
+                    refreshed = imported_refresh(
+                        integration=integration,
+                        discovered_ids=[pk for pk in page_ids if pk not in new_ids],
+                    )
+                    if imported or refreshed:  # later pages correlate against what this wrote
+                        linked = ImportedEntity.objects.filter(
+                            discovered__in=page_ids, state=LinkState.LINKED
                         )
-                    )
-            run.discovered += len(created)
-            run.imported += imported
-            run.refreshed += refreshed
-            tick()
+                        index.update(
+                            index_entities(
+                                Entity.objects.filter(pk__in=linked.values("entity_id")),
+                                index.rules,
+                            )
+                        )
+                run.discovered += len(created)
+                run.imported += imported
+                run.refreshed += refreshed
+                tick()
+        finally:
+            pages.close()
         if index.changed:
             recommendations_refresh(integration=integration, index=index)
         if mode == SyncMode.FULL:  # only a complete listing can tell what vanished

@@ -151,10 +151,10 @@ class Provider:
         )
 
     def reads_in_background(self) -> bool:
-        """Whether the engine may make this instance's reads of pull requests and commits on a
-        worker thread — one at a time, never alongside another of its requests — to overlap
-        them with its database writes. Not when a read may write to the database itself (a
-        credential renewing its token stores it): only the run's own thread may."""
+        """Whether the engine may make this instance's reads (listing pages, pull requests,
+        commits) on a worker thread — one at a time, never alongside another of its requests —
+        to overlap them with its database writes. Not when a read may write to the database
+        itself (a credential renewing its token stores it): only the run's own thread may."""
         return False
 
     @classmethod

@@ -111,3 +111,56 @@ def test_a_failed_read_ahead_fails_the_run_at_its_row_and_no_read_follows_it(
     sync_ok(in_turn)
     sync_ok(ahead)
     assert _written(ahead) == _written(in_turn)
+
+
+@pytest.fixture
+def listing(monkeypatch):
+    """The listing's page reads and catalog-file reads, in order."""
+    made: list[tuple] = []
+    real_request = FakeProvider._request
+
+    def request(self):
+        made.append(("page",))
+        return real_request(self)
+
+    def read_file(self, repo, path):
+        made.append(("file", repo["name"]))
+        return b"metadata: {description: from the file}\n" if repo["name"] < "r03" else None
+
+    monkeypatch.setattr(FakeProvider, "_request", request)
+    monkeypatch.setattr(FakeProvider, "read_file", read_file)
+    monkeypatch.setattr(FakeProvider, "catalog_file", "catalog-info.yaml", raising=False)
+    return made
+
+
+@pytest.mark.parametrize("fail_after_pages", [None, 0, 2])
+def test_the_next_listing_page_read_ahead_keeps_the_requests_and_the_failures_in_order(
+    world, engine_integration, monkeypatch, listing, fail_after_pages
+):
+    for index in range(11):
+        world.add_repo(f"r{index:02d}")
+    world.pagelen = 3
+
+    def run(name: str, ahead: bool):
+        _ahead(monkeypatch, ahead)
+        listing.clear()
+        world.fail_after_pages = fail_after_pages
+        integration = engine_integration(name, auto_import=True)
+        result = sync(integration)
+        discovered = sorted(
+            (row.name, row.data.get("catalog_info")) for row in integration.discovered.all()
+        )
+        return result, list(listing), discovered
+
+    in_turn, in_turn_requests, in_turn_discovered = run("in-turn", False)
+    ahead, ahead_requests, ahead_discovered = run("ahead", True)
+
+    assert (ahead.state, ahead.error, ahead.discovered) == (
+        in_turn.state,
+        in_turn.error,
+        in_turn.discovered,
+    )
+    assert ahead_requests == in_turn_requests
+    assert ahead_discovered == in_turn_discovered
+    expected = SyncState.SUCCEEDED if fail_after_pages is None else SyncState.FAILED
+    assert ahead.state == expected
