@@ -50,6 +50,11 @@ def catalog_path_parts(path: str) -> list[str]:
 
     Catalog paths are dotted; a quoted segment may contain dots.
     """
+    return list(_path_parts(path))
+
+
+@lru_cache(maxsize=1024)  # a few paths, split for every record a sync maps
+def _path_parts(path: str) -> tuple[str, ...]:
     if len(path) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(
             f"A catalog path is at most {MAX_EXPRESSION_LENGTH} characters, this one has "
@@ -69,7 +74,7 @@ def catalog_path_parts(path: str) -> list[str]:
     parts.append(current)
     if quoted or any(not part for part in parts):
         raise ExpressionError(f"Invalid catalog path {path!r}")
-    return parts
+    return tuple(parts)
 
 
 _MISSING = object()
