@@ -4,3 +4,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_asgi_application()
+
+from portal.server import warm_and_freeze  # noqa: E402 (needs the settings configured above)
+
+warm_and_freeze()
