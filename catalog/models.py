@@ -210,7 +210,11 @@ class Relation(models.Model):
 class EntitySearch(models.Model):
     """The flattened, lower-cased (key, value) rows every filter is answered from."""
 
-    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="search_rows")
+    # No index of its own: catalog_search_entity_key (entity, key) serves every lookup by entity,
+    # and a sync writes some 37 search rows per entity through each index there is.
+    entity = models.ForeignKey(
+        Entity, on_delete=models.CASCADE, related_name="search_rows", db_index=False
+    )
     key = models.CharField(max_length=200)
     value = models.CharField(max_length=200, null=True)  # noqa: DJ001 - null: too long to index
     original_value = models.CharField(max_length=200, null=True)  # noqa: DJ001 - as value
