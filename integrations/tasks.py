@@ -10,7 +10,6 @@ from integrations.choices import IntegrationState, SyncTrigger
 from integrations.engine import targeted
 from integrations.engine.sync import expired_claims_release, integration_sync
 from integrations.models import Integration
-from integrations.task_publisher import TaskPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +64,10 @@ def webhook_delivery_process(delivery_id: int, deferrals: int = 0) -> str:
     return result.outcome
 
 
-# The webhook endpoint enqueues hundreds a second from one process (issue #8).
-webhook_delivery_publisher = TaskPublisher(webhook_delivery_process)
-
-
 def webhook_delivery_enqueue(*, delivery_id: int) -> None:
     """Enqueue the processing of a recorded delivery once the current transaction commits (a
     failure to enqueue is logged, not raised: the delivery is recorded, the sync catches up)."""
-    transaction.on_commit(lambda: webhook_delivery_publisher.publish(delivery_id), robust=True)
+    transaction.on_commit(lambda: webhook_delivery_process.delay(delivery_id), robust=True)
 
 
 @shared_task(name="integrations.webhook_register")
