@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from catalog.models import Entity, Scope
 from integrations import choices
@@ -247,7 +248,8 @@ class ImportedEntity(models.Model):
     state = models.CharField(
         max_length=10, choices=choices.LinkState.choices, default=choices.LinkState.LINKED
     )
-    imported_at = models.DateTimeField(auto_now_add=True)
+    # Set on creation unless given: a registration writes it into the entity's links first.
+    imported_at = models.DateTimeField(default=timezone.now, editable=False)
     imported_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

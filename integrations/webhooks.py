@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import inspect
 import logging
-from dataclasses import dataclass
 from functools import cache
 
 from django.db import IntegrityError, connection
@@ -35,7 +34,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from integrations.choices import IntegrationState, WebhookOutcome
-from integrations.crypto import decrypt_json
 from integrations.models import Integration, WebhookDelivery
 from integrations.providers import registry
 from integrations.providers.base import WebhookEvent, WebhookPayloadError
@@ -47,20 +45,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 SIGNATURE_HEADER = "X-Hub-Signature"
 _BIGINT_MAX = 2**63 - 1  # ids beyond it cannot exist (and PostgreSQL would refuse to compare)
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookIntegration:
-    """What the endpoint needs of an integration, read in one statement (no connector)."""
-
-    pk: int
-    provider: str
-    state: str
-    webhook_secret_encrypted: str
-
-    @property
-    def webhook_secret(self) -> str:
-        return decrypt_json(self.webhook_secret_encrypted).get("secret", "")
 
 
 @cache
@@ -75,6 +59,8 @@ def _sql(statement: str) -> str:
     )
 
 
+# What the endpoint needs of an integration (no connector), in this order.
+_FIND_FIELDS = ["id", "provider", "state", "webhook_secret_encrypted"]
 _FIND = """
     SELECT {i_id}, {i_provider}, {i_state}, {i_webhook_secret_encrypted} FROM {integration}
     WHERE {i_id} = %s AND {i_provider} = %s
@@ -90,13 +76,14 @@ _RECORD = """
 """
 
 
-def _integration_find(integration_id: int, provider: str) -> WebhookIntegration | None:
+def _integration_find(integration_id: int, provider: str) -> Integration | None:
+    """The integration with only :data:`_FIND_FIELDS` loaded (as ``only()`` would load it)."""
     if not 0 < integration_id <= _BIGINT_MAX:
         return None
     with connection.cursor() as cursor:
         cursor.execute(_sql(_FIND), [integration_id, provider])
         row = cursor.fetchone()
-    return WebhookIntegration(*row) if row else None
+    return Integration.from_db(connection.alias, _FIND_FIELDS, row) if row else None
 
 
 def signature_valid(secret: str, body: bytes, given: str) -> bool:
@@ -111,7 +98,7 @@ def _error(request: HttpRequest, status: int, message: str) -> JsonResponse:
     return JsonResponse(error_body(request, status, message), status=status)
 
 
-def _reject(request: HttpRequest, integration: WebhookIntegration, status: int, message: str):
+def _reject(request: HttpRequest, integration: Integration, status: int, message: str):
     Integration.objects.filter(pk=integration.pk).update(
         webhook_rejected_count=F("webhook_rejected_count") + 1
     )
@@ -135,7 +122,7 @@ def _read_body(request: HttpRequest) -> bytes | None:
 
 
 def _record(
-    integration: WebhookIntegration,
+    integration: Integration,
     *,
     delivery_id: str,
     event: str,
@@ -161,7 +148,7 @@ def _record(
     return row[0] if row else None
 
 
-def _parse(integration: WebhookIntegration, headers, body: bytes) -> WebhookEvent:
+def _parse(integration: Integration, headers, body: bytes) -> WebhookEvent:
     """Parsing needs no credentials: a provider whose ``parse_webhook`` is a static or class
     method is asked directly; otherwise through an instance (which builds its HTTP client)."""
     provider_class = registry.get(integration.provider)

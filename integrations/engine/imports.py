@@ -330,16 +330,18 @@ def _link_many(
 ) -> int:
     """Link new entities to their records at ``imported_at`` (the time their links were written
     with); ``rebuild``: derive the entities' ingested properties again (some were not new)."""
-    links = ImportedEntity.objects.bulk_create(
+    ImportedEntity.objects.bulk_create(
         [
-            ImportedEntity(integration=integration, discovered=row, entity=entity, action=action)
+            ImportedEntity(
+                integration=integration,
+                discovered=row,
+                entity=entity,
+                action=action,
+                imported_at=imported_at,
+            )
             for row, entity in zip(rows, entities, strict=True)
         ],
         batch_size=500,
-    )
-    # ``imported_at`` is set on insert (auto_now_add): give it the time the links carry.
-    ImportedEntity.objects.filter(pk__in=[link.pk for link in links]).update(
-        imported_at=imported_at
     )
     DiscoveredEntity.objects.filter(pk__in=[row.pk for row in rows]).update(
         state=DiscoveredState.IMPORTED

@@ -174,11 +174,13 @@ def _states_write(states: dict[int, dict]) -> None:
         DiscoveredEntity.objects.bulk_update(rows, ["secondary_state"], batch_size=500)
         return
     values = [{"id": pk, "state": state} for pk, state in states.items()]
+    meta, quote = DiscoveredEntity._meta, connection.ops.quote_name
+    column = quote(meta.get_field("secondary_state").column)
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE integrations_discoveredentity AS discovered SET secondary_state = value.state "
+            f"UPDATE {quote(meta.db_table)} AS discovered SET {column} = value.state "  # noqa: S608
             "FROM json_to_recordset(%s::json) AS value(id bigint, state jsonb) "
-            "WHERE discovered.id = value.id",
+            f"WHERE discovered.{quote(meta.pk.column)} = value.id",
             [json.dumps(values)],
         )
 
