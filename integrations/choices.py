@@ -43,6 +43,19 @@ class Operator(models.TextChoices):
 class RecommendedAction(models.TextChoices):
     REGISTER = "register", "Register"
     MERGE = "merge", "Merge"
+    # Registering would take a name the catalog already holds, and the correlation rules do not
+    # match the holder: a person decides (merge into it, or change the mappings).
+    CONFLICT = "conflict", "Name taken"
+
+
+class ProcessingStage(models.TextChoices):
+    """Where handling one discovered record failed (``DiscoveredEntity.processing_errors``)."""
+
+    IMPORT = "import", "Import"
+    REFRESH = "refresh", "Refresh"
+    CATALOG_FILE = "catalog_file", "catalog-info.yaml"
+    PULL_REQUESTS = "pull_requests", "Pull requests"
+    COMMITS = "commits", "Commits"
 
 
 class DiscoveredState(models.TextChoices):
@@ -86,11 +99,16 @@ class WebhookOutcome(models.TextChoices):
     IGNORED = "ignored", "Ignored"
     SKIPPED = "skipped", "Skipped"
     REJECTED = "rejected", "Rejected"
+    # The integration's claim was held: the run holding it (or the one right after it) refreshes
+    # the repository before it ends.
+    COALESCED = "coalesced", "Waiting for the running sync"
 
 
 class SyncState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # The listing succeeded but some repositories could not be handled (see the run's errors).
+    PARTIAL = "partial", "Partial"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
 

@@ -217,6 +217,18 @@ class DiscoveredEntity(models.Model):
     )
     # Per secondary kind: how far ingestion got (window, gaps, backfill) — see engine.secondary.
     secondary_state = models.JSONField(default=dict, blank=True)
+    # With recommended action ``conflict``: the catalog entity that holds the name a Register
+    # would take.
+    name_holder = models.ForeignKey(
+        Entity, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # What failed the last time this record was handled, by stage (engine.processing): each
+    # {message, hint, at, run_id}, kept until that stage succeeds. ``error_since`` is the oldest
+    # of them (null: nothing failed), so "needs attention" is an index lookup.
+    processing_errors = models.JSONField(default=dict, blank=True)
+    error_since = models.DateTimeField(null=True, blank=True)
+    # When a full listing first missed the repository (state ``gone``).
+    gone_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["integration", "name"]
@@ -230,10 +242,19 @@ class DiscoveredEntity(models.Model):
             models.Index(fields=["integration", "state", "name"], name="discovered_state"),
             models.Index(fields=["integration", "recommended_action"], name="discovered_action"),
             models.Index(fields=["integration", "last_seen_at"], name="discovered_seen"),
+            models.Index(
+                fields=["integration", "error_since"],
+                condition=Q(error_since__isnull=False),
+                name="discovered_needs_attention",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.error_since is not None
 
 
 class ImportedEntity(models.Model):
@@ -343,6 +364,11 @@ class SyncRun(models.Model):
     gone = models.PositiveIntegerField(default=0)
     pull_requests = models.PositiveIntegerField(default=0)
     commits = models.PositiveIntegerField(default=0)
+    # Repositories a re-sync skipped because the provider showed them unchanged.
+    unchanged = models.PositiveIntegerField(default=0)
+    # Records that could not be handled, and why: [{stage, reason, hint, count, examples}].
+    errors = models.PositiveIntegerField(default=0)
+    error_summary = models.JSONField(default=list, blank=True)
     flagged = models.BooleanField(default=False)
     message = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -387,7 +413,12 @@ class WebhookDelivery(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["integration", "-received_at"], name="webhook_delivery_recent")
+            models.Index(fields=["integration", "-received_at"], name="webhook_delivery_recent"),
+            models.Index(
+                fields=["integration", "received_at"],
+                condition=Q(outcome="coalesced"),
+                name="webhook_delivery_coalesced",
+            ),
         ]
 
     def __str__(self) -> str:

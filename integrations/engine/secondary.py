@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -48,6 +48,13 @@ class Budget:
     def spend(self, kind: str, count: int) -> None:
         self.left[kind] -= count
         self.written[kind] += count
+
+
+def start_datetime(integration) -> datetime | None:
+    """The integration's start date as the instant nothing older is ingested from."""
+    if integration.start_date is None:
+        return None
+    return datetime.combine(integration.start_date, datetime.min.time(), tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -37,22 +37,16 @@ from integrations.choices import (
     SyncTrigger,
     WebhookOutcome,
 )
+from integrations.engine.claims import claim_release, heartbeat, integration_claim
 from integrations.engine.correlation import (
     CorrelationIndex,
     correlation_index_build,
     index_entities,
 )
+from integrations.engine.discovery import discovered_upsert_page, recommendations_refresh
+from integrations.engine.enrichment import catalog_files_enrich
 from integrations.engine.imports import discovered_import_new, imported_refresh
-from integrations.engine.secondary import SecondarySync
-from integrations.engine.sync import (
-    _catalog_files_enrich,
-    _heartbeat,
-    _release,
-    _start_datetime,
-    discovered_upsert_page,
-    integration_claim,
-    recommendations_refresh,
-)
+from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.models import (
     DiscoveredEntity,
     ImportedEntity,
@@ -110,7 +104,7 @@ def _finish(run: SyncRun, state: str, *, message: str = "", error: str = "") -> 
     run.error = error[:5000]
     run.finished_at = timezone.now()
     run.save()
-    _release(run)
+    claim_release(run)
     return run
 
 
@@ -178,7 +172,7 @@ def repository_refresh(
     def tick() -> None:
         run.requests = provider.stats.requests
         run.pages = provider.stats.pages
-        _heartbeat(run)
+        heartbeat(run)
 
     try:
         provider = provider or registry.for_integration(integration)
@@ -206,9 +200,9 @@ def repository_refresh(
 
 def _refresh(provider: Provider, integration: Integration, run: SyncRun, record, tick) -> None:
     index = _LazyIndex(integration)
-    _catalog_files_enrich(provider, integration, [record], budget=1)
+    catalog_files_enrich(provider, integration, [record], budget=1)
     with transaction.atomic():  # as a sync page: new record and its auto-import together
-        _heartbeat(run)  # a refresh that lost its claim (stalled past the TTL) writes nothing
+        heartbeat(run)  # a refresh that lost its claim (stalled past the TTL) writes nothing
         created, rows = discovered_upsert_page(
             integration=integration, records=[record], index=index, seen_at=timezone.now()
         )
@@ -238,7 +232,7 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
         secondary = SecondarySync(
             provider=provider,
             kinds=integration.secondary_kinds,
-            start=_start_datetime(integration),
+            start=start_datetime(integration),
             on_progress=tick,
             sweep={row.pk},
         )
