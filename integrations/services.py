@@ -287,6 +287,60 @@ def integration_resume(*, integration: Integration) -> Integration:
     return integration
 
 
+class IntegrationSuspended(ValueError):
+    """A suspended integration does not sync until it is resumed."""
+
+
+@dataclass(frozen=True)
+class SyncRequested:
+    """What :func:`integration_sync_request` started, in words a person reads."""
+
+    integration_id: int
+    full: bool
+    detail: str
+
+
+def integration_sync_request(
+    *, integration: Integration, full: bool = False, user=None
+) -> SyncRequested:
+    """Queue a manual sync, run once the current transaction commits.
+
+    ``full`` lists every repository again now instead of only those changed since the last
+    listing: the way to see deletions and apply rule changes before the next scheduled full
+    listing (``full_sync_interval``). It costs every listing page plus the reads of each
+    repository's pull requests, commits and catalog file that are due. Without it the engine
+    decides (a full listing when one is due).
+    """
+    if not integration.is_enabled:
+        raise IntegrationSuspended(f"Integration {integration.name} is suspended: resume it first")
+    from integrations.tasks import sync_enqueue
+
+    sync_enqueue(
+        integration_id=integration.pk,
+        trigger=choices.SyncTrigger.MANUAL,
+        full=True if full else None,
+    )
+    logger.info(
+        "integrations.sync.requested",
+        extra={
+            "integration_id": integration.pk,
+            "full": full,
+            "user_id": getattr(user, "pk", None),
+        },
+    )
+    if full:
+        detail = (
+            f"Full sync of {integration.name} queued: every repository is listed again and "
+            "those no longer listed are marked gone."
+        )
+    else:
+        detail = (
+            f"Sync of {integration.name} queued: repositories changed since the last listing "
+            "(every repository when a full listing is due)."
+        )
+    return SyncRequested(integration_id=integration.pk, full=full, detail=detail)
+
+
 @transaction.atomic
 def integration_delete(*, integration: Integration) -> None:
     """Delete the integration and its discovered records; catalog entities stay, their

@@ -15,8 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="integrations.sync_integration", acks_late=True)
-def sync_integration(integration_id: int, trigger: str = SyncTrigger.SCHEDULE) -> int:
-    run = integration_sync(integration_id=integration_id, trigger=trigger)
+def sync_integration(
+    integration_id: int, trigger: str = SyncTrigger.SCHEDULE, full: bool | None = None
+) -> int:
+    """``full=True`` forces a full listing; ``None`` leaves it to the engine (full when due)."""
+    run = integration_sync(integration_id=integration_id, trigger=trigger, full=full)
     return run.pk
 
 
@@ -35,33 +38,17 @@ def enqueue_due_integrations() -> int:
     return len(due)
 
 
-def sync_enqueue(*, integration_id: int, trigger: str) -> None:
+def sync_enqueue(*, integration_id: int, trigger: str, full: bool | None = None) -> None:
     """Enqueue a sync once the current transaction commits."""
-    transaction.on_commit(lambda: sync_integration.delay(integration_id, trigger))
-
-
-# A delivery deferred behind a running sync is tried again at most this many times (the time
-# limit, targeted.DEFER_WINDOW, normally ends it first).
-WEBHOOK_MAX_DEFERRALS = 200
+    transaction.on_commit(lambda: sync_integration.delay(integration_id, trigger, full))
 
 
 @shared_task(name="integrations.webhook_delivery_process", acks_late=True)
 def webhook_delivery_process(delivery_id: int, deferrals: int = 0) -> str:
-    """Refresh the repository a webhook delivery names; waits (re-enqueued with a countdown)
-    while another sync holds the integration. In-process tasks cannot wait, so they don't."""
-    may_defer = not webhook_delivery_process.app.conf.task_always_eager
-    result = targeted.webhook_delivery_process(
-        delivery_id=delivery_id, may_defer=may_defer and deferrals < WEBHOOK_MAX_DEFERRALS
-    )
-    if result.retry_in is not None:
-        logger.info(
-            "integrations.webhook.deferred",
-            extra={"delivery_id": delivery_id, "retry_in": round(result.retry_in, 1)},
-        )
-        webhook_delivery_process.apply_async(
-            (delivery_id, deferrals + 1), countdown=result.retry_in
-        )
-    return result.outcome
+    """Refresh the repository a webhook delivery names, or leave it coalesced for the run that
+    holds the integration (which refreshes it before it ends). ``deferrals`` is ignored: it is
+    accepted for messages enqueued by a version that re-enqueued deliveries with a countdown."""
+    return targeted.webhook_delivery_process(delivery_id=delivery_id)
 
 
 def webhook_delivery_enqueue(*, delivery_id: int) -> None:

@@ -262,9 +262,39 @@ class EntityMatchSerializer(serializers.Serializer):
     ref = serializers.CharField()
 
 
+class ProcessingErrorSerializer(serializers.Serializer):
+    """What failed when a discovered record was last handled at one stage, until it succeeds."""
+
+    # Plain strings: the stage names are listed here once, not as a second enum component.
+    stage = serializers.CharField(help_text=f"One of {', '.join(choices.ProcessingStage.values)}")
+    message = serializers.CharField()
+    reason = serializers.CharField(help_text="Short; groups the run's error summary")
+    hint = serializers.CharField(help_text="What a person can do about it")
+    since = serializers.DateTimeField(help_text="First failure while this stage keeps failing")
+    at = serializers.DateTimeField(help_text="Latest failure")
+    run_id = serializers.IntegerField(allow_null=True, help_text="The run that saw it last")
+
+
+_PROCESSING_ERROR_KEYS = ("message", "reason", "hint", "since", "at", "run_id")
+_STAGE_ORDER = {stage: index for index, stage in enumerate(choices.ProcessingStage.values)}
+
+
+def processing_errors_list(errors: dict | None) -> list[dict]:
+    """A record's ``processing_errors`` (stage → error) as a list in pipeline order."""
+    return [
+        {"stage": stage, **{key: (errors[stage] or {}).get(key) for key in _PROCESSING_ERROR_KEYS}}
+        for stage in sorted(errors or {}, key=lambda stage: (_STAGE_ORDER.get(stage, 99), stage))
+    ]
+
+
 class DiscoveredEntitySerializer(serializers.ModelSerializer):
     suggested_match = serializers.SerializerMethodField()
     match_candidates = EntityMatchSerializer(many=True, read_only=True)
+    name_holder = serializers.SerializerMethodField()
+    needs_attention = serializers.BooleanField(
+        read_only=True, help_text="A stage failed and has not succeeded since (error_since set)"
+    )
+    processing_errors = serializers.SerializerMethodField()
 
     class Meta:
         model = DiscoveredEntity
@@ -280,6 +310,11 @@ class DiscoveredEntitySerializer(serializers.ModelSerializer):
             "state",
             "detected_at",
             "last_seen_at",
+            "gone_at",
+            "needs_attention",
+            "error_since",
+            "processing_errors",
+            "name_holder",
         ]
         read_only_fields = fields
 
@@ -287,6 +322,20 @@ class DiscoveredEntitySerializer(serializers.ModelSerializer):
     def get_suggested_match(self, discovered: DiscoveredEntity) -> dict | None:
         entity = discovered.suggested_entity
         return {"id": entity.pk, "ref": entity.ref} if entity is not None else None
+
+    @extend_schema_field(
+        EntityMatchSerializer(
+            allow_null=True,
+            help_text="With recommended_action conflict: the catalog entity holding the name",
+        )
+    )
+    def get_name_holder(self, discovered: DiscoveredEntity) -> dict | None:
+        entity = discovered.name_holder
+        return {"id": entity.pk, "ref": entity.ref} if entity is not None else None
+
+    @extend_schema_field(ProcessingErrorSerializer(many=True))
+    def get_processing_errors(self, discovered: DiscoveredEntity) -> list[dict]:
+        return processing_errors_list(discovered.processing_errors)
 
 
 class ImportItemSerializer(serializers.Serializer):
@@ -324,6 +373,23 @@ class ImportResponseSerializer(serializers.Serializer):
     results = ImportResultSerializer(many=True)
 
 
+# The Imported view's states: a link's own, and ``source_gone`` for a linked entity whose
+# repository the provider no longer lists (its discovered record is gone).
+SOURCE_GONE = "source_gone"
+IMPORTED_STATES = [*choices.LinkState.values, SOURCE_GONE]
+
+
+def imported_state(imported: ImportedEntity) -> tuple[str, object]:
+    """(state, source_gone_since) of a link; from the list's annotations when present."""
+    if hasattr(imported, "source_state"):
+        source_state, gone_at = imported.source_state, imported.source_gone_at
+    else:
+        source_state, gone_at = imported.discovered.state, imported.discovered.gone_at
+    if imported.state == choices.LinkState.LINKED and source_state == choices.DiscoveredState.GONE:
+        return SOURCE_GONE, gone_at
+    return imported.state, None
+
+
 class ImportedEntitySerializer(serializers.ModelSerializer):
     entity_id = serializers.IntegerField(read_only=True)
     entity_name = serializers.CharField(source="entity.name", read_only=True)
@@ -335,6 +401,11 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
     status = serializers.CharField(
         source="get_action_display", read_only=True, help_text="Registered or Merged"
     )
+    state = serializers.SerializerMethodField(
+        help_text=f"One of {', '.join(IMPORTED_STATES)}: source_gone is a linked entity whose "
+        "repository is no longer listed"
+    )
+    source_gone_since = serializers.SerializerMethodField()
 
     class Meta:
         model = ImportedEntity
@@ -351,18 +422,48 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
             "action",
             "status",
             "state",
+            "source_gone_since",
             "imported_at",
             "unlinked_at",
         ]
         read_only_fields = fields
 
+    def get_state(self, imported: ImportedEntity) -> str:
+        return imported_state(imported)[0]
+
+    @extend_schema_field(
+        serializers.DateTimeField(
+            allow_null=True, help_text="When a full listing first missed the repository"
+        )
+    )
+    def get_source_gone_since(self, imported: ImportedEntity):
+        gone_at = imported_state(imported)[1]
+        return serializers.DateTimeField().to_representation(gone_at) if gone_at else None
+
+
+class ErrorGroupSerializer(serializers.Serializer):
+    """Records of one run that failed at the same stage for the same reason."""
+
+    stage = serializers.CharField()
+    reason = serializers.CharField()
+    hint = serializers.CharField()
+    count = serializers.IntegerField()
+    examples = serializers.ListField(
+        child=serializers.CharField(), help_text="A few of the repositories' names"
+    )
+
 
 class SyncRunSerializer(serializers.ModelSerializer):
+    error_summary = ErrorGroupSerializer(
+        many=True, read_only=True, help_text="The record errors grouped, most frequent first"
+    )
+
     class Meta:
         model = SyncRun
         fields = [
             "id",
             "trigger",
+            "mode",
             "state",
             "started_at",
             "finished_at",
@@ -375,6 +476,9 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "gone",
             "pull_requests",
             "commits",
+            "unchanged",
+            "errors",
+            "error_summary",
             "flagged",
             "message",
             "error",
@@ -405,5 +509,31 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         return round(latency.total_seconds() * 1000) if latency is not None else None
 
 
-class QueuedSerializer(serializers.Serializer):
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false`` only: DRF's BooleanField would also take ``"yes"`` or ``0``,
+    and a full sync costs too much to start on a guess."""
+
+    default_error_messages = {"invalid": "must be true or false"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class IntegrationSyncSerializer(serializers.Serializer):
+    full = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "true: list every repository again now (deletions and rule changes are seen at "
+            "once; costs every listing page); default: only what changed since the last "
+            "listing, or a full listing when one is due"
+        ),
+    )
+
+
+class SyncQueuedSerializer(serializers.Serializer):
     queued = serializers.BooleanField()
+    full = serializers.BooleanField(help_text="A full listing was asked for")
+    detail = serializers.CharField(help_text="What was started")

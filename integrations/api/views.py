@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import F
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -36,7 +37,6 @@ from integrations.choices import (
     IntegrationState,
     LinkState,
     RecommendedAction,
-    SyncTrigger,
 )
 from integrations.engine.imports import ImportRequest, discovered_import_many, imported_unlink
 from integrations.models import Integration
@@ -48,7 +48,6 @@ from integrations.selectors import (
     integrations_with_details,
     runs_list,
 )
-from integrations.tasks import sync_enqueue
 from portal.api import ConflictError, InputError, require_perm
 
 EDIT_PERMISSION = "integrations.edit_integration"
@@ -63,6 +62,11 @@ _READ_ERRORS = _ERRORS
 _FORBIDDEN = {403: OpenApiResponse(ErrorSerializer, description="NotAllowedError")}
 _NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="NotFoundError")}
 _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="ConflictError")}
+
+
+# ``?state=error`` on the discovered list: the records that need attention.
+NEEDS_ATTENTION = "error"
+DISCOVERED_STATES = [*DiscoveredState.values, NEEDS_ATTENTION]
 
 
 class Pagination(LimitOffsetPagination):
@@ -280,22 +284,32 @@ class IntegrationReadListApi(generics.ListAPIView):
 class IntegrationSyncApi(IntegrationActionApi):
     @extend_schema(
         operation_id="integrations_sync",
-        request=None,
+        request=s.IntegrationSyncSerializer,
         responses={
-            202: s.QueuedSerializer,
-            **_READ_ERRORS,
+            202: s.SyncQueuedSerializer,
+            **_ERRORS,
             **_FORBIDDEN,
             **_NOT_FOUND,
             **_CONFLICT,
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        """Queue a manual sync; it runs once this request commits."""
+        """Queue a manual sync; it runs once this request commits. ``{"full": true}`` lists
+        every repository again now (deletions and rule changes seen at once) instead of only
+        those changed since the last listing."""
         integration = self.get_integration(pk)
-        if not integration.is_enabled:
-            raise ConflictError(f"Integration {integration.name} is suspended: resume it first")
-        sync_enqueue(integration_id=integration.pk, trigger=SyncTrigger.MANUAL)
-        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+        body = s.IntegrationSyncSerializer(data={} if request.data is None else request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            started = services.integration_sync_request(
+                integration=integration, full=body.validated_data["full"], user=request.user
+            )
+        except services.IntegrationSuspended as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(
+            {"queued": True, "full": started.full, "detail": started.detail},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 @extend_schema(tags=["integrations"])
@@ -330,7 +344,13 @@ class DiscoveredListApi(IntegrationReadListApi):
     @extend_schema(
         operation_id="integrations_discovered_list",
         parameters=[
-            OpenApiParameter("state", str, enum=DiscoveredState.values),
+            OpenApiParameter(
+                "state",
+                str,
+                enum=DISCOVERED_STATES,
+                description="error: the records that need attention (a stage failed and has not "
+                "succeeded since), whatever their state",
+            ),
             OpenApiParameter("recommended_action", str, enum=RecommendedAction.values),
             OpenApiParameter("search", str, description="part of the name"),
         ],
@@ -344,12 +364,16 @@ class DiscoveredListApi(IntegrationReadListApi):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return discovered_list(
+        state = self.choice_param("state", DISCOVERED_STATES)
+        queryset = discovered_list(
             integration=self.get_integration(),
-            state=self.choice_param("state", DiscoveredState.values),
+            state=None if state == NEEDS_ATTENTION else state,
             recommended_action=self.choice_param("recommended_action", RecommendedAction.values),
             search=self.request.query_params.get("search", "").strip(),
-        )
+        ).select_related("name_holder")
+        if state == NEEDS_ATTENTION:  # the partial index on (integration, error_since)
+            queryset = queryset.filter(error_since__isnull=False)
+        return queryset
 
 
 _IMPORT_REQUEST = PolymorphicProxySerializer(
@@ -470,7 +494,13 @@ class ImportedListApi(IntegrationReadListApi):
     @extend_schema(
         operation_id="integrations_imported_list",
         parameters=[
-            OpenApiParameter("state", str, enum=LinkState.values),
+            OpenApiParameter(
+                "state",
+                str,
+                enum=s.IMPORTED_STATES,
+                description="source_gone: linked entities whose repository is no longer listed "
+                "(linked: those whose repository is)",
+            ),
             OpenApiParameter("search", str, description="part of the entity name"),
         ],
         responses={200: s.ImportedEntitySerializer(many=True), **_ERRORS, **_NOT_FOUND},
@@ -479,11 +509,19 @@ class ImportedListApi(IntegrationReadListApi):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return imported_list(
+        state = self.choice_param("state", s.IMPORTED_STATES)
+        queryset = imported_list(
             integration=self.get_integration(),
-            state=self.choice_param("state", LinkState.values),
+            state=LinkState.LINKED if state == s.SOURCE_GONE else state,
             search=self.request.query_params.get("search", "").strip(),
-        )
+        ).annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
+        # The state shown is derived (a linked entity whose repository is gone is source_gone),
+        # and the filter follows what is shown.
+        if state == s.SOURCE_GONE:
+            queryset = queryset.filter(discovered__state=DiscoveredState.GONE)
+        elif state == LinkState.LINKED:
+            queryset = queryset.exclude(discovered__state=DiscoveredState.GONE)
+        return queryset
 
 
 @extend_schema(tags=["integrations"])

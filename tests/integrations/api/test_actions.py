@@ -23,7 +23,12 @@ def test_sync_queues_a_manual_run_that_runs_on_commit(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = editor_client.post(f"{API}/{integration.pk}/sync")
     assert response.status_code == 202
-    assert response.json() == {"queued": True}
+    assert response.json() == {
+        "queued": True,
+        "full": False,
+        "detail": "Sync of acme queued: repositories changed since the last listing (every "
+        "repository when a full listing is due).",
+    }
     assert len(callbacks) == 1
     run = SyncRun.objects.get(integration=integration)
     assert (run.trigger, run.state, run.discovered) == ("manual", "succeeded", 1)
@@ -86,7 +91,14 @@ def test_discovered_items_carry_the_recommendation(synced, reader_client):
         "state",
         "detected_at",
         "last_seen_at",
+        "gone_at",
+        "needs_attention",
+        "error_since",
+        "processing_errors",
+        "name_holder",
     }
+    assert (billing["needs_attention"], billing["processing_errors"]) == (False, [])
+    assert billing["name_holder"] is None
     assert (billing["kind"], billing["type"], billing["state"]) == (
         "Component",
         "service",
@@ -121,7 +133,9 @@ def test_discovered_state_filter_follows_imports(synced, editor_client):
 def test_discovered_refuses_an_unknown_filter_value(synced, reader_client):
     response = reader_client.get(f"{API}/{synced['integration'].pk}/discovered", {"state": "lost"})
     assert response.status_code == 400
-    assert response.json()["error"]["message"] == "state must be one of discovered, imported, gone"
+    assert response.json()["error"]["message"] == (
+        "state must be one of discovered, imported, gone, error"
+    )
 
 
 # import
