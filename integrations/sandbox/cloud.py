@@ -25,6 +25,7 @@ from integrations.sandbox.webhooks import WebhookSender
 from integrations.sandbox.world import (
     PR_STATES,
     Conflict,
+    Denied,
     Invalid,
     NotFound,
     Repository,
@@ -275,12 +276,16 @@ class CloudApi(SandboxApi):
             raise self._hidden(request.principal, f"No workspace with identifier '{key}'.")
         return ws
 
-    def _repository(self, request: Request) -> Repository:
+    def _repository(self, request: Request, kind: str | None = None) -> Repository:
+        """The repository a request names; reading its ``kind`` (pull requests, commits,
+        files) springs the world's read trap, if any (see ``World.read_check``)."""
         workspace, slug = request.params["workspace"], request.params["repo_slug"]
         repo = self.world.repository(workspace, slug)
         ws = self.world.workspaces[repo.workspace]
         if not request.principal.sees_repository(ws, repo):
             raise self._hidden(request.principal, f"Repository {workspace}/{slug} not found")
+        if kind is not None:
+            self.world.read_check(repo, kind)
         return repo
 
     # -- pagination ----------------------------------------------------------------------------
@@ -428,7 +433,7 @@ class CloudApi(SandboxApi):
         if not states and not re.search(r"\bstate\b", request.arg("q") or ""):
             states = ["OPEN"]
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "pull_requests")
             render = self._renderer(request)
             prs = sorted(repo.pull_requests.values(), key=lambda pr: pr.id, reverse=True)
             return self._paginate(
@@ -441,7 +446,7 @@ class CloudApi(SandboxApi):
 
     def pullrequest_get(self, request: Request) -> Response:
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "pull_requests")
             pr = self.world.pull_request(repo, request.params["pull_request_id"])
             return Response.json(self._renderer(request).pullrequest(repo, pr))
 
@@ -466,7 +471,7 @@ class CloudApi(SandboxApi):
         pagelen = self._pagelen(request, MAX_PAGELEN)
         token = request.arg("page")
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "commits")
             revision = request.params.get("revision")
             if token:
                 start, offset = self._read_commit_token(token)
@@ -491,7 +496,7 @@ class CloudApi(SandboxApi):
 
     def commit_get(self, request: Request) -> Response:
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "commits")
             commit = repo.resolve(request.params["revision"])
             if commit is None:
                 raise ApiError(404, f"Commit not found: {request.params['revision']}")
@@ -503,7 +508,7 @@ class CloudApi(SandboxApi):
         """A file's raw bytes (content type from the extension), ``format=meta`` for its
         ``commit_file``, or a directory listing."""
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "files")
             revision = request.params.get("commit") or repo.mainbranch
             commit = repo.resolve(revision) if revision else None
             if commit is None:
@@ -741,6 +746,11 @@ def _unauthorized(message: str, detail: str = "") -> ApiError:
 
 
 def _world_error(exc: Exception) -> ApiError:
+    if isinstance(exc, Denied):
+        # What api.bitbucket.org answers when a permission stops short of the resource [guess:
+        # the message varies by cause; the shape is the documented error object].
+        message = {403: "Forbidden", 404: "Not found", 410: "Gone"}.get(exc.status, str(exc))
+        return ApiError(exc.status, message, str(exc))
     if isinstance(exc, NotFound):
         return ApiError(404, str(exc))
     if isinstance(exc, Conflict):

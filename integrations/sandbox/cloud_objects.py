@@ -217,11 +217,12 @@ class CloudRenderer:
                 "mainbranch": (
                     {"name": repo.mainbranch, "type": "branch"} if repo.mainbranch else None
                 ),
-                "project": self.project_condensed(ws, ws.projects[repo.project_key]),
                 "workspace": self.workspace_condensed(ws),
                 "owner": self.team(ws),
             }
         )
+        if repo.project_key in ws.projects:  # a repository in no project has no ``project``
+            document["project"] = self.project_condensed(ws, ws.projects[repo.project_key])
         return document
 
     # -- commits -------------------------------------------------------------------------------

@@ -114,6 +114,44 @@ def routes(api: "CloudApi") -> list[Route]:
         world.repository_delete(**target(request))
         return Response(status=204, content_type=None)
 
+    def visibility_put(request):
+        """``{"is_private": bool}`` (Cloud's word) or ``{"public": bool}`` (Data Center's)."""
+        body = request.json()
+        if "is_private" in body:
+            private = bool(body["is_private"])
+        elif "public" in body:
+            private = not body["public"]
+        else:
+            raise ValueError("Give is_private or public")
+        actor = _account(world, body.get("actor"))
+        repo = world.repository_set_visibility(**target(request), private=private, actor=actor)
+        return _reply({**_repo_json(repo), "is_private": repo.is_private})
+
+    def read_trap_add(request):
+        """``{"kind": "pull_requests|commits|files", "action": "delete|forbid", "status"}``."""
+        body = request.json()
+        with world.lock:
+            repo = world.repository(request.params["workspace"], request.params["slug"])
+            kind = body.get("kind", "pull_requests")
+            action = body.get("action", "forbid")
+            if action == "delete":
+                world.delete_on_read(repo, kind=kind)
+            elif action == "forbid":
+                world.forbid(repo, kind=kind, status=int(body.get("status", 403)))
+            else:
+                raise ValueError("action must be delete or forbid")
+            trap = world.read_traps[(repo.uuid, kind)]
+        return _reply({"repository": repo.full_name, **asdict(trap)}, 201)
+
+    def read_traps_delete(request):
+        cleared = world.read_traps_clear("{workspace}/{slug}".format(**target(request)))
+        return _reply({"cleared": cleared})
+
+    def personal_project_create(request):
+        body = request.json()
+        project = world.personal_project_create(workspace=body["workspace"], user=body["user"])
+        return _reply({"key": project.key, "name": project.name, "owner": project.owner}, 201)
+
     def push(request):
         body = request.json()
         body["actor"] = _account(world, body.get("actor"))
@@ -241,6 +279,10 @@ def routes(api: "CloudApi") -> list[Route]:
         ("POST", "/repositories", repository_create),
         ("PATCH", repo, repository_update),
         ("DELETE", repo, repository_delete),
+        ("PUT", f"{repo}/visibility", visibility_put),
+        ("POST", f"{repo}/read-traps", read_trap_add),
+        ("DELETE", f"{repo}/read-traps", read_traps_delete),
+        ("POST", "/personal-projects", personal_project_create),
         ("POST", f"{repo}/push", push),
         ("POST", f"{repo}/files", file_write),
         ("POST", f"{repo}/pullrequests", pr_open),

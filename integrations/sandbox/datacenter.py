@@ -31,10 +31,12 @@ from integrations.sandbox.webhooks import WebhookSender
 from integrations.sandbox.world import (
     Commit,
     Conflict,
+    Denied,
     Invalid,
     NotFound,
     Project,
     Repository,
+    RepositoryGone,
     World,
     WorldEvent,
 )
@@ -44,6 +46,8 @@ OAUTH = "/rest/oauth2/latest"
 DEFAULT_LIMIT = 25
 DEFAULT_MAX_LIMIT = 1000
 DC_FAULT_PATHS = r"^/rest/api/"
+# ``/users/{slug}/repos...`` is the personal project ``~{slug}``'s ``/projects/~{slug}/repos...``.
+USER_REPOS = re.compile(rf"^{re.escape(API)}/users/([^/]+)/repos(/.*)?$")
 PR_STATES = ("OPEN", "DECLINED", "MERGED")
 WEBHOOK_EVENTS = frozenset(
     {
@@ -120,6 +124,12 @@ def _dc_error(exc: Exception) -> DcError:
     if isinstance(exc, ApiError):
         message = exc.detail or exc.message
         return DcError(exc.status, message, headers=dict(exc.headers))
+    if isinstance(exc, Denied):
+        if exc.status == 401:
+            return _unauthorized()
+        if exc.status == 403:
+            return DcError(403, DC_NOT_PERMITTED, EXCEPTIONS[401])
+        return DcError(exc.status, str(exc))
     if isinstance(exc, NotFound):
         return DcError(404, str(exc))
     if isinstance(exc, Conflict):
@@ -246,6 +256,7 @@ class DataCenterApi(SandboxApi):
             Route("GET", f"{project}/repos", self.project_repositories_list),
             Route("GET", repo, self.repository_get),
             Route("GET", f"{repo}/default-branch", self.default_branch_get),
+            Route("GET", f"{repo}/branches/default", self.default_branch_full_get),
             Route("GET", f"{repo}/pull-requests", self.pull_requests_list),
             Route("GET", f"{repo}/pull-requests/{{pr_id}}", self.pull_request_get),
             Route("GET", f"{repo}/commits", self.commits_list),
@@ -270,6 +281,9 @@ class DataCenterApi(SandboxApi):
     def handle(self, request: Request) -> Response:
         if request.path.startswith("/rest/api/latest/"):  # ``latest`` is an alias of 1.0
             request.path = API + request.path[len("/rest/api/latest") :]
+        personal = USER_REPOS.match(request.path)
+        if personal:  # logged as the /projects/~slug/repos path it is
+            request.path = f"{API}/projects/~{personal.group(1)}/repos{personal.group(2) or ''}"
         return super().handle(request)
 
     def _api_error(self, exc: Exception) -> ApiError:
@@ -316,21 +330,37 @@ class DataCenterApi(SandboxApi):
             raise _unauthorized()
         return project
 
-    def _repository(self, request: Request) -> Repository:
+    @staticmethod
+    def _no_repository(key: str, slug: str) -> DcError:
+        return DcError(
+            404,
+            f"Repository {key}/{slug} does not exist.",
+            "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
+        )
+
+    def _repository(self, request: Request, kind: str | None = None) -> Repository:
+        """The repository a request names; reading its ``kind`` (pull requests, commits,
+        files) springs the world's read trap, if any (see ``World.read_check``)."""
         project = self._project(request)
         slug = request.params["repo_slug"].lower()
         for repo in self.world.workspaces[self.workspace].repositories.values():
             if repo.project_key == project.key and repo.slug.lower() == slug:
+                if kind is not None:
+                    try:
+                        self.world.read_check(repo, kind)
+                    except RepositoryGone:
+                        raise self._no_repository(project.key, slug) from None
                 return repo
-        raise DcError(
-            404,
-            f"Repository {project.key}/{slug} does not exist.",
-            "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
-        )
+        raise self._no_repository(project.key, slug)
 
     def _visible_repositories(self, principal: DcPrincipal) -> list[Repository]:
+        """Every repository in a project (Data Center has no other kind) the caller sees."""
         ws = self.world.workspaces[self.workspace]
-        repos = [r for r in ws.repositories.values() if self._sees(principal, r.project_key)]
+        repos = [
+            r
+            for r in ws.repositories.values()
+            if r.project_key is not None and self._sees(principal, r.project_key)
+        ]
         repos.sort(key=lambda r: (r.project_key, r.name.lower(), r.slug))
         return repos
 
@@ -387,10 +417,14 @@ class DataCenterApi(SandboxApi):
         with self.world.lock:
             ws = self.world.workspaces[self.workspace]
             name = (request.arg("name") or "").lower()
+            # Personal projects are not listed here [guess: as the UI's project list]; their
+            # repositories are, in ``/repos``.
             projects = [
                 p
                 for p in sorted(ws.projects.values(), key=lambda p: p.key)
-                if self._sees(request.principal, p.key) and name in p.name.lower()
+                if self._sees(request.principal, p.key)
+                and name in p.name.lower()
+                and not p.personal
             ]
             return self._page(request, projects, self._renderer().project)
 
@@ -448,6 +482,17 @@ class DataCenterApi(SandboxApi):
                 )
             return Response.json(DcRenderer.branch_ref(repo.mainbranch))
 
+    def default_branch_full_get(self, request: Request) -> Response:
+        """``/branches/default`` (deprecated, still served by 9.x): the default branch with its
+        ``latestCommit``, or 204 for an empty repository [spec]."""
+        with self.world.lock:
+            repo = self._repository(request)
+            if repo.mainbranch is None:
+                return Response(status=204, content_type=None)
+            return Response.json(
+                DcRenderer.branch(repo.mainbranch, repo.branches[repo.mainbranch], default=True)
+            )
+
     # -- handlers: pull requests, commits, files ------------------------------------------------
 
     def pull_requests_list(self, request: Request) -> Response:
@@ -462,7 +507,7 @@ class DataCenterApi(SandboxApi):
         direction = (request.arg("direction") or "INCOMING").upper()
         at = request.arg("at")
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "pull_requests")
             render = self._renderer()
             prs = [
                 pr
@@ -478,7 +523,7 @@ class DataCenterApi(SandboxApi):
 
     def pull_request_get(self, request: Request) -> Response:
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "pull_requests")
             try:
                 pr = repo.pull_requests[int(request.params["pr_id"])]
             except (KeyError, ValueError):
@@ -493,7 +538,7 @@ class DataCenterApi(SandboxApi):
         """``until`` (default: the default branch) back, newest first; ``since`` excluded with
         its ancestors."""
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "commits")
             until = request.arg("until") or repo.mainbranch
             if until is None:  # an empty repository
                 return self._page(request, [])
@@ -506,13 +551,13 @@ class DataCenterApi(SandboxApi):
 
     def commit_get(self, request: Request) -> Response:
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "commits")
             commit = self._resolve(repo, request.params["commit_id"])
             return Response.json(self._renderer().commit(commit))
 
     def raw_get(self, request: Request) -> Response:
         with self.world.lock:
-            repo = self._repository(request)
+            repo = self._repository(request, "files")
             at = request.arg("at") or repo.mainbranch
             path = request.params["path"].strip("/")
             content = None

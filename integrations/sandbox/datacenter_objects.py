@@ -96,14 +96,22 @@ class DcRenderer:
         }
 
     def project(self, project: Project) -> dict:
+        """A project; a personal one (``~USER``) is ``type: PERSONAL`` with its ``owner`` and
+        its page under ``/users/{slug}`` [seen]."""
+        owner = self.world.account(project.owner) if project.personal else None
+        href = f"{self.web}/projects/{project.key}"
+        if owner is not None:
+            href = f"{self.web}/users/{quote(owner.nickname)}"
         document = {
             "key": project.key,
             "id": self.ids.get("project", project.key),
             "name": project.name,
             "public": not project.is_private,
-            "type": "NORMAL",
-            "links": _links(f"{self.web}/projects/{project.key}"),
+            "type": "PERSONAL" if project.personal else "NORMAL",
+            "links": _links(href),
         }
+        if owner is not None:
+            document["owner"] = self._user(owner)
         if project.description:
             document["description"] = project.description
         return document
@@ -111,11 +119,15 @@ class DcRenderer:
     # -- repositories ------------------------------------------------------------------------
 
     def web_url(self, repo: Repository) -> str:
+        project = self.world.workspaces[repo.workspace].projects[repo.project_key]
+        owner = self.world.account(project.owner) if project.personal else None
+        if owner is not None:
+            return f"{self.web}/users/{quote(owner.nickname)}/repos/{quote(repo.slug)}"
         return f"{self.web}/projects/{repo.project_key}/repos/{quote(repo.slug)}"
 
     def repository(self, repo: Repository) -> dict:
         ws = self.world.workspaces[repo.workspace]
-        clone_path = f"{repo.project_key.lower()}/{quote(repo.slug)}.git"
+        clone_path = f"{quote(repo.project_key.lower())}/{quote(repo.slug)}.git"
         document: dict[str, Any] = {
             "slug": repo.slug,
             "id": self.ids.get("repository", repo.uuid),
@@ -143,6 +155,17 @@ class DcRenderer:
     @staticmethod
     def branch_ref(name: str) -> dict:
         return {"id": f"refs/heads/{name}", "displayId": name, "type": "BRANCH"}
+
+    @classmethod
+    def branch(cls, name: str, tip: str, *, default: bool) -> dict:
+        """A ``RestBranch``: the ref with its tip (``latestCommit``, and the older
+        ``latestChangeset``); ``isDefault`` as real instances spell it [seen]."""
+        return {
+            **cls.branch_ref(name),
+            "latestCommit": tip,
+            "latestChangeset": tip,
+            "isDefault": default,
+        }
 
     # -- pull requests -----------------------------------------------------------------------
 

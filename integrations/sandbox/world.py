@@ -26,6 +26,9 @@ from integrations.sandbox.credentials import Credentials
 
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 FORK_POLICIES = ("allow_forks", "no_public_forks", "no_forks")
+# What a read trap (``World.delete_on_read``, ``World.forbid``) can be set on: a repository's
+# pull requests, its commits, or its files (``src``/``raw``, e.g. catalog-info.yaml).
+READ_KINDS = ("pull_requests", "commits", "files")
 
 
 class WorldError(Exception):
@@ -42,6 +45,26 @@ class Conflict(WorldError):
 
 class Invalid(WorldError):
     pass
+
+
+class RepositoryGone(NotFound):
+    """A read trap deleted the repository as it was read: the server answers its own 404."""
+
+
+class Denied(WorldError):
+    """A read trap refuses a read of a repository's ``kind`` with ``status`` (403 by default),
+    each server in its own error body."""
+
+    def __init__(self, message: str, *, status: int, kind: str):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def personal_project_key(nickname: str) -> str:
+    """A user's personal project on Data Center: ``~`` and the user slug, upper case (the API
+    answers ``~JDOE``; paths accept ``~jdoe`` too)."""
+    return "~" + nickname.upper()
 
 
 def utc_now() -> datetime:
@@ -63,7 +86,9 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def slugify(name: str) -> str:
-    """Bitbucket derives the slug from the name: lower case, runs of other characters → ``-``."""
+    """Bitbucket derives the slug from the name: lower case, runs of other characters → ``-``
+    (so ``Café Über Service`` → ``caf-ber-service``, ``data pipeline (v2)`` →
+    ``data-pipeline-v2``; what Bitbucket does with non-ASCII letters is a [guess]: dropped)."""
     slug = re.sub(r"[^a-z0-9_.-]+", "-", name.strip().lower()).strip("-")
     return slug or "repo"
 
@@ -144,6 +169,21 @@ class Project:
     is_private: bool
     created_on: datetime
     updated_on: datetime
+    owner: str | None = None  # account uuid: a user's personal project (``~USER``, Data Center)
+
+    @property
+    def personal(self) -> bool:
+        return self.owner is not None
+
+
+@dataclass
+class ReadTrap:
+    """What happens on the next read of one kind of a repository's data: ``delete`` (the
+    repository is deleted as it is read, and the read answers 404) or ``deny`` (``status``)."""
+
+    kind: str
+    action: str
+    status: int = 403
 
 
 @dataclass
@@ -152,7 +192,7 @@ class Repository:
     slug: str
     name: str
     workspace: str  # slug
-    project_key: str
+    project_key: str | None  # None: no project (a Cloud repository outside any project)
     description: str
     language: str
     is_private: bool
@@ -269,6 +309,7 @@ class World:
         self._listeners: list[Listener] = []
         self._last_tick: datetime | None = None
         self._counter = 0
+        self.read_traps: dict[tuple[str, str], ReadTrap] = {}  # (repo uuid, kind) → trap
 
     # -- construction ------------------------------------------------------------------------
 
@@ -422,7 +463,7 @@ class World:
         self,
         *,
         workspace: str,
-        project: str,
+        project: str | None,
         name: str,
         slug: str | None = None,
         description: str = "",
@@ -432,10 +473,14 @@ class World:
         mainbranch: str = "main",
         actor: str | None = None,
     ) -> Repository:
-        """A new repository; empty (``mainbranch`` null) unless ``files`` make a first commit."""
+        """A new repository; empty (``mainbranch`` null) unless ``files`` make a first commit.
+
+        ``project`` None: a repository in no project (Cloud shows it without ``project``; Data
+        Center, where every repository has one, does not serve it). A user's personal project
+        is ``~NICKNAME`` (see :meth:`personal_project_create`)."""
         with self.lock:
             ws = self.workspace(workspace)
-            if project not in ws.projects:
+            if project is not None and project not in ws.projects:
                 raise NotFound(f"Project {project} not found in {workspace}")
             slug = slug or slugify(name)
             if slug in ws.repositories:
@@ -529,7 +574,146 @@ class World:
             repo = self.repository(workspace, slug)
             del ws.repositories[repo.slug]
             self.credentials.forget_repository(repo.uuid)
+            for key in [key for key in self.read_traps if key[0] == repo.uuid]:
+                del self.read_traps[key]
             self._emit("repository.deleted", repo, actor or self.default_actor(ws.slug))
+
+    def repository_set_visibility(
+        self, *, workspace: str, slug: str, private: bool, actor: str | None = None
+    ) -> Repository:
+        """Make a repository private or public (Cloud's ``is_private``, Data Center's
+        ``public``), announced as a repository update."""
+        return self.repository_update(
+            workspace=workspace, slug=slug, is_private=bool(private), actor=actor
+        )
+
+    # -- personal projects -----------------------------------------------------------------
+
+    def personal_project_create(self, *, workspace: str, user: str) -> Project:
+        """The personal project (``~NICKNAME``) of a user — by uuid, nickname or e-mail — in a
+        workspace; the user becomes a member. The existing one when there is one."""
+        with self.lock:
+            ws = self.workspace(workspace)
+            account = self.find_account(user)
+            key = personal_project_key(account.nickname)
+            if key in ws.projects:
+                return ws.projects[key]
+            now = self.tick()
+            project = Project(
+                uuid=self.new_uuid(),
+                key=key,
+                name=account.display_name,
+                description="",
+                is_private=True,
+                created_on=now,
+                updated_on=now,
+                owner=account.uuid,
+            )
+            ws.projects[key] = project
+            if account.uuid not in ws.members:
+                ws.members.append(account.uuid)
+            return project
+
+    def find_account(self, value: str) -> Account:
+        """An account by uuid, nickname or e-mail."""
+        for account in self.accounts.values():
+            if value in (account.uuid, account.nickname, account.email):
+                return account
+        raise NotFound(f"No account {value!r}")
+
+    # -- read traps: a repository that changes under a reader ---------------------------------
+
+    def _trap_repository(self, repo: "Repository | str") -> Repository:
+        if isinstance(repo, Repository):
+            return repo
+        workspace, _, slug = repo.partition("/")
+        return self.repository(workspace, slug)
+
+    @staticmethod
+    def _trap_kind(kind: str) -> str:
+        if kind not in READ_KINDS:
+            raise Invalid(f"kind must be one of {', '.join(READ_KINDS)}, not {kind!r}")
+        return kind
+
+    def delete_on_read(self, repo: "Repository | str", *, kind: str = "pull_requests") -> None:
+        """The repository (or ``"workspace/slug"``) is deleted on the first read of its
+        ``kind`` — after a listing named it, before its pull requests (commits, files) are
+        read — and that read answers 404, as Bitbucket does for a deleted repository."""
+        with self.lock:
+            target = self._trap_repository(repo)
+            self.read_traps[(target.uuid, self._trap_kind(kind))] = ReadTrap(kind, "delete", 404)
+
+    def forbid(
+        self, repo: "Repository | str", *, kind: str = "pull_requests", status: int = 403
+    ) -> None:
+        """Every read of the repository's ``kind`` answers ``status`` with the server's own
+        error body (a permission that covers the repository but not its pull requests), until
+        :meth:`read_traps_clear`."""
+        if not 400 <= int(status) <= 599:
+            raise Invalid(f"status must be an HTTP error status, not {status}")
+        with self.lock:
+            target = self._trap_repository(repo)
+            trap = ReadTrap(self._trap_kind(kind), "deny", int(status))
+            self.read_traps[(target.uuid, kind)] = trap
+
+    def read_traps_clear(self, repo: "Repository | str | None" = None) -> int:
+        """Remove the traps of one repository (or all); returns how many."""
+        with self.lock:
+            uuid = None if repo is None else self._trap_repository(repo).uuid
+            keys = [key for key in self.read_traps if uuid is None or key[0] == uuid]
+            for key in keys:
+                del self.read_traps[key]
+            return len(keys)
+
+    def read_check(self, repo: Repository, kind: str) -> None:
+        """Called by the servers, under the lock, before they read ``kind`` of ``repo``: springs
+        its trap (:class:`RepositoryGone` after deleting it, or :class:`Denied`)."""
+        trap = self.read_traps.get((repo.uuid, kind))
+        if trap is None:
+            return
+        if trap.action == "delete":
+            self.repository_delete(workspace=repo.workspace, slug=repo.slug)
+            raise RepositoryGone(f"Repository {repo.full_name} not found")
+        raise Denied(
+            f"Reading the {kind.replace('_', ' ')} of {repo.full_name} is not permitted",
+            status=trap.status,
+            kind=kind,
+        )
+
+    def edge_cases(
+        self, *, workspace: str | None = None, user: str | None = None, projectless: bool = False
+    ) -> dict[str, Repository]:
+        """Repositories real instances have and generated worlds do not, by role: ``personal``
+        and ``personal_empty`` (in ``user``'s — default: the first member's — personal project
+        ``~NICKNAME``), ``unicode`` ("Café Über Service"), ``spaces`` ("data pipeline (v2)"),
+        ``dots`` ("config.v1.2"), ``long`` (a 90-character name) and, when ``projectless``
+        (Cloud only), ``projectless`` (no project). All but ``personal_empty`` have a first
+        commit with a README."""
+        with self.lock:
+            ws = self.workspace(workspace or next(iter(self.workspaces)))
+            owner = user or (ws.members[0] if ws.members else None)
+            if owner is None:
+                raise Invalid(f"Workspace {ws.slug} has no member to own a personal project")
+            personal = self.personal_project_create(workspace=ws.slug, user=owner).key
+            project = next(
+                (key for key, p in sorted(ws.projects.items()) if not p.personal), personal
+            )
+            readme = {"README.md": "# Edge case\n"}
+            long_name = "A very long repository name " + "that keeps going " * 4
+            plan = [
+                ("personal", personal, "Personal Notes", readme),
+                ("personal_empty", personal, "scratch", None),
+                ("unicode", project, "Café Über Service", readme),
+                ("spaces", project, "data pipeline (v2)", readme),
+                ("dots", project, "config.v1.2", readme),
+                ("long", project, long_name.strip()[:90], readme),
+            ]
+            if projectless:
+                plan.append(("projectless", None, "Loose Scripts", readme))
+            return {
+                role: self.repository_create(workspace=ws.slug, project=key, name=name, files=files)
+                for role, key, name, files in plan
+            }
 
     # -- commits -------------------------------------------------------------------------------
 

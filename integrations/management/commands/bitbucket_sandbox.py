@@ -60,6 +60,12 @@ class Command(BaseCommand):
             "--dc-version", default="9.4.1", help="Data Center: the version it reports"
         )
         parser.add_argument(
+            "--edge-cases",
+            action="store_true",
+            help="add what real instances have: a personal project (~user), unicode, spaces, "
+            "dots and long names (and, on Cloud, a repository in no project)",
+        )
+        parser.add_argument(
             "--dc-redirect-uri",
             default=DC_REDIRECT_URI,
             help="Data Center: the redirect URL of the sandbox's OAuth application link",
@@ -184,7 +190,7 @@ class Command(BaseCommand):
                 return World.load_from(options["data"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CommandError(f"Cannot load {options['data']}: {exc}") from exc
-        return World.generate(
+        world = World.generate(
             options["seed"],
             workspaces=options["workspaces"],
             projects=options["projects"],
@@ -192,6 +198,9 @@ class Command(BaseCommand):
             prs_per_repo=options["prs"],
             commits_per_repo=options["commits"],
         )
+        if options.get("edge_cases"):
+            world.edge_cases(projectless=not options["dc"])
+        return world
 
     def _credentials(self, world: World, options) -> list[str]:
         """One workspace access token per workspace (all read scopes), an API token and an
