@@ -513,7 +513,7 @@ class StrictBooleanField(serializers.BooleanField):
     """A JSON ``true`` or ``false`` only: DRF's BooleanField would also take ``"yes"`` or ``0``,
     and a full sync costs too much to start on a guess."""
 
-    default_error_messages = {"invalid": "must be true or false"}
+    default_error_messages = {"invalid": "must be true or false", "null": "must be true or false"}
 
     def to_internal_value(self, data):
         if not isinstance(data, bool):
