@@ -4,7 +4,9 @@ Every problem is reported with the dotted path of the offending field, so import
 ``validate-entity`` endpoint can say exactly what is wrong.
 """
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,3 +229,130 @@ def validate_or_raise(doc: Any) -> None:
     issues = validate_entity_document(doc)
     if issues:
         raise EntityValidationError(issues)
+
+
+# -- Valid values from arbitrary text ------------------------------------------------------------
+# Field mappings derive names, label values and tags from whatever a source holds (personal
+# project keys like ``~jdoe``, unicode, spaces, 100-character names). These turn any text into a
+# value Backstage accepts: a valid value is returned as it is (so they are idempotent), and the
+# same text always gives the same value. What had to be cut or dropped to fit gets a short hash
+# of the original, so two different long or non-Latin names stay two different names.
+
+HASH_LENGTH = 8
+_NAME_CHARS_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+_NAME_ENDS_RE = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+_TAG_CHARS_RE = re.compile(r"[^a-z0-9:+#]+")
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    return value.strip() if isinstance(value, str) else None
+
+
+def _fold(text: str) -> tuple[str, bool]:
+    """Latin letters without their accents (``Déjà`` → ``Deja``), and whether characters with
+    no such form (CJK, emoji, ``ß``…) were left out."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(char for char in decomposed if not unicodedata.combining(char))
+    ascii_text = kept.encode("ascii", "ignore").decode("ascii")
+    return ascii_text, len(ascii_text) != len(kept)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def as_entity_name(value: Any) -> str | None:
+    """A valid entity name (and label value) from any text; ``None`` when there is none.
+
+    ``~jdoe`` → ``jdoe``, ``My Repo`` → ``My-Repo``, ``Café`` → ``Cafe``; ``日本語`` →
+    ``4f1c9a2e`` (its hash); a 100-character name → its first 54 characters, ``-`` and the
+    hash of the whole."""
+    text = _text(value)
+    if not text:
+        return None
+    if is_valid_name(text):
+        return text
+    folded, lost = _fold(text)
+    name = _NAME_ENDS_RE.sub("", _NAME_CHARS_RE.sub("-", folded))
+    if not lost and name and len(name) <= MAX_NAME_LENGTH:
+        return name
+    keep = MAX_NAME_LENGTH - HASH_LENGTH - 1
+    name = _NAME_ENDS_RE.sub("", name[:keep])
+    return f"{name}-{_digest(text)}" if name else _digest(text)
+
+
+def as_label_value(value: Any) -> str | None:
+    """A valid label value from any text: as :func:`as_entity_name`, and empty text stays
+    empty (a label value may be empty); ``None`` for no value."""
+    text = _text(value)
+    if text is None:
+        return None
+    return as_entity_name(text) if text else ""
+
+
+def as_tag(value: Any) -> str | None:
+    """A valid tag from any text (``Visual Basic`` → ``visual-basic``), ``None`` when nothing
+    valid is left (a tag of unicode only)."""
+    text = _text(value)
+    if not text:
+        return None
+    folded, _ = _fold(text.lower())
+    tag = _TAG_CHARS_RE.sub("-", folded.lower()).strip("-")
+    return tag[:MAX_NAME_LENGTH].rstrip("-") or None
+
+
+def as_tags(values: Any) -> list[str]:
+    """Valid tags from a list (or one text), each once, in order; what cannot be one is left
+    out."""
+    items = values if isinstance(values, list) else [values]
+    tags: list[str] = []
+    for item in items:
+        tag = as_tag(item)
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _entity_ref_error(value: Any) -> str | None:
+    try:
+        ref = parse_entity_ref(value, default_kind="Group")
+    except EntityRefError as exc:
+        return str(exc)
+    return _kind_error(ref.kind) or _namespace_error(ref.namespace) or name_errors(ref.name)
+
+
+def _label_value_error(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > MAX_NAME_LENGTH or not LABEL_VALUE_RE.fullmatch(value):
+        return f"{value!r} is not a valid label value"
+    return None
+
+
+def _tag_error(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not TAG_RE.fullmatch(value):
+        return f"{value!r} is not a valid tag"
+    return None
+
+
+def _string_error(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+# The rules a value can be checked against (``value_error(rule, value)``).
+VALUE_RULES = {
+    "entity_name": name_errors,
+    "label_value": _label_value_error,
+    "tag": _tag_error,
+    "entity_ref": _entity_ref_error,
+    "string": _string_error,
+}
+
+
+def value_error(rule: str, value: Any) -> str | None:
+    """Why ``value`` breaks ``rule`` (one of :data:`VALUE_RULES`), or ``None``."""
+    return VALUE_RULES[rule](value)

@@ -3,7 +3,6 @@ ingested properties in step with what was discovered."""
 
 import copy
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,16 +16,18 @@ from catalog.refs import DEFAULT_NAMESPACE, ref_key
 from catalog.rendering import source_document
 from catalog.selectors import entities_in_scope
 from catalog.services import DocumentError, entities_ingested_write, entities_upsert
-from catalog.validation import MAX_NAME_LENGTH
+from catalog.validation import ValidationIssue, as_entity_name, validate_entity_document
 from integrations.choices import (
     DiscoveredState,
     ImportAction,
     LinkState,
+    ProcessingStage,
     RecommendedAction,
     Registration,
 )
 from integrations.engine.correlation import correlation_index_for
-from integrations.engine.mapping import ExpressionError, search, set_path
+from integrations.engine.mapping import ExpressionError, catalog_path_parts, search, set_path
+from integrations.engine.processing import RecordError, RunErrors
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration
 from integrations.providers import registry
 
@@ -34,7 +35,23 @@ logger = logging.getLogger(__name__)
 
 
 class ImportRefused(ValueError):
-    """An import that the integration's settings or the catalog's state do not allow."""
+    """An import that the integration's settings or the catalog's state do not allow.
+
+    ``reason`` is short and groups a run's errors ("invalid entity", "name taken");
+    ``issues``: what is invalid in the mapped entity; ``holder``: the entity holding the name."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "refused",
+        issues: list[ValidationIssue] | None = None,
+        holder: str = "",
+    ):
+        super().__init__(message)
+        self.reason = reason
+        self.issues = issues or []
+        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -46,11 +63,10 @@ class ImportRequest:
 
 
 def entity_name_from(raw: str) -> str:
-    """A Backstage-valid entity name from a repository name or slug."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw.strip())
-    name = name[:MAX_NAME_LENGTH]
-    name = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name)
-    return name or "unnamed"
+    """A Backstage-valid entity name from a repository name or slug: the name itself when it
+    is valid, else what ``to_entity_name()`` makes of it (the same for the same name, so a
+    re-import finds the entity it registered)."""
+    return as_entity_name(raw) or "unnamed"
 
 
 # Paths that identify an entity: mapped when registering, never changed by a refresh.
@@ -111,12 +127,18 @@ def _write(documents: list[dict], label: str, scope=None) -> list[Entity]:
     try:
         return entities_upsert(documents=documents, scope=scope).entities
     except DocumentError as exc:
-        raise ImportRefused(f"{label}: the mapped entity is invalid: {exc}") from exc
+        raise ImportRefused(
+            f"{label}: the mapped entity is invalid: {exc}",
+            reason=INVALID_ENTITY,
+            issues=exc.issues,
+        ) from exc
     except IntegrityError as exc:
         if not name_taken(exc):
             raise
         # Another import registered the name since we looked.
-        raise ImportRefused(f"{label}: the entity was registered meanwhile: merge into it") from exc
+        raise ImportRefused(
+            f"{label}: the entity was registered meanwhile: merge into it", reason=NAME_TAKEN
+        ) from exc
 
 
 def name_taken(exc: IntegrityError) -> bool:
@@ -188,7 +210,11 @@ def _register(discovered: DiscoveredEntity, entity_type: str | None, user) -> Im
             entity=existing, action=ImportAction.REGISTER, state=LinkState.UNLINKED
         ).exists():
             return _link(discovered, existing, ImportAction.REGISTER, user)
-        raise ImportRefused(f"The entity {key} already exists: merge {discovered.name} into it")
+        raise ImportRefused(
+            f"The entity {existing.ref} already exists: merge {discovered.name} into it",
+            reason=NAME_TAKEN,
+            holder=existing.ref,
+        )
     (entity,) = _write([document], discovered.name, scope=integration.scope)
     return _link(discovered, entity, ImportAction.REGISTER, user)
 
@@ -217,25 +243,133 @@ def _link(discovered: DiscoveredEntity, entity: Entity, action: str, user) -> Im
     return imported
 
 
+INVALID_ENTITY = "invalid entity"
+NAME_TAKEN = "name taken"
+
+
+def _mapping_for(issue: ValidationIssue, mappings: list) -> str:
+    """The catalog path of the field mapping that produced ``issue``'s field (its own path when
+    no mapping did: a default of the import)."""
+    for mapping in mappings:
+        try:
+            path = ".".join(catalog_path_parts(mapping.catalog_path))
+        except ExpressionError:
+            continue
+        if (
+            issue.path == path
+            or issue.path.startswith((f"{path}.", f"{path}["))
+            or path.startswith(f"{issue.path}.")  # a label or annotation key
+        ):
+            return f"{mapping.catalog_path} ← {mapping.expression}"
+    return issue.path or "metadata.name"
+
+
+def refusal_error(stage: str, exc: ImportRefused, mappings: list) -> RecordError:
+    """What a person reads about a refused import or refresh, and what to do about it."""
+    if exc.reason == INVALID_ENTITY:
+        paths = list(dict.fromkeys(_mapping_for(issue, mappings) for issue in exc.issues))
+        message = "; ".join(str(issue) for issue in exc.issues) or str(exc)
+        return RecordError(
+            stage,
+            f"The mapped entity is invalid: {message}",
+            reason=INVALID_ENTITY,
+            hint=(
+                f"Fix the field mapping for {', '.join(paths) or 'the field named'} "
+                "(integration settings → mappings), then sync again."
+            ),
+        )
+    if exc.reason == NAME_TAKEN:
+        holder = exc.holder or "an entity of the same name"
+        return RecordError(
+            stage,
+            f"The catalog already holds {holder}, and the correlation rules do not match it to "
+            "this repository.",
+            reason=NAME_TAKEN,
+            hint=(
+                f"Merge the repository into {holder} (Discovered → Import), add a correlation "
+                "rule that matches them, or map metadata.name to another name (integration "
+                "settings → mappings)."
+            ),
+        )
+    return RecordError(stage, str(exc), reason=exc.reason)
+
+
+def _invalid(document: dict, label: str) -> ImportRefused | None:
+    issues = validate_entity_document(document)
+    if not issues:
+        return None
+    return ImportRefused(
+        f"{label}: the mapped entity is invalid: " + "; ".join(str(issue) for issue in issues),
+        reason=INVALID_ENTITY,
+        issues=issues,
+    )
+
+
+def auto_import_candidates(
+    *, created: list[DiscoveredEntity], rows: list[DiscoveredEntity]
+) -> list[DiscoveredEntity]:
+    """What an auto-importing sync imports from a page: the records new in it, and the ones an
+    earlier import failed for and are still not imported (a fixed mapping or a freed name
+    imports them now), in page order."""
+    new = {row.pk for row in created}
+    return [
+        row
+        for row in rows
+        if row.pk in new
+        or (
+            row.state == DiscoveredState.DISCOVERED
+            and ProcessingStage.IMPORT in (row.processing_errors or {})
+        )
+    ]
+
+
 @transaction.atomic
-def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEntity]) -> int:
+def discovered_import_new(
+    *,
+    integration: Integration,
+    rows: list[DiscoveredEntity],
+    errors: RunErrors | None = None,
+) -> int:
     """Import records a sync has just discovered, each by its recommended action, as
     :func:`discovered_import` would one by one but in a few statements: the registrations are
     written in one upsert and linked in bulk. What the bulk path cannot decide alone (merges, a
-    name taken in the catalog or twice in the page, an invalid mapped entity) goes through
-    :func:`discovered_import`, in page order. Returns how many were imported; refusals are
-    logged."""
+    name taken in the catalog or twice in the page) goes through :func:`discovered_import`, in
+    page order. Returns how many were imported.
+
+    Nothing is dropped silently: each refusal (an invalid mapped entity, a name the catalog
+    holds for another entity) is recorded in ``errors`` on its record, with the field or the
+    holder it names and what to do; the records imported (or left, by design, for a person to
+    merge) have their import error cleared."""
+    errors = errors if errors is not None else RunErrors()
     behaviour = integration.registration
     mappings = list(integration.field_mappings.all())
     registrations: dict[str, tuple[DiscoveredEntity, dict]] = {}
     one_by_one: list[DiscoveredEntity] = []
+    done: list[int] = []  # imported, or waiting for a person by the integration's settings
+
+    def refused(row: DiscoveredEntity, exc: ImportRefused) -> None:
+        errors.fail(row.pk, row.name, refusal_error(ProcessingStage.IMPORT, exc, mappings))
+        logger.info(
+            "integrations.sync.auto_import_refused",
+            extra={
+                "integration_id": integration.pk,
+                "discovered": row.name,
+                "reason": exc.reason,
+                "detail": str(exc),
+            },
+        )
+
     for row in rows:
         if behaviour == Registration.MERGE and row.suggested_entity_id is None:
-            continue  # waits for a user to pick the entity
+            done.append(row.pk)  # waits for a user to pick the entity
+            continue
         if behaviour != Registration.REGISTER and row.suggested_entity_id:
             one_by_one.append(row)  # a merge
             continue
         document = registration_document(integration=integration, discovered=row, mappings=mappings)
+        if (invalid := _invalid(document, row.name)) is not None:
+            refused(row, invalid)
+            continue
         metadata = document["metadata"]
         key = ref_key(document["kind"], metadata.get("namespace") or "default", metadata["name"])
         if key in registrations:
@@ -277,34 +411,34 @@ def discovered_import_new(*, integration: Integration, rows: list[DiscoveredEnti
             first += [row for row, _ in batch.values()]
             conflicts.update({row.pk: key for key, (row, _) in batch.items()})
         else:
+            batch_rows = [row for row, _ in batch.values()]
             imported = _link_many(
                 integration,
-                [row for row, _ in batch.values()],
+                batch_rows,
                 entities,
                 ImportAction.REGISTER,
                 imported_at=imported_at,
                 # An entity created meanwhile was updated, not created: derive its links.
                 rebuild=result.created != len(entities),
             )
+            done += [row.pk for row in batch_rows]
     ordered = {row.pk: index for index, row in enumerate(rows)}
     for row in sorted(first + one_by_one, key=lambda row: ordered[row.pk]):
         try:
             discovered_import(discovered=row)
-            imported += 1
         except ImportRefused as exc:
             entity = _correlated_holder(integration, row, conflicts.get(row.pk))
-            if entity is not None and behaviour != Registration.REGISTER:
-                _merge(row, entity, None)
-                imported += 1
+            if entity is None or behaviour == Registration.REGISTER:
+                refused(row, exc)
                 continue
-            logger.info(
-                "integrations.sync.auto_import_skipped",
-                extra={
-                    "integration_id": integration.pk,
-                    "discovered": row.name,
-                    "reason": str(exc),
-                },
-            )
+            try:
+                _merge(row, entity, None)
+            except ImportRefused as merge_exc:
+                refused(row, merge_exc)
+                continue
+        imported += 1
+        done.append(row.pk)
+    errors.succeed(done, ProcessingStage.IMPORT)
     return imported
 
 
@@ -446,9 +580,19 @@ def entities_ingested_rebuild(*, entity_ids: Iterable[int]) -> int:
     )
 
 
-def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int]) -> int:
+def imported_refresh(
+    *,
+    integration: Integration,
+    discovered_ids: Iterable[int],
+    errors: RunErrors | None = None,
+) -> int:
     """Refresh linked entities of these discovered records: mapped fields (all of them for a
-    Register, only empty ones for a Merge) and ingested properties. Returns entities changed."""
+    Register, only empty ones for a Merge) and ingested properties. Returns entities changed.
+
+    A mapping that makes an entity invalid leaves the entity as it was (nothing stored is
+    lost) and is recorded in ``errors`` on its record, naming the field; the refreshes that
+    worked clear their record's refresh error."""
+    errors = errors if errors is not None else RunErrors()
     discovered_ids = list(discovered_ids)
     if not discovered_ids:
         return 0
@@ -461,6 +605,7 @@ def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int])
         return 0
     documents = []
     mappings = list(integration.field_mappings.all())
+    refreshed: list[int] = []
     for imported in imports:
         current = source_document(imported.entity)
         updated = copy.deepcopy(current)
@@ -471,20 +616,25 @@ def imported_refresh(*, integration: Integration, discovered_ids: Iterable[int])
             only_if_empty=imported.action == ImportAction.MERGE,
             mappings=mappings,
         )
-        if updated != current:
+        if updated == current:
+            refreshed.append(imported.discovered_id)
+        elif (invalid := _invalid(updated, imported.discovered.name)) is not None:
+            error = refusal_error(ProcessingStage.REFRESH, invalid, mappings)
+            errors.fail(imported.discovered_id, imported.discovered.name, error)
+        else:
             documents.append(updated)
+            refreshed.append(imported.discovered_id)
     changed = 0
     if documents:
         # A document can differ in form only (the upsert finds its columns unchanged): count
         # the entities written.
         try:
-            changed = entities_upsert(documents=documents).updated
+            with transaction.atomic():
+                changed = entities_upsert(documents=documents).updated
         except DocumentError:
-            # One bad mapping must not block the others: write them one by one.
+            # Two records linked to one entity refresh it twice: one by one, the last wins.
             for document in documents:
-                try:
-                    changed += entities_upsert(documents=[document]).updated
-                except DocumentError:
-                    continue
+                changed += entities_upsert(documents=[document]).updated
+    errors.succeed(refreshed, ProcessingStage.REFRESH)
     changed += entities_ingested_rebuild(entity_ids=[i.entity_id for i in imports])
     return changed

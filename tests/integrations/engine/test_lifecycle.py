@@ -200,16 +200,25 @@ def test_auto_import_takes_only_newly_discovered_records(world, engine_integrati
     assert ImportedEntity.objects.count() == 1
 
 
-def test_auto_import_skips_records_the_catalog_refuses(world, engine_integration, make_entities):
+def test_auto_import_records_a_refusal_on_the_record_naming_the_name_holder(
+    world, engine_integration, make_entities
+):
     make_entities(component_doc("taken", metadata={"annotations": {"fake.example/slug": "x"}}))
     world.add_repo("taken")  # name collides, rule does not match: register is refused
     world.add_repo("free")
     rule = {"ingested": "uuid", "catalog": 'metadata.annotations."fake.example/slug"'}
     integration = engine_integration(auto_import=True, correlation=[rule])
-    run = sync_ok(integration)
+    run = sync(integration)
     assert run.imported == 1
-    assert discovered(integration, "taken").state == DiscoveredState.DISCOVERED
+    assert (run.state, run.errors) == (SyncState.PARTIAL, 1)
+    taken = discovered(integration, "taken")
+    assert taken.state == DiscoveredState.DISCOVERED
     assert entity("taken").integration_links == []
+    error = taken.processing_errors["import"]
+    assert error["reason"] == "name taken"
+    assert "component:default/taken" in error["message"]
+    assert taken.error_since is not None
+    assert discovered(integration, "free").processing_errors == {}
 
 
 def test_bulk_import_reports_each_request_on_its_own(world, engine_integration, make_entities):
