@@ -1,9 +1,12 @@
 """Writes to the catalog. Every entity write goes through :func:`entities_upsert`, which keeps the
 relation rows and the search rows in step with the entity in the same transaction."""
 
+import contextlib
+import contextvars
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -221,6 +224,7 @@ def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()
         rows += [(entity.pk, *row) for row in search_rows(entity_document(entity))]
     _insert_rows(Relation, _RELATION_COLUMNS, relations)
     _insert_rows(EntitySearch, _SEARCH_COLUMNS, rows)
+    _entity_changes_record(written={entity.pk: entity.ref_key for entity in entities})
 
 
 _RELATION_COLUMNS = ("originating_entity_id", "source_key", "type", "target_ref", "target_key")
@@ -285,7 +289,9 @@ def instances_insert(instances: Sequence[Model]) -> None:
 
 def entity_delete(*, entity: Entity) -> None:
     """Delete an entity; its relation and search rows go with it (cascade)."""
+    deleted = {entity.pk: entity.ref_key}
     entity.delete()
+    _entity_changes_record(deleted=deleted)
     logger.info("catalog.entity.deleted", extra={"entity_ref": entity.ref})
 
 
@@ -362,3 +368,93 @@ def entity_refresh_request(*, entity: Entity) -> bool:
         extra={"entity_ref": entity.ref, "scheduled": scheduled},
     )
     return scheduled
+
+
+# -- entity changes: an explicit hook for what depends on the catalog's contents -------------
+# The integrations app keeps its recommendations (which discovered record is which entity, which
+# names are taken) in step with the catalog. The catalog does not import integrations; it tells
+# whoever subscribed, once per committed transaction, which entities were written or deleted.
+
+
+@dataclass(frozen=True)
+class EntityChanges:
+    """Entities one committed transaction created or changed (``written``: id → ref key, a
+    rename included) or deleted (id → the ref key it had), by ``source`` (see
+    :func:`entity_changes_source`; empty when the writer did not say).
+
+    A hint of where to look, not the truth: a subscriber reads the entities' current state
+    from the database (a change recorded in a transaction that was rolled back may be
+    delivered with the next one that commits)."""
+
+    written: dict[int, str]
+    deleted: dict[int, str]
+    source: str = ""
+
+
+EntityChangesCallback = Callable[[EntityChanges], None]
+_change_subscribers: list[EntityChangesCallback] = []
+_change_source: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "catalog_entity_change_source", default=""
+)
+_pending_changes = threading.local()  # .batches: {source: (written, deleted)} until commit
+
+
+def entity_changes_subscribe(callback: EntityChangesCallback) -> None:
+    """Call ``callback(EntityChanges)`` after each commit that created, changed, renamed or
+    deleted entities — one call per transaction and source however many entities it wrote
+    (an import of 1,000 entities is one call). Subscribe from ``AppConfig.ready()``. A
+    callback's exception is logged and does not reach the writer, whose data is committed."""
+    if callback not in _change_subscribers:
+        _change_subscribers.append(callback)
+
+
+def entity_changes_unsubscribe(callback: EntityChangesCallback) -> None:
+    if callback in _change_subscribers:
+        _change_subscribers.remove(callback)
+
+
+@contextlib.contextmanager
+def entity_changes_source(source: str) -> Iterator[None]:
+    """Label the entity writes made inside the block (e.g. ``"integration:7"`` for that
+    integration's sync), so a subscriber can skip the changes it made itself."""
+    token = _change_source.set(source)
+    try:
+        yield
+    finally:
+        _change_source.reset(token)
+
+
+def _entity_changes_record(
+    *, written: dict[int, str] | None = None, deleted: dict[int, str] | None = None
+) -> None:
+    if not _change_subscribers or not (written or deleted):
+        return
+    batches = getattr(_pending_changes, "batches", None)
+    if batches is None:
+        batches = _pending_changes.batches = {}
+    pending_written, pending_deleted = batches.setdefault(_change_source.get(), ({}, {}))
+    for pk, key in (written or {}).items():
+        pending_written[pk] = key
+        pending_deleted.pop(pk, None)
+    for pk, key in (deleted or {}).items():
+        pending_deleted[pk] = key
+        pending_written.pop(pk, None)
+    # Runs at once outside a transaction; the first delivery after commit takes every batch.
+    transaction.on_commit(_entity_changes_deliver)
+
+
+def _entity_changes_deliver() -> None:
+    batches = getattr(_pending_changes, "batches", None)
+    if not batches:
+        return
+    _pending_changes.batches = {}
+    for source, (written, deleted) in batches.items():
+        changes = EntityChanges(written=written, deleted=deleted, source=source)
+        for callback in list(_change_subscribers):
+            try:
+                callback(changes)
+            except Exception:
+                logger.exception(
+                    "catalog.entity_changes.subscriber_failed",
+                    extra={"written": len(written), "deleted": len(deleted), "source": source},
+                )

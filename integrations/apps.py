@@ -13,6 +13,13 @@ class IntegrationsConfig(AppConfig):
         builtin.register_all()
         refresh_handler_register(entity_refresh_from_source)
 
+        # Recommendations follow the catalog: entities created, renamed or deleted by anything
+        # other than an integration's own sync recompute the advice they affect.
+        from catalog.services import entity_changes_subscribe
+        from integrations.tasks import recommendations_follow_catalog
+
+        entity_changes_subscribe(recommendations_follow_catalog)
+
         from catalog.views import EntityTab, entity_tab_register
 
         entity_tab_register(

@@ -180,6 +180,41 @@ def _apply_rules(integration: Integration, rules: list[RuleInput]) -> None:
     )
 
 
+# Settings a recommendation depends on: what is matched (rules, kind, scope), which name a
+# Register would take (mappings), and which actions the integration allows.
+RECOMMENDATION_SETTINGS = {"correlation", "field_mappings", "registration", "entity_kind", "scope"}
+
+
+def integration_recommendations_refresh(
+    *,
+    integration: Integration,
+    entity_ids: list[int] | None = None,
+    deleted_refs: list[str] | None = None,
+) -> int:
+    """Recompute the recommendations and suggested matches of the integration's records not
+    yet imported, through the correlation index (never records × entities): all of them
+    (``entity_ids`` None: the rules or settings changed), or those the catalog entities
+    ``entity_ids`` (created, changed, renamed or deleted; ``deleted_refs``: the ref keys of the
+    deleted ones) can affect. Returns how many records' advice changed."""
+    from integrations.engine import discovery
+
+    if entity_ids is None:
+        changed = discovery.recommendations_refresh(integration=integration)
+    else:
+        changed = discovery.recommendations_entities_changed(
+            integration=integration, entity_ids=entity_ids, deleted_refs=deleted_refs or ()
+        )
+    logger.info(
+        "integrations.recommendations.refreshed",
+        extra={
+            "integration_id": integration.pk,
+            "entities": None if entity_ids is None else len(entity_ids),
+            "changed": changed,
+        },
+    )
+    return changed
+
+
 def _apply_mappings(integration: Integration, mappings: dict[str, str]) -> None:
     integration.field_mappings.all().delete()
     FieldMapping.objects.bulk_create(
@@ -257,6 +292,12 @@ def integration_update(*, integration: Integration, **values) -> Integration:
             integration=integration, state=choices.LinkState.LINKED
         ).values_list("entity_id", flat=True)
         entities_ingested_rebuild(entity_ids=list(linked))
+    written = set(values) | {
+        key for key, value in (("correlation", rules), ("field_mappings", mappings)) if value
+    }
+    if written & RECOMMENDATION_SETTINGS:
+        # At once, in the same transaction: the rules and the advice they give commit together.
+        integration_recommendations_refresh(integration=integration)
     return integration
 
 

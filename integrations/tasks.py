@@ -76,3 +76,61 @@ def webhook_unregister(connector_id: int, target: dict, url: str) -> int:
     if connector is None:
         return 0
     return services.integration_webhook_unregister(connector=connector, target=target, url=url)
+
+
+# --- recommendations that follow the catalog --------------------------------------------------
+
+# Beyond this many entities changed at once, one recompute of every record through a fresh
+# index costs less than looking at each change.
+RECOMMENDATIONS_FULL_OVER = 5000
+
+
+def entity_changes_source_of(integration_id: int) -> str:
+    """The ``catalog.services.entity_changes_source`` label of an integration's own writes: its
+    syncs recompute their advice themselves, so their writes do not trigger a recompute."""
+    return f"integration:{integration_id}"
+
+
+@shared_task(name="integrations.recommendations_recompute")
+def recommendations_recompute(
+    integration_id: int, entity_ids: list[int] | None = None, deleted_refs: list[str] | None = None
+) -> int:
+    from integrations import services
+
+    integration = Integration.objects.filter(pk=integration_id).first()
+    if integration is None:
+        return 0
+    return services.integration_recommendations_refresh(
+        integration=integration, entity_ids=entity_ids, deleted_refs=deleted_refs
+    )
+
+
+def recommendations_follow_catalog(changes) -> None:
+    """The ``catalog.services.entity_changes_subscribe`` callback (after commit): one recompute
+    per integration of a changed entity's kind with records not yet imported — however many
+    entities the transaction wrote — except the integration whose own sync wrote them. Runs in
+    process without a broker; a Celery task with one."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from integrations.choices import DiscoveredState
+    from integrations.models import DiscoveredEntity
+
+    keys = (*changes.written.values(), *changes.deleted.values())
+    kinds = {key.split(":", 1)[0] for key in keys}
+    if not kinds:
+        return
+    of_kind = Q()
+    for kind in kinds:
+        of_kind |= Q(entity_kind__iexact=kind)
+    waiting = DiscoveredEntity.objects.filter(
+        integration=OuterRef("pk"), state=DiscoveredState.DISCOVERED
+    )
+    integration_ids = Integration.objects.filter(of_kind).filter(Exists(waiting))
+    ids = sorted({*changes.written, *changes.deleted})
+    entity_ids = None if len(ids) > RECOMMENDATIONS_FULL_OVER else ids
+    for integration_id in integration_ids.values_list("pk", flat=True):
+        if changes.source == entity_changes_source_of(integration_id):
+            continue
+        recommendations_recompute.delay(
+            integration_id, entity_ids, sorted(changes.deleted.values())
+        )

@@ -30,6 +30,7 @@ def test_correlation_only_suggests_entities_the_integrations_scope_may_touch(
     }
     assert suggestions == {
         "billing": ("merge", "billing"),
-        "ledger": ("register", None),
+        # Not suggested (out of scope), but its name is taken: Register would fail.
+        "ledger": ("conflict", None),
         "search": ("merge", "search"),
     }

@@ -114,7 +114,8 @@ def test_equals_does_not_match_a_word_inside_a_string(world, engine_integration,
     rule = {"ingested": "name", "catalog": "metadata.description", "operator": "equals"}
     integration = engine_integration(correlation=[rule])
     sync_ok(integration)
-    assert recommendation(integration, "gateway") == (RecommendedAction.REGISTER, None, [])
+    # The rule does not match, and a Register would take a name the catalog holds.
+    assert recommendation(integration, "gateway") == (RecommendedAction.CONFLICT, None, [])
 
 
 def test_ambiguous_matches_recommend_register_and_list_every_candidate(

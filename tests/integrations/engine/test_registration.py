@@ -36,7 +36,9 @@ def test_register_only_registers_new_entities_and_refuses_merge(
     sync_ok(integration)
 
     payments = discovered(integration, "payments")
-    assert payments.recommended_action == RecommendedAction.REGISTER
+    # The name is taken and a register-only integration cannot merge: a conflict, named.
+    assert payments.recommended_action == RecommendedAction.CONFLICT
+    assert payments.name_holder == existing
     with pytest.raises(ImportRefused, match="only registers new entities"):
         discovered_import(discovered=payments, action="merge", entity=existing)
     with pytest.raises(ImportRefused, match="already exists"):
