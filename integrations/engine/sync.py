@@ -47,6 +47,7 @@ from integrations.engine.discovery import (
 from integrations.engine.enrichment import catalog_files_enrich
 from integrations.engine.imports import discovered_import_new, imported_refresh
 from integrations.engine.secondary import SecondarySync, start_datetime
+from integrations.engine.targeted import webhook_coalesced_drain, webhook_coalesced_followup
 from integrations.models import ImportedEntity, Integration, SyncRun
 from integrations.providers import registry
 from integrations.providers.base import Provider, ProviderError, RepoRecord
@@ -271,7 +272,13 @@ def _finish(
     message: str = "",
     error: str = "",
     integration: Integration | None = None,
+    provider: Provider | None = None,
 ) -> SyncRun:
+    """Record the run. A run that held the claim (``integration`` given) first refreshes the
+    repositories of webhook deliveries that coalesced while it ran, and after releasing the
+    claim follows up on any marked meanwhile (see :mod:`integrations.engine.targeted`)."""
+    if integration is not None:
+        webhook_coalesced_drain(run=run, provider=provider, tick=None)
     run.state = state
     run.message = run.message or message
     run.error = error[:5000]
@@ -283,4 +290,5 @@ def _finish(
             last_sync_at=now, next_sync_at=now + timedelta(minutes=integration.update_frequency)
         )
         claim_release(run)
+        webhook_coalesced_followup(integration_id=integration.pk)
     return run

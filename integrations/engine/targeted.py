@@ -8,20 +8,29 @@ kinds of that one repository (always checked: pull-request activity does not tou
 repository itself). It records a ``SyncRun`` in mode ``repository``.
 
 It takes the integration's claim like any run, so it never interleaves with a full sync.
-When the claim is held, the delivery waits: the task re-enqueues itself with a short countdown
-(a full sync that already listed the repository would otherwise miss the change until its next
-run — pull-request activity even until the next sweep) for up to :data:`DEFER_WINDOW`; after that,
-or when tasks run in process and cannot wait, the run is recorded as skipped and the scheduled
-sync catches up.
+Deliveries that find the claim held are never dropped: they **coalesce**.
+
+1. A delivery is first marked ``coalesced``, and only then tries the claim. If it gets it, its
+   run refreshes every repository named by a coalesced delivery of the integration (its own
+   included): :func:`webhook_coalesced_followup`.
+2. Whoever holds the claim — a full or incremental sync, a repository refresh, a follow-up —
+   drains the coalesced deliveries before it releases the claim
+   (:func:`webhook_coalesced_drain`): one refresh per repository however many deliveries name
+   it, each delivery closed as processed ("Covered by run N") or failed with the reason.
+3. After releasing, it looks again and, if a delivery was marked meanwhile, takes the claim
+   again for a follow-up run that drains it.
+
+There is no lost wake-up: a delivery marks before it tries the claim, and a holder releases
+before it looks again, so either the holder's second look sees the mark or the delivery's own
+claim attempt succeeds. Nothing waits on a timer, so in-process tasks and Celery workers behave
+alike.
 
 A repository the provider no longer finds is marked gone only when the provider confirms it —
 its probe still reaches the workspace or projects, so the 404 is not a lost permission.
 """
 
 import logging
-import random
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Q
@@ -37,7 +46,7 @@ from integrations.choices import (
     SyncTrigger,
     WebhookOutcome,
 )
-from integrations.engine.claims import claim_release, heartbeat, integration_claim
+from integrations.engine.claims import SyncAborted, claim_release, heartbeat, integration_claim
 from integrations.engine.correlation import (
     CorrelationIndex,
     correlation_index_build,
@@ -59,9 +68,16 @@ from integrations.providers.base import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
 
-DEFER_WINDOW = timedelta(minutes=15)
-DEFER_BEHIND_LISTING = 30.0  # seconds to wait behind a full or incremental sync
-DEFER_BEHIND_REFRESH = 2.0  # ... behind another repository refresh (they take a second or so)
+# Bounds, so a stream of deliveries cannot keep one run (or one worker) busy for ever: what is
+# left after them stays coalesced for the next run holding the claim (a later delivery's, or
+# the next scheduled sync's).
+DRAIN_ROUNDS = 20  # looks at the coalesced deliveries per run
+FOLLOWUP_RUNS = 10  # follow-up runs one releaser starts in a row
+
+WAITING = "Waiting for the run holding the integration, which refreshes it before it ends"
+PENDING = (WebhookOutcome.QUEUED, WebhookOutcome.COALESCED)
+
+Tick = Callable[[], None]
 
 
 class _LazyIndex:
@@ -117,13 +133,11 @@ def _known(integration: Integration, external_id: str | None, name: str | None):
 
 def _mark_gone(
     provider: Provider, run: SyncRun, row: DiscoveredEntity | None, label: str, *, confirm: bool
-) -> None:
+) -> str:
     if row is None:
-        run.message = f"{label}: not found at the provider, and not known here"
-        return
+        return f"{label}: not found at the provider, and not known here"
     if row.state == DiscoveredState.GONE:
-        run.message = f"{label}: not found at the provider (already gone)"
-        return
+        return f"{label}: not found at the provider (already gone)"
     if confirm:
         probe = provider.probe()
         if not probe.ok:
@@ -132,12 +146,48 @@ def _mark_gone(
                 f"({probe.message}): not marking it gone"
             )
     DiscoveredEntity.objects.filter(pk=row.pk).update(state=DiscoveredState.GONE)
-    run.gone = 1
-    run.message = (
-        f"{label}: gone (the provider no longer has it)"
-        if confirm
-        else f"{label}: gone (no longer selected by the integration's target)"
-    )
+    run.gone += 1
+    if confirm:
+        return f"{label}: gone (the provider no longer has it)"
+    return f"{label}: gone (no longer selected by the integration's target)"
+
+
+def _repository_write(
+    provider: Provider,
+    integration: Integration,
+    run: SyncRun,
+    *,
+    external_id: str | None,
+    name: str | None,
+    tick: Tick,
+) -> str:
+    """Read one repository and write what the provider says of it (new, changed, out of the
+    target, or gone); the run's counts grow by what was written. Returns what happened."""
+    label = name or external_id or "?"
+    record = provider.get_repository(external_id, name)
+    if record is None:
+        return _mark_gone(
+            provider, run, _known(integration, external_id, name), label, confirm=True
+        )
+    if not provider.in_target(record):
+        row = _known(integration, record.external_id, None)
+        if row is None:
+            return f"{label}: not selected by the integration's target; ignored"
+        return _mark_gone(provider, run, row, label, confirm=False)
+    return _refresh(provider, integration, run, record, tick)
+
+
+def _provider_tick(run: SyncRun, provider: Provider, *, own: bool = False) -> Tick:
+    """Renew the claim and count the provider's requests on the run; ``own``: a provider made
+    for this step, whose requests add to those the run made before it."""
+    requests, pages = (run.requests or 0, run.pages or 0) if own else (0, 0)
+
+    def tick() -> None:
+        run.requests = requests + provider.stats.requests
+        run.pages = pages + provider.stats.pages
+        heartbeat(run)
+
+    return tick
 
 
 def repository_refresh(
@@ -148,7 +198,9 @@ def repository_refresh(
     trigger: str = SyncTrigger.WEBHOOK,
     provider: Provider | None = None,
 ) -> SyncRun:
-    """Re-read one repository through the provider and write it as the scheduled sync would.
+    """Re-read one repository through the provider and write it as the scheduled sync would;
+    before releasing the claim, also refresh the repositories of coalesced webhook deliveries,
+    and after it, follow up on the ones marked meanwhile.
 
     Returns the run: ``succeeded``, ``failed`` (a provider error), or ``skipped`` (suspended,
     or another run holds the claim — then ``run.holder_id`` names that run).
@@ -164,41 +216,39 @@ def repository_refresh(
         holder = claim_holder(integration_id=integration.pk)
         run.holder_id = holder.pk if holder else None
         run.state, run.finished_at = SyncState.SKIPPED, timezone.now()
-        run.message = f"{label}: deferred, another sync (run {run.holder_id}) is running"
+        run.message = f"{label}: not refreshed, another sync (run {run.holder_id}) is running"
         run.save()
         return run
     logger.info("integrations.refresh.started", extra=log_extra)
-
-    def tick() -> None:
-        run.requests = provider.stats.requests
-        run.pages = provider.stats.pages
-        heartbeat(run)
-
+    state, error, claimed = SyncState.SUCCEEDED, "", True
     try:
         provider = provider or registry.for_integration(integration)
-        record = provider.get_repository(external_id, name)
-        if record is None:
-            _mark_gone(provider, run, _known(integration, external_id, name), label, confirm=True)
-        elif not provider.in_target(record):
-            row = _known(integration, record.external_id, None)
-            if row is None:
-                run.message = f"{label}: not selected by the integration's target; ignored"
-            else:
-                _mark_gone(provider, run, row, label, confirm=False)
-        else:
-            _refresh(provider, integration, run, record, tick)
+        tick = _provider_tick(run, provider)
+        run.message = _repository_write(
+            provider, integration, run, external_id=external_id, name=name, tick=tick
+        )
         tick()
+    except SyncAborted as exc:
+        logger.warning("integrations.refresh.aborted", extra={**log_extra, "error": str(exc)})
+        state, error, claimed = SyncState.FAILED, str(exc), False
     except ProviderError as exc:
         logger.warning("integrations.refresh.failed", extra={**log_extra, "error": exc.message})
-        return _finish(run, SyncState.FAILED, error=exc.message)
+        state, error = SyncState.FAILED, exc.message
     except Exception as exc:
         logger.exception("integrations.refresh.crashed", extra=log_extra)
-        return _finish(run, SyncState.FAILED, error=f"{type(exc).__name__}: {exc}")
-    logger.info("integrations.refresh.succeeded", extra=log_extra)
-    return _finish(run, SyncState.SUCCEEDED)
+        state, error = SyncState.FAILED, f"{type(exc).__name__}: {exc}"
+    if claimed:
+        drained = webhook_coalesced_drain(run=run, provider=provider, tick=None)
+        if drained:
+            run.message = f"{run.message}; {_drained_message(drained)}"
+    if state == SyncState.SUCCEEDED:
+        logger.info("integrations.refresh.succeeded", extra=log_extra)
+    _finish(run, state, error=error)
+    webhook_coalesced_followup(integration_id=integration.pk)
+    return run
 
 
-def _refresh(provider: Provider, integration: Integration, run: SyncRun, record, tick) -> None:
+def _refresh(provider: Provider, integration: Integration, run: SyncRun, record, tick) -> str:
     index = _LazyIndex(integration)
     catalog_files_enrich(provider, integration, [record], budget=1)
     with transaction.atomic():  # as a sync page: new record and its auto-import together
@@ -225,8 +275,9 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
             )
     if index.built and index.changed:
         recommendations_refresh(integration=integration, index=index)
-    run.discovered, run.imported, run.refreshed = len(created), imported, refreshed
-    run.message = f"{record.name}: {'discovered' if created else 'updated'}"
+    run.discovered += len(created)
+    run.imported += imported
+    run.refreshed += refreshed
     tick()
     if integration.secondary_kinds:
         secondary = SecondarySync(
@@ -237,83 +288,217 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
             sweep={row.pk},
         )
         secondary.run(DiscoveredEntity.objects.filter(pk=row.pk))
-        run.pull_requests = secondary.budget.written["pull_requests"]
-        run.commits = secondary.budget.written["commits"]
+        run.pull_requests += secondary.budget.written["pull_requests"]
+        run.commits += secondary.budget.written["commits"]
+    return f"{record.name}: {'discovered' if created else 'updated'}"
 
 
 # -- webhook deliveries ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeliveryResult:
-    outcome: str
-    retry_in: float | None = None  # seconds, when the delivery should be tried again
+def _drained_message(repositories: int) -> str:
+    plural = "repository" if repositories == 1 else "repositories"
+    return f"refreshed {repositories} {plural} named by coalesced webhook deliveries"
+
+
+def _same_repository(external_id: str, name: str) -> Q:
+    return Q(repository_external_id=external_id) if external_id else Q(repository_name=name)
+
+
+def _coalesced(integration_id: int):
+    return WebhookDelivery.objects.filter(
+        integration_id=integration_id, outcome=WebhookOutcome.COALESCED
+    )
+
+
+def _coalesced_repositories(integration_id: int) -> list[tuple[str, str]]:
+    """The distinct repositories the coalesced deliveries name, in the order the first delivery
+    naming each was received (read through the partial index ``webhook_delivery_coalesced``)."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    rows = (
+        _coalesced(integration_id)
+        .order_by("received_at", "pk")
+        .values_list("repository_external_id", "repository_name")
+    )
+    for external_id, name in rows:
+        seen.setdefault((external_id, "" if external_id else name), (external_id, name))
+    return list(seen.values())
+
+
+def webhook_coalesced_drain(
+    *, run: SyncRun, provider: Provider | None = None, tick: Tick | None = None
+) -> int:
+    """Refresh every repository named by the integration's coalesced deliveries; called by the
+    run holding the claim, before it releases it. Returns how many repositories were refreshed.
+
+    One refresh per repository however many deliveries name it, in the order they were
+    received, with the steps of :func:`repository_refresh` (gone included). Each refresh closes
+    the deliveries of its repository received before it read it — coalesced, or still queued
+    for a worker — as processed ("Covered by run N"), or as failed with the reason; one
+    repository's failure does not stop the others. Deliveries marked while it works are picked
+    up by the next look, for :data:`DRAIN_ROUNDS` looks. It never raises: a run that lost its
+    claim stops and leaves the rest coalesced, for the run that took the claim over.
+    """
+    log_extra = {"integration_id": run.integration_id, "run_id": run.pk}
+    refreshed = 0
+    run.drain_failures = failures = []  # the repositories that failed, for the caller's record
+    try:
+        repositories = _coalesced_repositories(run.integration_id)
+        if not repositories:
+            return 0
+        heartbeat(run)  # a run that lost its claim refreshes nothing
+        integration = Integration.objects.select_related("connector").get(pk=run.integration_id)
+        own = provider is None
+        try:
+            provider = provider or registry.for_integration(integration)
+        except ProviderError as exc:
+            _coalesced_fail(run, exc.message)
+            failures.append(exc.message)
+            return 0
+        tick = tick or _provider_tick(run, provider, own=own)
+        for _ in range(DRAIN_ROUNDS):
+            for external_id, name in repositories:
+                if not _coalesced_refresh(provider, integration, run, external_id, name, tick):
+                    failures.append(name or external_id)
+                refreshed += 1
+            repositories = _coalesced_repositories(run.integration_id)
+            if not repositories:
+                break
+    except SyncAborted as exc:
+        logger.warning("integrations.webhook.drain_stopped", extra={**log_extra, "error": str(exc)})
+    except Exception:
+        logger.exception("integrations.webhook.drain_crashed", extra=log_extra)
+    if refreshed:
+        logger.info("integrations.webhook.drained", extra={**log_extra, "repositories": refreshed})
+    return refreshed
+
+
+def _coalesced_refresh(
+    provider: Provider,
+    integration: Integration,
+    run: SyncRun,
+    external_id: str,
+    name: str,
+    tick: Tick,
+) -> bool:
+    """Refresh one repository and close its deliveries; ``False`` when it failed."""
+    read_at = timezone.now()
+    label = name or external_id or "?"
+    try:
+        message = _repository_write(
+            provider,
+            integration,
+            run,
+            external_id=external_id or None,
+            name=name or None,
+            tick=tick,
+        )
+        tick()
+    except SyncAborted:
+        raise
+    except ProviderError as exc:
+        logger.warning(
+            "integrations.webhook.refresh_failed",
+            extra={"run_id": run.pk, "repository": label, "error": exc.message},
+        )
+        outcome, detail = WebhookOutcome.FAILED, f"Run {run.pk} failed: {exc.message}"
+    except Exception as exc:
+        logger.exception(
+            "integrations.webhook.refresh_crashed", extra={"run_id": run.pk, "repository": label}
+        )
+        outcome, detail = WebhookOutcome.FAILED, f"Run {run.pk} failed: {type(exc).__name__}: {exc}"
+    else:
+        outcome, detail = WebhookOutcome.PROCESSED, f"Covered by run {run.pk}: {message}"
+    WebhookDelivery.objects.filter(
+        _same_repository(external_id, name),
+        integration_id=integration.pk,
+        outcome__in=PENDING,
+        received_at__lte=read_at,
+    ).update(outcome=outcome, detail=detail[:5000], processed_at=timezone.now())
+    return outcome == WebhookOutcome.PROCESSED
+
+
+def _coalesced_fail(run: SyncRun, reason: str) -> None:
+    _coalesced(run.integration_id).update(
+        outcome=WebhookOutcome.FAILED,
+        detail=f"Run {run.pk} failed: {reason}"[:5000],
+        processed_at=timezone.now(),
+    )
+
+
+def webhook_coalesced_followup(*, integration_id: int) -> SyncRun | None:
+    """After a run released the claim: if deliveries were marked coalesced meanwhile, take the
+    claim again (a new run, mode ``repository``, trigger ``webhook``) and drain them; repeated
+    while more keep coming, up to :data:`FOLLOWUP_RUNS` runs. Returns the last run, or ``None``
+    when there was nothing to do or another run holds the claim (that run drains them)."""
+    last = None
+    for _ in range(FOLLOWUP_RUNS):
+        if not _coalesced(integration_id).exists():
+            break
+        integration = Integration.objects.filter(pk=integration_id).first()
+        if integration is None:
+            break
+        if integration.state != IntegrationState.ENABLED:
+            _coalesced(integration_id).update(
+                outcome=WebhookOutcome.IGNORED,
+                detail="Integration is suspended",
+                processed_at=timezone.now(),
+            )
+            break
+        if claim_holder(integration_id=integration_id) is not None:
+            break  # the holder drains them before it releases (or follows up after)
+        run = SyncRun.objects.create(
+            integration=integration, trigger=SyncTrigger.WEBHOOK, mode=SyncMode.REPOSITORY
+        )
+        if not integration_claim(integration_id=integration_id, run=run):
+            # Taken since the look above: its holder drains them. This run never ran.
+            SyncRun.objects.filter(pk=run.pk).delete()
+            break
+        drained = webhook_coalesced_drain(run=run, provider=None, tick=None)
+        failed = run.drain_failures
+        run.message = _drained_message(drained).capitalize()
+        _finish(
+            run,
+            SyncState.FAILED if failed and len(failed) >= drained else SyncState.SUCCEEDED,
+            error=f"{len(failed)} of {drained} failed: {', '.join(failed)}" if failed else "",
+        )
+        last = run
+    return last
 
 
 def _delivery_close(delivery: WebhookDelivery, outcome: str, detail: str) -> None:
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+    WebhookDelivery.objects.filter(pk=delivery.pk, outcome__in=PENDING).update(
         outcome=outcome, detail=detail[:5000], processed_at=timezone.now()
     )
 
 
-def _retry_in(holder: SyncRun | None) -> float:
-    base = DEFER_BEHIND_REFRESH if holder and holder.mode == SyncMode.REPOSITORY else None
-    delay = base if base is not None else DEFER_BEHIND_LISTING
-    return delay + random.uniform(0, delay)  # noqa: S311 - jitter, spreads a burst
+def webhook_delivery_process(*, delivery_id: int) -> str:
+    """Act on one recorded delivery: mark it coalesced, then try the claim and, with it,
+    refresh every coalesced repository of the integration; without it, the run holding the
+    claim refreshes it before it ends. Returns the delivery's outcome afterwards.
 
-
-def webhook_delivery_process(*, delivery_id: int, may_defer: bool = True) -> DeliveryResult:
-    """Act on one recorded delivery: refresh its repository and store the outcome.
-
-    While another run holds the integration, returns ``retry_in`` (when ``may_defer`` and the
-    delivery is younger than :data:`DEFER_WINDOW`) and leaves the delivery queued. A successful
-    refresh also closes the other queued deliveries of the same repository received before it
-    started: the repository was read after they were sent.
+    A delivery already coalesced (a task handed out again after a worker died) is treated as a
+    new one: marking it again is harmless, and its claim attempt may be what drains it.
     """
     delivery = WebhookDelivery.objects.select_related("integration").filter(pk=delivery_id).first()
     if delivery is None:
-        return DeliveryResult("missing")
-    if delivery.outcome != WebhookOutcome.QUEUED:
-        return DeliveryResult(delivery.outcome)  # already done (a redelivered task)
+        return "missing"
+    if delivery.outcome not in PENDING:
+        return delivery.outcome  # already done (a redelivered task, or covered by a refresh)
     integration = delivery.integration
     if integration.state != IntegrationState.ENABLED:
         _delivery_close(delivery, WebhookOutcome.IGNORED, "Integration is suspended")
-        return DeliveryResult(WebhookOutcome.IGNORED)
-    may_defer = may_defer and timezone.now() - delivery.received_at < DEFER_WINDOW
-    holder = claim_holder(integration_id=integration.pk)
-    if holder is not None and may_defer:
-        return DeliveryResult(WebhookOutcome.QUEUED, retry_in=_retry_in(holder))
-    run = repository_refresh(
-        integration_id=integration.pk,
-        external_id=delivery.repository_external_id or None,
-        name=delivery.repository_name or None,
+        return WebhookOutcome.IGNORED
+    # Mark first, claim second: see the module docstring.
+    WebhookDelivery.objects.filter(pk=delivery.pk, outcome=WebhookOutcome.QUEUED).update(
+        outcome=WebhookOutcome.COALESCED, detail=WAITING
     )
-    if run.state == SyncState.SKIPPED and run.holder_id is not None and may_defer:
-        holder = claim_holder(integration_id=integration.pk)  # taken since the check above
-        return DeliveryResult(WebhookOutcome.QUEUED, retry_in=_retry_in(holder))
-    if run.state == SyncState.SUCCEEDED:
-        same_repository = (
-            Q(repository_external_id=delivery.repository_external_id)
-            if delivery.repository_external_id
-            else Q(repository_name=delivery.repository_name)
-        )
-        WebhookDelivery.objects.filter(
-            same_repository,
-            integration=integration,
-            outcome=WebhookOutcome.QUEUED,
-            received_at__lte=run.started_at,
-        ).exclude(pk=delivery.pk).update(
-            outcome=WebhookOutcome.PROCESSED,
-            detail=f"Covered by run {run.pk}",
-            processed_at=timezone.now(),
-        )
-        _delivery_close(delivery, WebhookOutcome.PROCESSED, f"Run {run.pk}: {run.message}")
-        return DeliveryResult(WebhookOutcome.PROCESSED)
-    if run.state == SyncState.SKIPPED:
-        detail = f"Run {run.pk} skipped: {run.message}"
-        if run.holder_id is not None:
-            detail += "; the next scheduled sync picks the change up"
-        _delivery_close(delivery, WebhookOutcome.SKIPPED, detail)
-        return DeliveryResult(WebhookOutcome.SKIPPED)
-    _delivery_close(delivery, WebhookOutcome.FAILED, f"Run {run.pk} failed: {run.error}")
-    return DeliveryResult(WebhookOutcome.FAILED)
+    run = webhook_coalesced_followup(integration_id=integration.pk)
+    if run is None:
+        holder = claim_holder(integration_id=integration.pk)
+        if holder is not None:
+            WebhookDelivery.objects.filter(pk=delivery.pk, outcome=WebhookOutcome.COALESCED).update(
+                detail=f"Waiting for run {holder.pk}, which refreshes it before it ends"
+            )
+    outcome = WebhookDelivery.objects.filter(pk=delivery.pk).values_list("outcome", flat=True)
+    return outcome.first() or "missing"

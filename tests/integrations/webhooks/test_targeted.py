@@ -23,6 +23,15 @@ from integrations.providers.base import ProbeResult, ProviderAuthError, Provider
 from tests.integrations.fake_provider import FakeProvider
 
 
+def hold_claim(integration) -> SyncRun:
+    """A scheduled run holding the integration's claim (as a running full sync does)."""
+    holder = SyncRun.objects.create(integration=integration, trigger="schedule")
+    Integration.objects.filter(pk=integration.pk).update(
+        locked_by_run=holder.pk, locked_until=timezone.now() + timedelta(minutes=5)
+    )
+    return holder
+
+
 def refresh(integration, repo, **kwargs) -> SyncRun:
     return targeted.repository_refresh(
         integration_id=integration.pk, external_id=repo.uid, name=repo.name, **kwargs
@@ -195,15 +204,14 @@ def test_suspended_integration_is_skipped(world, make_integration):
     assert not DiscoveredEntity.objects.exists()
 
 
-def test_claim_held_by_a_full_sync_defers_the_refresh(world, make_integration):
+def test_direct_refresh_while_another_run_holds_the_claim_is_skipped_naming_it(
+    world, make_integration
+):
     integration = make_integration()
-    holder = SyncRun.objects.create(integration=integration, trigger="schedule")
-    Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=holder.pk, locked_until=timezone.now() + timedelta(minutes=5)
-    )
+    holder = hold_claim(integration)
     run = refresh(integration, world.add_repo("billing"))
     assert (run.state, run.holder_id) == (SyncState.SKIPPED, holder.pk)
-    assert "deferred" in run.message
+    assert f"another sync (run {holder.pk}) is running" in run.message
     assert not DiscoveredEntity.objects.exists()
     assert Integration.objects.get(pk=integration.pk).locked_by_run == holder.pk
 
@@ -237,10 +245,12 @@ def delivery(integration, repo, delivery_id="d-1", **values) -> WebhookDelivery:
 def test_delivery_is_processed_and_records_its_run(world, make_integration):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
-    assert targeted.webhook_delivery_process(delivery_id=item.pk).outcome == "processed"
+    assert targeted.webhook_delivery_process(delivery_id=item.pk) == "processed"
     item.refresh_from_db()
     run = SyncRun.objects.get(mode=SyncMode.REPOSITORY)
-    assert item.outcome == "processed" and f"Run {run.pk}" in item.detail
+    assert item.outcome == "processed"
+    assert item.detail == f"Covered by run {run.pk}: billing: discovered"
+    assert (run.trigger, run.state, run.discovered) == ("webhook", SyncState.SUCCEEDED, 1)
     assert item.latency is not None
 
 
@@ -254,7 +264,7 @@ def test_one_refresh_covers_every_queued_delivery_of_that_repository(world, make
 
     assert WebhookDelivery.objects.get(pk=second.pk).outcome == "processed"
     assert WebhookDelivery.objects.get(pk=unrelated.pk).outcome == "queued"
-    assert targeted.webhook_delivery_process(delivery_id=second.pk).outcome == "processed"
+    assert targeted.webhook_delivery_process(delivery_id=second.pk) == "processed"
     assert SyncRun.objects.filter(mode=SyncMode.REPOSITORY).count() == 1
 
 
@@ -266,55 +276,191 @@ def test_failed_refresh_marks_the_delivery_failed(world, make_integration, monke
         raise ProviderAuthError("Authentication failed")
 
     monkeypatch.setattr(FakeProvider, "get_repository", refused)
-    assert targeted.webhook_delivery_process(delivery_id=item.pk).outcome == "failed"
+    assert targeted.webhook_delivery_process(delivery_id=item.pk) == "failed"
     assert "Authentication failed" in WebhookDelivery.objects.get().detail
 
 
-def test_delivery_waits_while_another_run_holds_the_integration(world, make_integration):
+def test_delivery_while_another_run_holds_the_claim_coalesces_and_names_that_run(
+    world, make_integration
+):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
-    holder = SyncRun.objects.create(integration=integration, trigger="schedule")
-    Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=holder.pk, locked_until=timezone.now() + timedelta(minutes=5)
+    holder = hold_claim(integration)
+
+    assert targeted.webhook_delivery_process(delivery_id=item.pk) == "coalesced"
+
+    item.refresh_from_db()
+    assert item.outcome == "coalesced" and item.processed_at is None
+    assert item.detail == f"Waiting for run {holder.pk}, which refreshes it before it ends"
+    assert not SyncRun.objects.filter(mode=SyncMode.REPOSITORY).exists()  # no skipped runs
+
+
+def test_the_claim_holder_drains_coalesced_deliveries_before_it_releases(world, make_integration):
+    integration = make_integration()
+    repo = world.add_repo("billing", description="New")
+    item = delivery(integration, repo)
+    holder = hold_claim(integration)
+    targeted.webhook_delivery_process(delivery_id=item.pk)
+
+    assert targeted.webhook_coalesced_drain(run=holder, provider=None, tick=None) == 1
+
+    item.refresh_from_db()
+    assert item.outcome == "processed"
+    assert item.detail == f"Covered by run {holder.pk}: billing: discovered"
+    assert DiscoveredEntity.objects.get().data["description"] == "New"
+    assert holder.discovered == 1  # counted on the holder's run (saved when it finishes)
+
+
+def test_drain_refreshes_each_repository_once_in_received_order(
+    world, make_integration, requests, monkeypatch
+):
+    integration = make_integration()
+    repos = [world.add_repo(name) for name in ("billing", "ledger", "audit")]
+    holder = hold_claim(integration)
+    order = [repos[1], repos[0], repos[1], repos[2], repos[0], repos[1]]
+    items = [delivery(integration, repo, f"d-{i}") for i, repo in enumerate(order)]
+    for item in items:
+        assert targeted.webhook_delivery_process(delivery_id=item.pk) == "coalesced"
+    read = []
+    real = FakeProvider.get_repository
+    monkeypatch.setattr(
+        FakeProvider,
+        "get_repository",
+        lambda self, external_id, name=None: read.append(name) or real(self, external_id, name),
     )
 
-    result = targeted.webhook_delivery_process(delivery_id=item.pk)
+    assert targeted.webhook_coalesced_drain(run=holder, provider=None, tick=None) == 3
 
-    assert result.outcome == "queued"
-    assert targeted.DEFER_BEHIND_LISTING <= result.retry_in <= 2 * targeted.DEFER_BEHIND_LISTING
-    assert WebhookDelivery.objects.get().outcome == "queued"
+    assert read == ["ledger", "billing", "audit"]
+    outcomes = WebhookDelivery.objects.values_list("outcome", flat=True)
+    assert set(outcomes) == {"processed"}
+
+
+def test_one_failing_repository_does_not_stop_the_drain(world, make_integration, monkeypatch):
+    integration = make_integration()
+    broken, fine = world.add_repo("broken"), world.add_repo("fine")
+    holder = hold_claim(integration)
+    for i, repo in enumerate((broken, fine, broken)):
+        targeted.webhook_delivery_process(delivery_id=delivery(integration, repo, f"d-{i}").pk)
+    real = FakeProvider.get_repository
+
+    def flaky(self, external_id, name=None):
+        if name == "broken":
+            raise ProviderUnavailable("Bitbucket kept failing")
+        return real(self, external_id, name)
+
+    monkeypatch.setattr(FakeProvider, "get_repository", flaky)
+
+    assert targeted.webhook_coalesced_drain(run=holder, provider=None, tick=None) == 2
+
+    by_repo = dict(WebhookDelivery.objects.values_list("repository_name", "outcome"))
+    assert by_repo == {"broken": "failed", "fine": "processed"}
+    failed = WebhookDelivery.objects.filter(repository_name="broken")
+    assert {d.detail for d in failed} == {f"Run {holder.pk} failed: Bitbucket kept failing"}
+    assert DiscoveredEntity.objects.get().name == "fine"
+
+
+def test_a_run_that_lost_its_claim_drains_nothing(world, make_integration):
+    integration = make_integration()
+    item = delivery(integration, world.add_repo("billing"))
+    holder = hold_claim(integration)
+    targeted.webhook_delivery_process(delivery_id=item.pk)
+    Integration.objects.filter(pk=integration.pk).update(locked_by_run=holder.pk + 1000)
+
+    assert targeted.webhook_coalesced_drain(run=holder, provider=None, tick=None) == 0
+
+    assert WebhookDelivery.objects.get().outcome == "coalesced"
+    assert not DiscoveredEntity.objects.exists()
+
+
+def test_a_released_claim_is_followed_up_by_a_run_that_drains(world, make_integration):
+    integration = make_integration()
+    item = delivery(integration, world.add_repo("billing"))
+    holder = hold_claim(integration)
+    targeted.webhook_delivery_process(delivery_id=item.pk)
+    Integration.objects.filter(pk=integration.pk).update(locked_by_run=None, locked_until=None)
+
+    run = targeted.webhook_coalesced_followup(integration_id=integration.pk)
+
+    assert (run.trigger, run.mode, run.state) == ("webhook", SyncMode.REPOSITORY, "succeeded")
+    assert run.pk != holder.pk
+    assert run.message == "Refreshed 1 repository named by coalesced webhook deliveries"
+    item.refresh_from_db()
+    assert (item.outcome, item.detail) == (
+        "processed",
+        f"Covered by run {run.pk}: billing: discovered",
+    )
+    assert Integration.objects.get(pk=integration.pk).locked_by_run is None
+    assert targeted.webhook_coalesced_followup(integration_id=integration.pk) is None
+
+
+def test_a_repository_refresh_drains_the_coalesced_deliveries_before_releasing(
+    world, make_integration
+):
+    integration = make_integration()
+    billing, ledger = world.add_repo("billing"), world.add_repo("ledger")
+    hold_claim(integration)
+    item = delivery(integration, ledger)
+    targeted.webhook_delivery_process(delivery_id=item.pk)
+    Integration.objects.filter(pk=integration.pk).update(locked_by_run=None, locked_until=None)
+
+    run = refresh(integration, billing)
+
+    assert run.message == (
+        "billing: discovered; refreshed 1 repository named by coalesced webhook deliveries"
+    )
+    assert run.discovered == 2
+    assert WebhookDelivery.objects.get().detail == f"Covered by run {run.pk}: ledger: discovered"
+    assert SyncRun.objects.filter(mode=SyncMode.REPOSITORY).count() == 1  # no follow-up needed
+
+
+def test_a_full_sync_refreshes_a_delivery_that_arrived_while_it_ran(world, make_integration):
+    """The delivery arrives (in-process task) while the full sync is listing; the sync
+    refreshes the repository before it ends, after the change the delivery announced."""
+    integration = make_integration()
+    repo = world.add_repo("billing", description="Old")
+    item = delivery(integration, repo)
+    real = FakeProvider.iter_repositories
+
+    def listing_with_a_delivery(self, since=None):
+        for page in real(self, since=since):
+            yield page
+            repo.description, repo.updated_on = "New", repo.updated_on + timedelta(hours=1)
+            assert tasks.webhook_delivery_process.delay(item.pk).get() == "coalesced"
+
+    FakeProvider.iter_repositories = listing_with_a_delivery
+    try:
+        run = full_sync(integration)
+    finally:
+        FakeProvider.iter_repositories = real
+
+    item.refresh_from_db()
+    assert (item.outcome, item.detail) == (
+        "processed",
+        f"Covered by run {run.pk}: billing: updated",
+    )
+    assert DiscoveredEntity.objects.get().data["description"] == "New"
     assert not SyncRun.objects.filter(mode=SyncMode.REPOSITORY).exists()
+    assert Integration.objects.get(pk=integration.pk).locked_by_run is None
 
 
-def test_delivery_that_cannot_wait_is_skipped_for_the_scheduled_sync(world, make_integration):
+def test_coalesced_deliveries_of_a_suspended_integration_are_ignored(world, make_integration):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
-    holder = SyncRun.objects.create(integration=integration, trigger="schedule")
+    hold_claim(integration)
+    targeted.webhook_delivery_process(delivery_id=item.pk)
     Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=holder.pk, locked_until=timezone.now() + timedelta(minutes=5)
+        state=IntegrationState.SUSPENDED, locked_by_run=None, locked_until=None
     )
-    result = targeted.webhook_delivery_process(delivery_id=item.pk, may_defer=False)
-    assert result.outcome == "skipped"
-    assert "next scheduled sync" in WebhookDelivery.objects.get().detail
-
-
-def test_delivery_older_than_the_defer_window_stops_waiting(world, make_integration):
-    integration = make_integration()
-    item = delivery(integration, world.add_repo("billing"))
-    WebhookDelivery.objects.filter(pk=item.pk).update(
-        received_at=timezone.now() - targeted.DEFER_WINDOW - timedelta(seconds=1)
-    )
-    Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=1, locked_until=timezone.now() + timedelta(minutes=5)
-    )
-    assert targeted.webhook_delivery_process(delivery_id=item.pk).outcome == "skipped"
+    assert targeted.webhook_coalesced_followup(integration_id=integration.pk) is None
+    assert WebhookDelivery.objects.get().outcome == "ignored"
 
 
 def test_delivery_for_a_since_suspended_integration_is_ignored(world, make_integration):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
     Integration.objects.filter(pk=integration.pk).update(state=IntegrationState.SUSPENDED)
-    assert targeted.webhook_delivery_process(delivery_id=item.pk).outcome == "ignored"
+    assert targeted.webhook_delivery_process(delivery_id=item.pk) == "ignored"
 
 
 def test_processed_delivery_is_not_processed_again(world, make_integration):
@@ -325,33 +471,25 @@ def test_processed_delivery_is_not_processed_again(world, make_integration):
     assert SyncRun.objects.filter(mode=SyncMode.REPOSITORY).count() == 1
 
 
-def test_task_re_enqueues_a_deferred_delivery_with_a_countdown(
-    world, make_integration, monkeypatch
-):
+def test_task_never_re_enqueues_a_delivery_that_coalesced(world, make_integration, monkeypatch):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
-    Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=1, locked_until=timezone.now() + timedelta(minutes=5)
-    )
+    hold_claim(integration)
     scheduled = []
     monkeypatch.setattr(
-        tasks.webhook_delivery_process,
-        "apply_async",
-        lambda args, countdown: scheduled.append((args, countdown)),
+        tasks.webhook_delivery_process, "apply_async", lambda *a, **kw: scheduled.append(kw)
     )
     conf = tasks.webhook_delivery_process.app.conf
-    conf.task_always_eager = False  # a real worker, which can wait
+    conf.task_always_eager = False  # as on a real worker
     try:
-        assert tasks.webhook_delivery_process.run(item.pk) == "queued"
+        assert tasks.webhook_delivery_process.run(item.pk) == "coalesced"
     finally:
         conf.task_always_eager = True
-    assert scheduled and scheduled[0][0] == (item.pk, 1) and scheduled[0][1] >= 30
+    assert scheduled == []
 
 
-def test_in_process_task_does_not_wait(world, make_integration):
+def test_in_process_task_coalesces_rather_than_skipping(world, make_integration):
     integration = make_integration()
     item = delivery(integration, world.add_repo("billing"))
-    Integration.objects.filter(pk=integration.pk).update(
-        locked_by_run=1, locked_until=timezone.now() + timedelta(minutes=5)
-    )
-    assert tasks.webhook_delivery_process.delay(item.pk).get() == "skipped"
+    hold_claim(integration)
+    assert tasks.webhook_delivery_process.delay(item.pk).get() == "coalesced"
