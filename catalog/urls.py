@@ -13,4 +13,5 @@ urlpatterns = [
     path(f"{entity}relationships", views.entity_relationships, name="entity-relationships"),
     path(f"{entity}yaml", views.entity_yaml, name="entity-yaml"),
     path(f"{entity}yaml/download", views.entity_yaml_download, name="entity-yaml-download"),
+    path(f"{entity}delete", views.entity_delete_view, name="entity-delete"),
 ]

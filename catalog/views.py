@@ -16,21 +16,29 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from catalog.filtersets import ENTITY_FILTERS, ENTITY_SORTS, EntityListQuery
 from catalog.models import Entity, Relation
-from catalog.query import QueryError, full_text_q, keyset_q, row_key_values
+from catalog.query import QueryError, condition_q, full_text_q, keyset_q, row_key_values
 from catalog.refs import EntityRefError, parse_entity_ref
 from catalog.rendering import dump_yaml, entity_document
 from catalog.selectors import entities_count, entities_visible, entity_by_ref, entity_facets
+from catalog.services import entity_delete
 
 PAGE_SIZE = 25
 FACET_LIMIT = 100
+DELETE_PERMISSION = "catalog.delete_entity"
+# Backstage's marker of an entity whose source no longer provides it; the integrations engine
+# writes it on linked entities whose repository is gone. The list's "Orphans only" filter.
+ORPHAN_ANNOTATION = "backstage.io/orphan"
+ORPHAN_FILTER_KEY = f"metadata.annotations.{ORPHAN_ANNOTATION}"
 
 # --- tabs of the entity page ------------------------------------------------------------------
 
@@ -59,6 +67,46 @@ def entity_tab_register(tab: EntityTab) -> None:
     _registered_tabs.append(tab)
 
 
+@dataclass(frozen=True)
+class EntityNoticeAction:
+    """A POST form of a notice: ``explanation`` is shown beside the button before it is
+    pressed (the confirmation); ``confirm`` asks for a ticked box as well."""
+
+    label: str
+    url: str
+    explanation: str
+    danger: bool = False
+    confirm: bool = False
+
+
+@dataclass(frozen=True)
+class EntityNotice:
+    """Something wrong with the entity that a person should act on, shown above every tab.
+    ``level`` is ``warn`` or ``danger``; ``hint`` says what to do."""
+
+    level: str
+    title: str
+    message: str = ""
+    hint: str = ""
+    link: tuple[str, str] | None = None  # (label, url)
+    actions: tuple[EntityNoticeAction, ...] = ()
+
+
+EntityNoticeSource = Callable[[HttpRequest, Entity], list[EntityNotice]]
+_notice_sources: list[EntityNoticeSource] = []
+
+
+def entity_notice_register(source: EntityNoticeSource) -> None:
+    """Add a source of notices of the entity page (from an ``AppConfig.ready()``): the
+    integrations app says when the entity's refresh failed or its repository is gone."""
+    if source not in _notice_sources:
+        _notice_sources.append(source)
+
+
+def entity_notices(request: HttpRequest, entity: Entity) -> list[EntityNotice]:
+    return [notice for source in _notice_sources for notice in source(request, entity)]
+
+
 def entity_url_kwargs(entity: Entity) -> dict[str, str]:
     return {"namespace": entity.namespace, "kind": entity.kind.lower(), "name": entity.name}
 
@@ -67,8 +115,11 @@ def entity_url(entity: Entity) -> str:
     return reverse("catalog:entity", kwargs=entity_url_kwargs(entity))
 
 
-def entity_page_context(entity: Entity, active: str) -> dict[str, Any]:
-    """What every tab of the entity page shares: the entity, its tabs, its source link."""
+def entity_page_context(
+    entity: Entity, active: str, request: HttpRequest | None = None
+) -> dict[str, Any]:
+    """What every tab of the entity page shares: the entity, its tabs, its source link and,
+    given the request, its notices."""
     kwargs = entity_url_kwargs(entity)
     tabs = [
         {
@@ -78,7 +129,13 @@ def entity_page_context(entity: Entity, active: str) -> dict[str, Any]:
         }
         for tab in (*_BUILTIN_TABS, *_registered_tabs, _YAML_TAB)
     ]
-    return {"entity": entity, "tabs": tabs, "source_url": source_url(entity), "active_tab": active}
+    return {
+        "entity": entity,
+        "tabs": tabs,
+        "source_url": source_url(entity),
+        "active_tab": active,
+        "notices": entity_notices(request, entity) if request is not None else [],
+    }
 
 
 def source_url(entity: Entity) -> str:
@@ -157,10 +214,13 @@ def entity_list(request: HttpRequest) -> HttpResponse:
     (ORDER BY a column with keyset conditions, never an OFFSET), one per filter's options.
     """
     query = EntityListQuery.from_params(request.GET)
+    orphans = request.GET.get("orphan") == "true"
     visible = entities_visible(user=request.user)
     error = ""
     try:
         filtered = visible.filter(query.where())
+        if orphans:
+            filtered = filtered.filter(condition_q(ORPHAN_FILTER_KEY, ["true"]))
         queryset, keys = query.ordered(filtered), query.keys
         after, before = request.GET.get("after"), request.GET.get("before")
         if after:
@@ -216,6 +276,8 @@ def entity_list(request: HttpRequest) -> HttpResponse:
             "next_url": next_url,
             "prev_url": prev_url,
             "error": error,
+            "orphans": orphans,
+            "is_filtered": query.is_filtered or orphans,
         },
     )
 
@@ -256,7 +318,7 @@ def _ref_link(ref: str, *, default_kind: str, namespace: str) -> dict[str, str]:
 @catalog_read_required
 def entity_detail(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
     entity = entity_for_request(request, namespace, kind, name)
-    context = entity_page_context(entity, "overview")
+    context = entity_page_context(entity, "overview", request)
     context["owner"] = (
         _ref_link(entity.owner, default_kind="Group", namespace=entity.namespace)
         if entity.owner
@@ -295,7 +357,7 @@ def entity_relationships(
         link = _ref_link(relation.target_ref, default_kind="Component", namespace=entity.namespace)
         link["exists"] = relation.target_key in existing
         groups[relation.type].append(link)
-    context = entity_page_context(entity, "relationships")
+    context = entity_page_context(entity, "relationships", request)
     context["groups"] = sorted(groups.items())
     return render(request, "catalog/entity_relationships.html", context)
 
@@ -309,7 +371,7 @@ def _entity_yaml(entity: Entity) -> str:
 @catalog_read_required
 def entity_yaml(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
     entity = entity_for_request(request, namespace, kind, name)
-    context = entity_page_context(entity, "yaml")
+    context = entity_page_context(entity, "yaml", request)
     context["yaml"] = _entity_yaml(entity)
     ingested: dict[str, Any] = {}
     if entity.integration_links:
@@ -330,3 +392,21 @@ def entity_yaml_download(
     filename = f"{entity.kind.lower()}-{entity.namespace}-{entity.name}.yaml"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@require_POST
+def entity_delete_view(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    """Delete the entity from the catalog (the orphan banner's Delete): signed in, with
+    ``catalog.delete_entity``, and the confirmation box ticked."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not request.user.has_perm(DELETE_PERMISSION):
+        raise PermissionDenied("You need the permission to delete catalog entities.")
+    entity = entity_for_request(request, namespace, kind, name)
+    if request.POST.get("confirm") != "on":
+        messages.error(request, f"Tick the confirmation box to delete {entity.ref}.")
+        return redirect(entity_url(entity))
+    ref = entity.ref
+    entity_delete(entity=entity)
+    messages.success(request, f"Deleted {ref} from the catalog.")
+    return redirect("catalog:entity-list")

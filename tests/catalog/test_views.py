@@ -232,3 +232,33 @@ def test_the_entity_picker_finds_visible_entities(user_client):
 def test_an_unknown_entity_is_404(user_client):
     assert Entity.objects.count() == 0
     assert user_client.get("/catalog/default/component/nope/").status_code == 404
+
+
+def test_the_orphans_filter_lists_entities_whose_source_is_gone(user_client):
+    orphan = {"backstage.io/orphan": "true"}
+    entities_upsert(
+        documents=[
+            component("gone-svc", metadata={"annotations": orphan}),
+            component("live-svc", metadata={"annotations": {"backstage.io/orphan": "false"}}),
+            component("plain-svc"),
+        ]
+    )
+    response = user_client.get("/catalog/", {"orphan": "true"})
+    assert names(response) == ["gone-svc"]
+    body = response.content.decode()
+    assert 'name="orphan" value="true" id="id_orphan" checked' in body
+    assert "1 entity match the filters" in body
+    assert names(user_client.get("/catalog/")) == ["gone-svc", "live-svc", "plain-svc"]
+    assert names(user_client.get("/catalog/", {"orphan": "true", "q": "live"})) == []
+
+
+def test_the_orphans_filter_costs_the_same_statements_as_any_filter(user_client):
+    """The list's 12 (see above): the filter is one more indexed search-table condition."""
+    orphan = {"backstage.io/orphan": "true"}
+    entities_upsert(
+        documents=[component(f"o-{i}", metadata={"annotations": orphan}) for i in range(30)]
+    )
+    with CaptureQueriesContext(connection) as captured:
+        response = user_client.get("/catalog/", {"orphan": "true", "kind": "Component"})
+    assert len(response.context["entities"]) == 25
+    assert len(captured) == 12

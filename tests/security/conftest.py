@@ -66,6 +66,7 @@ UI_PERMISSIONS: dict[str, str] = {
     "integrations:suspend": EDIT,
     "integrations:resume": EDIT,
     "integrations:delete": EDIT,
+    "catalog:entity-delete": "catalog.delete_entity",
 }
 UI_NAMESPACES = ("catalog", "integrations", "integrations-entity")
 
