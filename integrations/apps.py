@@ -26,3 +26,8 @@ class IntegrationsConfig(AppConfig):
             EntityTab("pull-requests", "Pull requests", "integrations-entity:pull-requests")
         )
         entity_tab_register(EntityTab("commits", "Commits", "integrations-entity:commits"))
+
+        from catalog.views import entity_notice_register
+        from integrations.views import entity_notices_from_sources
+
+        entity_notice_register(entity_notices_from_sources)

@@ -14,24 +14,37 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import Entity
 from catalog.refs import EntityRefError, parse_entity_ref
 from catalog.selectors import entities_visible, scope_visibility_q
-from catalog.views import catalog_read_required, entity_for_request, entity_page_context
+from catalog.views import (
+    EntityNotice,
+    EntityNoticeAction,
+    catalog_read_required,
+    entity_for_request,
+    entity_page_context,
+    entity_url_kwargs,
+)
 from integrations import services
 from integrations.api.serializers import IntegrationSerializer
 from integrations.choices import (
     DiscoveredState,
     LinkState,
+    ProcessingStage,
     RecommendedAction,
     Registration,
+    SyncMode,
     SyncState,
     SyncTrigger,
 )
@@ -47,11 +60,14 @@ from integrations.forms import (
 from integrations.models import (
     Commit,
     DiscoveredEntity,
+    ImportedEntity,
     Integration,
     PullRequest,
+    SyncRun,
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
     discovered_list,
     imported_list,
@@ -69,6 +85,11 @@ DISCOVERED_STATES = [
     ("gone", "Gone"),
     ("all", "All"),
 ]
+# The Discovered tab's filter of records whose import, refresh or reads failed (the API's
+# ``?state=error``).
+NEEDS_ATTENTION = "error"
+# The Imported tab's filter of linked entities whose repository a full listing no longer finds.
+SOURCE_GONE = "gone"
 
 
 def edit_required(view: Callable) -> Callable:
@@ -352,12 +373,47 @@ TABS = (
 )
 
 
+def _needs_attention_count() -> Coalesce:
+    """The integration's records that need attention, as a subquery of the page's one read of
+    the integration (the partial index on ``error_since`` answers it)."""
+    rows = (
+        DiscoveredEntity.objects.filter(integration=OuterRef("pk"), error_since__isnull=False)
+        .order_by()
+        .values("integration")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
 def _integration_context(request: HttpRequest, pk: int, active: str) -> dict:
     integration = get_object_or_404(
-        integrations_with_details(integrations_visible(request.user)), pk=pk
+        integrations_with_details(integrations_visible(request.user)).annotate(
+            needs_attention_count=_needs_attention_count(),
+            last_full_requests=Subquery(
+                SyncRun.objects.filter(
+                    integration=OuterRef("pk"),
+                    mode=SyncMode.FULL,
+                    state__in=[SyncState.SUCCEEDED, SyncState.PARTIAL],
+                )
+                .order_by("-started_at", "-pk")
+                .values("requests")[:1]
+            ),
+        ),
+        pk=pk,
     )
     tabs = [
-        {"label": label, "url": reverse(url_name, args=[pk]), "active": key == active}
+        {
+            "label": label,
+            "url": reverse(url_name, args=[pk]),
+            "active": key == active,
+            "count": integration.needs_attention_count if key == "discovered" else 0,
+            "count_url": (
+                f"{reverse(url_name, args=[pk])}?state={NEEDS_ATTENTION}"
+                if key == "discovered"
+                else ""
+            ),
+        }
         for key, label, url_name in TABS
     ]
     return {
@@ -365,6 +421,7 @@ def _integration_context(request: HttpRequest, pk: int, active: str) -> dict:
         "tabs": tabs,
         "can_edit": request.user.has_perm(EDIT_PERMISSION),
         "last_run": runs_list(integration=integration).first(),
+        "full_sync_cost": full_sync_cost(integration),
     }
 
 
@@ -374,36 +431,67 @@ def integration_discovered(request: HttpRequest, pk: int) -> HttpResponse:
     context = _integration_context(request, pk, "discovered")
     integration = context["integration"]
     state = request.GET.get("state", DiscoveredState.DISCOVERED)
-    if state not in (*DiscoveredState.values, "all"):
+    if state not in (*DiscoveredState.values, NEEDS_ATTENTION, "all"):
         state = DiscoveredState.DISCOVERED
     action = request.GET.get("action") or None
     if action not in (None, *RecommendedAction.values):
         action = None
     search = request.GET.get("q", "").strip()
-    page = _page(
-        request,
-        discovered_list(
-            integration=integration,
-            state=None if state == "all" else state,
-            recommended_action=action,
-            search=search,
-        ),
-    )
+    queryset = discovered_list(
+        integration=integration,
+        state=None if state in ("all", NEEDS_ATTENTION) else state,
+        recommended_action=action,
+        search=search,
+    ).select_related("name_holder")
+    if state == NEEDS_ATTENTION:
+        queryset = queryset.filter(error_since__isnull=False)
+    page = _page(request, queryset)
+    for row in page:
+        row.error_items = record_errors(row)
+    attention = integration.needs_attention_count
     context.update(
         page=page,
         state=state,
         action=action or "",
         search=search,
         states=[
-            ("discovered", "To import"),
-            ("imported", "Imported"),
-            ("gone", "Gone"),
-            ("all", "All"),
+            *DISCOVERED_STATES[:3],
+            (NEEDS_ATTENTION, f"Needs attention ({attention})"),
+            DISCOVERED_STATES[3],
         ],
         can_register=integration.registration != Registration.MERGE,
         can_merge=integration.registration != Registration.REGISTER,
     )
     return render(request, "integrations/discovered_list.html", context)
+
+
+def _stage_label(stage: str) -> str:
+    try:
+        return ProcessingStage(stage).label
+    except ValueError:
+        return stage
+
+
+def record_errors(record: DiscoveredEntity) -> list[dict]:
+    """A record's processing errors for a template, oldest first, with their stage's label and
+    ``since``/``at`` as datetimes."""
+    items = []
+    for stage, error in (record.processing_errors or {}).items():
+        if not isinstance(error, dict):
+            continue
+        items.append(
+            {
+                "stage": stage,
+                "label": _stage_label(stage),
+                "message": error.get("message", ""),
+                "reason": error.get("reason", ""),
+                "hint": error.get("hint", ""),
+                "since": parse_datetime(error.get("since") or ""),
+                "at": parse_datetime(error.get("at") or ""),
+            }
+        )
+    far = timezone.now()
+    return sorted(items, key=lambda item: item["since"] or far)
 
 
 @require_POST
@@ -498,13 +586,37 @@ def _merge_targets(request, integration, post, ids: list[int]) -> dict[int, int 
 @require_POST
 @edit_required
 def integration_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    """Sync now, or (``full=1``, the Full sync control) list every repository again now."""
     integration = _integration(request, pk)
-    if not integration.is_enabled:
+    try:
+        requested = services.integration_sync_request(
+            integration=integration, full=request.POST.get("full") == "1", user=request.user
+        )
+    except services.IntegrationSuspended:
         messages.error(request, f"{integration.name} is suspended: re-enable it to sync.")
     else:
-        sync_enqueue(integration_id=integration.pk, trigger=SyncTrigger.MANUAL)
-        messages.success(request, f"Sync of {integration.name} queued.")
-    return redirect(request.POST.get("next") or reverse("integrations:detail", args=[pk]))
+        messages.success(request, requested.detail)
+    return redirect(_safe_next(request) or reverse("integrations:detail", args=[pk]))
+
+
+def full_sync_cost(integration: Integration) -> str:
+    """What a full sync costs in requests, for its confirmation: the last full run's count if
+    there was one, else an estimate from the known repositories (a listing page per 100, and
+    about two reads per repository: its catalog file and its pull requests or commits)."""
+    repositories = integration.discovered_count
+    if integration.last_full_requests:
+        estimate = f"about {integration.last_full_requests:,} requests (the last full sync's)"
+    else:
+        estimate = f"about {-(-repositories // 100) + 2 * repositories:,} requests (estimated)"
+    budget = (integration.connector.config or {}).get("requests_per_hour")
+    if not budget and integration.provider == "bitbucket_cloud":
+        budget = CLOUD_HOURLY_LIMIT
+    share = f" of the connector's ~{int(budget):,}/hour budget" if budget else ""
+    return (
+        f"A full sync costs {estimate}{share} for {repositories:,} known "
+        f"repositor{'y' if repositories == 1 else 'ies'}: it lists every repository, notices "
+        "deletions and applies changed rules now instead of at the next scheduled full listing."
+    )
 
 
 @require_POST
@@ -527,21 +639,26 @@ def integration_auto_import(request: HttpRequest, pk: int) -> HttpResponse:
 def integration_imported(request: HttpRequest, pk: int) -> HttpResponse:
     context = _integration_context(request, pk, "imported")
     state = request.GET.get("state", LinkState.LINKED)
-    if state not in (*LinkState.values, "all"):
+    if state not in (*LinkState.values, SOURCE_GONE, "all"):
         state = LinkState.LINKED
     search = request.GET.get("q", "").strip()
+    queryset = imported_list(
+        integration=context["integration"],
+        state={"all": None, SOURCE_GONE: LinkState.LINKED}.get(state, state),
+        search=search,
+    ).annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
+    if state == SOURCE_GONE:
+        queryset = queryset.filter(discovered__state=DiscoveredState.GONE)
     context.update(
-        page=_page(
-            request,
-            imported_list(
-                integration=context["integration"],
-                state=None if state == "all" else state,
-                search=search,
-            ),
-        ),
+        page=_page(request, queryset),
         state=state,
         search=search,
-        states=[("linked", "Linked"), ("unlinked", "Unlinked"), ("all", "All")],
+        states=[
+            ("linked", "Linked"),
+            (SOURCE_GONE, "Source gone"),
+            ("unlinked", "Unlinked"),
+            ("all", "All"),
+        ],
     )
     return render(request, "integrations/importedentity_list.html", context)
 
@@ -556,7 +673,17 @@ def imported_unlink_view(request: HttpRequest, pk: int, imported_pk: int) -> Htt
         request,
         f"Unlinked {imported.entity.ref}: it stays in the catalog and is no longer synced.",
     )
-    return redirect("integrations:imported", pk=pk)
+    return redirect(_safe_next(request) or reverse("integrations:imported", args=[pk]))
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The form's ``next`` page if it is one of ours (the entity page's banner posts here)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
 
 
 @require_GET
@@ -564,6 +691,12 @@ def imported_unlink_view(request: HttpRequest, pk: int, imported_pk: int) -> Htt
 def integration_runs(request: HttpRequest, pk: int) -> HttpResponse:
     context = _integration_context(request, pk, "runs")
     page = _page(request, runs_list(integration=context["integration"]), 25)
+    for run in page:
+        run.error_groups = [
+            {**group, "label": _stage_label(group.get("stage", ""))}
+            for group in run.error_summary or ()
+            if isinstance(group, dict)
+        ]
     context.update(page=page, running=any(run.state == SyncState.RUNNING for run in page))
     if request.GET.get("fragment"):
         return render(request, "integrations/syncrun_table.html", context)
@@ -687,6 +820,98 @@ def _entity_sources(request: HttpRequest, entity: Entity) -> Q:
     return q if visible is None else q & visible
 
 
+# Stages whose failure means the entity shows stale data, and what the notice calls them.
+_ENTITY_STAGE_TITLES = {
+    ProcessingStage.IMPORT: "could not be imported",
+    ProcessingStage.REFRESH: "could not be refreshed",
+    ProcessingStage.CATALOG_FILE: "could not read its catalog-info.yaml",
+    ProcessingStage.PULL_REQUESTS: "could not read its pull requests",
+    ProcessingStage.COMMITS: "could not read its commits",
+}
+
+
+def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[EntityNotice]:
+    """The entity page's notices from its linked records (one query): the repository is gone
+    (with Unlink and Delete), or the last refresh or read from the repository failed."""
+    links = ImportedEntity.objects.filter(entity=entity, state=LinkState.LINKED).select_related(
+        "discovered", "integration"
+    )
+    visible = scope_visibility_q(request.user, field="integration__scope")
+    if visible is not None:
+        links = links.filter(visible)
+    can_unlink = request.user.has_perm(EDIT_PERMISSION)
+    can_delete = request.user.has_perm("catalog.delete_entity")
+    notices: list[EntityNotice] = []
+    for link in links.only(
+        "integration__name",
+        "discovered__name",
+        "discovered__state",
+        "discovered__gone_at",
+        "discovered__last_seen_at",
+        "discovered__processing_errors",
+    ):
+        record, integration = link.discovered, link.integration
+        if record.state == DiscoveredState.GONE:
+            since = record.gone_at or record.last_seen_at
+            actions = []
+            if can_unlink:
+                actions.append(
+                    EntityNoticeAction(
+                        "Unlink",
+                        reverse("integrations:unlink", args=[integration.pk, link.pk]),
+                        f"Stop syncing {integration.name} into {entity.name}; the entity stays "
+                        "in the catalog as it is, without the orphan marker.",
+                    )
+                )
+            if can_delete:
+                actions.append(
+                    EntityNoticeAction(
+                        "Delete",
+                        reverse("catalog:entity-delete", kwargs=entity_url_kwargs(entity)),
+                        f"Delete {entity.ref} from the catalog, with its relations. This "
+                        "cannot be undone.",
+                        danger=True,
+                        confirm=True,
+                    )
+                )
+            notices.append(
+                EntityNotice(
+                    "danger",
+                    f"Source repository gone since {since:%Y-%m-%d %H:%M} UTC",
+                    f"{integration.name} no longer lists the repository {record.name}: it was "
+                    "deleted, moved or made invisible to the connector.",
+                    hint=(
+                        "If it moved, fix the integration's target or credential and run a full "
+                        "sync; otherwise unlink the entity to keep it, or delete it."
+                    ),
+                    actions=tuple(actions),
+                )
+            )
+            continue
+        for stage, title in _ENTITY_STAGE_TITLES.items():
+            error = (record.processing_errors or {}).get(stage)
+            if not isinstance(error, dict):
+                continue
+            since = parse_datetime(error.get("since") or "")
+            when = f" since {since:%Y-%m-%d %H:%M} UTC" if since else ""
+            notices.append(
+                EntityNotice(
+                    "warn",
+                    f"{integration.name} {title}{when}: what is shown may be out of date",
+                    error.get("message", ""),
+                    hint=error.get("hint")
+                    or "Fix the cause, then sync the integration again; the error clears "
+                    "when that step succeeds.",
+                    link=(
+                        "See the records that need attention",
+                        f"{reverse('integrations:detail', args=[integration.pk])}"
+                        f"?state={NEEDS_ATTENTION}",
+                    ),
+                )
+            )
+    return notices
+
+
 @require_GET
 @catalog_read_required
 def entity_pull_requests(
@@ -698,7 +923,7 @@ def entity_pull_requests(
     queryset = PullRequest.objects.filter(sources).select_related("discovered")
     if state:
         queryset = queryset.filter(state=state)
-    context = entity_page_context(entity, "pull-requests")
+    context = entity_page_context(entity, "pull-requests", request)
     context.update(
         page=_page(request, queryset.order_by("-updated_on", "-pk").distinct(), 25),
         state=state,
@@ -712,6 +937,6 @@ def entity_pull_requests(
 def entity_commits(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
     entity = entity_for_request(request, namespace, kind, name)
     queryset = Commit.objects.filter(_entity_sources(request, entity)).select_related("discovered")
-    context = entity_page_context(entity, "commits")
+    context = entity_page_context(entity, "commits", request)
     context["page"] = _page(request, queryset.order_by("-date", "-pk").distinct(), 25)
     return render(request, "integrations/commit_list.html", context)

@@ -1,5 +1,7 @@
 """The integrations UI through Django's test client, against the in-test fake provider."""
 
+from datetime import UTC
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -276,7 +278,7 @@ def test_auto_import_toggle(editor_client, synced):
 def test_sync_button_queues_a_sync(editor_client, synced, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = editor_client.post(f"/integrations/{synced.pk}/sync")
-    assert follow_messages(editor_client, response) == ["Sync of acme queued."]
+    assert follow_messages(editor_client, response)[0].startswith("Sync of acme queued")
     assert synced.runs.filter(trigger="manual").count() == 2  # tasks run in process here
 
 
@@ -379,6 +381,7 @@ def test_pull_request_and_commit_tabs_of_an_imported_entity(editor_client, synce
 MUTATING_CONTROLS = (
     "Add integration",
     "Sync now",
+    "Run a full sync",
     "Import selected entities",
     ">Register</button>",
     ">Merge</button>",
@@ -444,3 +447,375 @@ def test_integrations_of_other_scopes_are_404(editor_client, synced, db):
 def test_superusers_see_everything(client, synced):
     client.force_login(get_user_model().objects.create_superuser("root", password="pw-root-123"))
     assert client.get(f"/integrations/{synced.pk}/").status_code == 200
+
+
+# --- processing errors, conflicts, gone sources, full sync (issue 15) -------------------------
+# Rows are written directly (the engine's own tests prove how they come about); the views are
+# what is tested here.
+
+DELETE = "catalog.delete_entity"
+PR_404 = {
+    "message": "Bitbucket answered 404 for /repositories/acme/billing/pullrequests",
+    "reason": "not found (404)",
+    "hint": "The repository was deleted or renamed since it was listed.",
+    "since": "2026-01-02T03:04:05+00:00",
+    "at": "2026-01-03T03:04:05+00:00",
+    "run_id": None,
+}
+
+
+@pytest.fixture
+def records(make_integration, make_entities):
+    """An integration (never synced) with a healthy record, one whose pull requests failed,
+    one whose name the catalog entity ``payments`` already holds."""
+    from datetime import datetime
+
+    from integrations.models import DiscoveredEntity
+
+    integration = make_integration(target={"workspace": "acme"})
+    (holder,) = make_entities(component_doc("payments"))
+    now = datetime.now(UTC)
+
+    def record(name: str, **values) -> DiscoveredEntity:
+        return DiscoveredEntity.objects.create(
+            integration=integration,
+            external_id=f"{{{name}}}",
+            name=name,
+            kind="Component",
+            type="service",
+            data={
+                "uuid": f"{{{name}}}",
+                "name": name,
+                "description": "",
+                "links": {"html": {"href": f"https://bitbucket.example/acme/{name}"}},
+                "project": {"key": "ACME"},
+            },
+            last_seen_at=now,
+            **values,
+        )
+
+    record("search")
+    record(
+        "billing",
+        processing_errors={"pull_requests": PR_404},
+        error_since=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    record("payments", recommended_action="conflict", name_holder=holder)
+    integration.holder = holder
+    return integration
+
+
+def record_rows(response) -> list[str]:
+    return [row.name for row in response.context["page"]]
+
+
+def test_needs_attention_lists_only_failed_records_with_stage_message_hint_and_since(
+    editor_client, records
+):
+    response = editor_client.get(f"/integrations/{records.pk}/", {"state": "error"})
+    body = response.content.decode()
+    assert record_rows(response) == ["billing"]
+    assert "Needs attention (1)" in body  # the filter's option
+    assert "<strong>Pull requests</strong> — not found (404)" in body
+    assert PR_404["message"] in body
+    assert "What to do: The repository was deleted or renamed" in body
+    assert 'datetime="2026-01-02T03:04:05+00:00"' in body  # since when
+    # Not in the plain list's "needs attention" filter: the healthy and conflict rows.
+    everything = editor_client.get(f"/integrations/{records.pk}/", {"state": "all"})
+    assert record_rows(everything) == ["billing", "payments", "search"]
+
+
+def test_the_needs_attention_count_is_a_badge_on_the_discovered_tab_of_every_tab(
+    editor_client, records
+):
+    for tab in ("", "imported/", "runs/", "webhooks/"):
+        body = editor_client.get(f"/integrations/{records.pk}/{tab}").content.decode()
+        assert 'Discovered <span class="badge danger" data-needs-attention' in body, tab
+        assert "1 record needs attention" in body, tab
+
+
+def test_no_badge_when_nothing_needs_attention(editor_client, records):
+    records.discovered.update(processing_errors={}, error_since=None)
+    body = editor_client.get(f"/integrations/{records.pk}/").content.decode()
+    assert "data-needs-attention" not in body
+    response = editor_client.get(f"/integrations/{records.pk}/", {"state": "error"})
+    assert "No discovered entity needs attention." in response.content.decode()
+
+
+def test_a_name_conflict_names_its_holder_instead_of_offering_register_or_merge(
+    editor_client, make_user, records
+):
+    body = editor_client.get(f"/integrations/{records.pk}/").content.decode()
+    assert (
+        'Name taken by <a href="/catalog/default/component/payments/">'
+        "component:default/payments</a>" in body
+    )
+    assert 'aria-label="Register payments"' not in body
+    assert 'aria-label="Merge payments"' not in body
+    assert 'aria-label="Select payments"' not in body  # not importable in bulk either
+    assert 'aria-label="Register search"' in body
+    # Readers see who holds the name as well.
+    editor_client.force_login(make_user("reader"))
+    body = editor_client.get(f"/integrations/{records.pk}/").content.decode()
+    assert "Name taken by" in body and "/catalog/default/component/payments/" in body
+
+
+def test_the_discovered_list_costs_the_same_statements_whatever_the_page_holds(
+    editor_client, records, django_assert_num_queries
+):
+    """Session, user, the user's scopes (header), the integration with its counts (needs
+    attention and the last full run's requests as subqueries), rules, mappings, the user's
+    and groups' permissions, last run, one count, one page (suggested entity and name holder
+    joined), the scopes again (header): 12."""
+    from datetime import datetime
+
+    from integrations.models import DiscoveredEntity
+
+    def statements(params: dict) -> int:
+        with django_assert_num_queries(12) as captured:
+            assert editor_client.get(f"/integrations/{records.pk}/", params).status_code == 200
+        return len(captured)
+
+    small = statements({"state": "all"}), statements({"state": "error"})
+    now = datetime.now(UTC)
+    DiscoveredEntity.objects.bulk_create(
+        DiscoveredEntity(
+            integration=records,
+            external_id=f"more-{i}",
+            name=f"more-{i:02}",
+            kind="Component",
+            last_seen_at=now,
+            recommended_action="conflict" if i % 2 else "register",
+            name_holder=records.holder if i % 2 else None,
+            processing_errors={"refresh": PR_404} if i % 3 else {},
+            error_since=now if i % 3 else None,
+        )
+        for i in range(45)
+    )
+    assert (statements({"state": "all"}), statements({"state": "error"})) == small
+
+
+def test_runs_tab_shows_a_partial_run_with_its_errors_grouped_and_its_unchanged_count(
+    editor_client, records
+):
+    from integrations.models import SyncRun
+
+    SyncRun.objects.create(
+        integration=records,
+        trigger="manual",
+        state="partial",
+        unchanged=17,
+        errors=3,
+        error_summary=[
+            {
+                "stage": "pull_requests",
+                "reason": "not found (404)",
+                "hint": "The repository was deleted or renamed since it was listed.",
+                "count": 2,
+                "examples": ["billing", "ledger"],
+            },
+            {
+                "stage": "import",
+                "reason": "invalid entity",
+                "hint": "Fix the field mapping.",
+                "count": 1,
+                "examples": ["~jdoe-tools"],
+            },
+        ],
+    )
+    body = editor_client.get(f"/integrations/{records.pk}/runs/").content.decode()
+    assert '<span class="badge warn">Partial</span>' in body
+    assert "<td>17</td>" in body
+    assert '<span class="badge danger">3</span>' in body
+    assert "3 records failed" in body
+    assert "<strong>2 × Pull requests</strong>: not found (404)" in body
+    assert "e.g. billing, ledger" in body
+    assert "<strong>1 × Import</strong>: invalid entity" in body
+    assert "What to do: Fix the field mapping." in body
+    fragment = editor_client.get(f"/integrations/{records.pk}/runs/", {"fragment": 1})
+    assert "Partial" in fragment.content.decode()
+
+
+@pytest.fixture
+def gone_link(records):
+    """``search`` registered, then no longer listed (gone since 2026-02-03)."""
+    from datetime import datetime
+
+    from integrations.engine.imports import discovered_import
+
+    record = records.discovered.get(name="search")
+    imported = discovered_import(discovered=record)
+    record.refresh_from_db()
+    record.state = "gone"
+    record.gone_at = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
+    record.save()
+    return imported
+
+
+def test_imported_tab_marks_and_filters_links_whose_source_is_gone(
+    editor_client, records, gone_link
+):
+    from integrations.engine.imports import discovered_import
+
+    discovered_import(discovered=records.discovered.get(name="billing"))
+    linked = editor_client.get(f"/integrations/{records.pk}/imported/")
+    assert sorted(row.entity.name for row in linked.context["page"]) == ["billing", "search"]
+    body = linked.content.decode()
+    assert body.count("data-source-gone") == 1
+    assert "Repository gone since" in body and "2026-02-03 10:00" in body
+    gone = editor_client.get(f"/integrations/{records.pk}/imported/", {"state": "gone"})
+    assert [row.entity.name for row in gone.context["page"]] == ["search"]
+    assert '<option value="gone" selected>Source gone</option>' in gone.content.decode()
+
+
+def test_the_imported_list_costs_the_same_statements_whatever_the_page_holds(
+    editor_client, records, gone_link, django_assert_num_queries
+):
+    from integrations.engine.imports import discovered_import
+
+    for params in ({}, {"state": "gone"}):
+        with django_assert_num_queries(12):
+            editor_client.get(f"/integrations/{records.pk}/imported/", params)
+    discovered_import(discovered=records.discovered.get(name="billing"))
+    for params in ({}, {"state": "gone"}):
+        with django_assert_num_queries(12):
+            editor_client.get(f"/integrations/{records.pk}/imported/", params)
+
+
+def test_the_entity_page_of_a_gone_source_has_a_banner_with_unlink_and_delete(
+    client, make_user, records, gone_link
+):
+    client.force_login(make_user("both", EDIT, DELETE))
+    for tab in ("", "relationships", "yaml", "pull-requests", "commits"):
+        body = client.get(f"/catalog/default/component/search/{tab}").content.decode()
+        assert "Source repository gone since 2026-02-03 10:00 UTC" in body, tab
+    body = client.get("/catalog/default/component/search/").content.decode()
+    unlink = f"/integrations/{records.pk}/imported/{gone_link.pk}/unlink"
+    assert f'action="{unlink}"' in body
+    assert 'action="/catalog/default/component/search/delete"' in body
+    assert 'name="confirm" required' in body  # Delete asks for the box ticked
+
+    response = client.post(unlink, {"next": "/catalog/default/component/search/"})
+    assert response["Location"] == "/catalog/default/component/search/"
+    gone_link.refresh_from_db()
+    assert gone_link.state == LinkState.UNLINKED
+    assert "Source repository gone" not in client.get(response["Location"]).content.decode()
+
+
+def test_the_gone_banner_offers_only_the_actions_the_user_may_take(
+    client, make_user, records, gone_link
+):
+    client.force_login(make_user("reader"))
+    body = client.get("/catalog/default/component/search/").content.decode()
+    assert "Source repository gone since" in body
+    assert "/unlink" not in body and "/delete" not in body
+    client.force_login(make_user("deleter", DELETE))
+    body = client.get("/catalog/default/component/search/").content.decode()
+    assert "/unlink" not in body and 'action="/catalog/default/component/search/delete"' in body
+
+
+def test_unlink_goes_back_only_to_pages_of_this_site(editor_client, records, gone_link):
+    response = editor_client.post(
+        f"/integrations/{records.pk}/imported/{gone_link.pk}/unlink",
+        {"next": "https://evil.example/"},
+    )
+    assert response["Location"] == f"/integrations/{records.pk}/imported/"
+
+
+def test_deleting_from_the_banner_needs_the_permission_and_the_confirmation(
+    client, make_user, records, gone_link
+):
+    url = "/catalog/default/component/search/delete"
+    anonymous = client.post(url, {"confirm": "on"})
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    client.force_login(make_user("editor", EDIT))
+    assert client.post(url, {"confirm": "on"}).status_code == 403
+    client.force_login(make_user("deleter", DELETE))
+    unconfirmed = client.post(url, {})
+    assert unconfirmed["Location"] == "/catalog/default/component/search/"
+    assert follow_messages(client, unconfirmed) == [
+        "Tick the confirmation box to delete component:default/search."
+    ]
+    assert Entity.objects.filter(name="search").exists()
+    confirmed = client.post(url, {"confirm": "on"})
+    assert confirmed["Location"] == "/catalog/"
+    assert not Entity.objects.filter(name="search").exists()
+    assert client.get(url).status_code == 405
+
+
+def test_the_entity_page_says_when_its_last_refresh_failed_and_what_to_do(editor_client, records):
+    from integrations.engine.imports import discovered_import
+
+    record = records.discovered.get(name="search")
+    discovered_import(discovered=record)
+    refresh_error = {
+        **PR_404,
+        "message": "field mapping metadata.labels produced an invalid label value '~jdoe'",
+        "reason": "invalid entity",
+        "hint": "Change the mapping of metadata.labels, then sync again.",
+    }
+    record.processing_errors = {"refresh": refresh_error}
+    record.error_since = "2026-01-02T03:04:05+00:00"
+    record.save()
+    body = editor_client.get("/catalog/default/component/search/").content.decode()
+    assert (
+        "acme could not be refreshed since 2026-01-02 03:04 UTC: what is shown may be out of date"
+        in body
+    )
+    assert "invalid label value" in body
+    assert "What to do: Change the mapping of metadata.labels, then sync again." in body
+    assert f'href="/integrations/{records.pk}/?state=error"' in body
+    # A healthy entity has no notice.
+    assert "data-entity-notice" not in (
+        editor_client.get("/catalog/default/component/payments/").content.decode()
+    )
+
+
+def test_full_sync_asks_first_with_what_it_costs(editor_client, records):
+    from integrations.models import SyncRun
+
+    body = editor_client.get(f"/integrations/{records.pk}/").content.decode()
+    # Never synced fully: estimated from the three known repositories.
+    assert "A full sync costs about 7 requests (estimated)" in body
+    assert "for 3 known repositories" in body and "notices deletions" in body
+    SyncRun.objects.create(integration=records, trigger="schedule", mode="full", requests=1234)
+    SyncRun.objects.filter(integration=records).update(state="succeeded")
+    body = editor_client.get(f"/integrations/{records.pk}/runs/").content.decode()
+    assert "about 1,234 requests (the last full sync&#x27;s)" in body
+    assert 'name="full" value="1"' in body and "Run a full sync" in body
+
+
+def test_full_sync_on_cloud_names_the_connectors_hourly_budget(records):
+    from integrations.views import full_sync_cost
+
+    records.discovered_count, records.last_full_requests = 3, None
+    records.provider = "bitbucket_cloud"
+    assert "of the connector&#x27;s" not in full_sync_cost(records)
+    assert "of the connector's ~1,000/hour budget" in full_sync_cost(records)
+    records.connector.config = {"requests_per_hour": 5000}
+    assert "~5,000/hour budget" in full_sync_cost(records)
+
+
+def test_full_sync_posts_a_full_listing_request(
+    editor_client, records, world, django_capture_on_commit_callbacks
+):
+    from integrations.models import SyncRun
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = editor_client.post(
+            f"/integrations/{records.pk}/sync",
+            {"full": "1", "next": f"/integrations/{records.pk}/"},
+        )
+    assert response["Location"] == f"/integrations/{records.pk}/"
+    assert follow_messages(editor_client, response)[0].startswith("Full sync of acme queued")
+    run = SyncRun.objects.get(integration=records)
+    assert run.trigger == "manual" and run.mode == "full"
+
+
+def test_full_sync_needs_the_edit_permission(client, make_user, records):
+    url = f"/integrations/{records.pk}/sync"
+    anonymous = client.post(url, {"full": "1"})
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    client.force_login(make_user("reader", DELETE))
+    assert client.post(url, {"full": "1"}).status_code == 403
+    assert not records.runs.exists()
