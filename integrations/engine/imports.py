@@ -27,7 +27,7 @@ from integrations.choices import (
 )
 from integrations.engine.correlation import correlation_index_for
 from integrations.engine.mapping import ExpressionError, catalog_path_parts, search, set_path
-from integrations.engine.processing import RecordError, RunErrors
+from integrations.engine.processing import RecordError, RunErrors, processing_errors_clear
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration
 from integrations.providers import registry
 
@@ -239,6 +239,8 @@ def _link(discovered: DiscoveredEntity, entity: Entity, action: str, user) -> Im
     )
     DiscoveredEntity.objects.filter(pk=discovered.pk).update(state=DiscoveredState.IMPORTED)
     discovered.state = DiscoveredState.IMPORTED
+    if ProcessingStage.IMPORT in (discovered.processing_errors or {}):
+        processing_errors_clear(discovered_ids=[discovered.pk], stages=[ProcessingStage.IMPORT])
     entities_ingested_rebuild(entity_ids=[entity.pk])
     return imported
 
@@ -305,22 +307,38 @@ def _invalid(document: dict, label: str) -> ImportRefused | None:
     )
 
 
-def auto_import_candidates(
-    *, created: list[DiscoveredEntity], rows: list[DiscoveredEntity]
-) -> list[DiscoveredEntity]:
-    """What an auto-importing sync imports from a page: the records new in it, and the ones an
-    earlier import failed for and are still not imported (a fixed mapping or a freed name
-    imports them now), in page order."""
-    new = {row.pk for row in created}
-    return [
-        row
-        for row in rows
-        if row.pk in new
-        or (
-            row.state == DiscoveredState.DISCOVERED
-            and ProcessingStage.IMPORT in (row.processing_errors or {})
+def discovered_errors_retry(
+    *, integration: Integration, errors: RunErrors | None = None, exclude: Iterable[int] = ()
+) -> int:
+    """Try again what failed for this integration's records in earlier runs: the import of
+    records still not imported (auto-import only) and the refresh of linked ones, with the
+    mappings and catalog as they are now, so a fixed mapping or a freed name takes effect at
+    the next sync even when an incremental listing does not read those repositories again
+    (``exclude``: the records this run's pages handled already). Returns how many were
+    imported or refreshed."""
+    failed = DiscoveredEntity.objects.filter(
+        integration=integration, error_since__isnull=False
+    ).exclude(pk__in=list(exclude))
+    done = 0
+    if integration.auto_import:
+        rows = list(
+            failed.filter(
+                state=DiscoveredState.DISCOVERED,
+                processing_errors__has_key=ProcessingStage.IMPORT,
+            )
+            .select_related("integration", "suggested_entity")
+            .order_by("pk")
         )
-    ]
+        if rows:
+            done += discovered_import_new(integration=integration, rows=rows, errors=errors)
+    refresh = list(
+        failed.filter(
+            state=DiscoveredState.IMPORTED, processing_errors__has_key=ProcessingStage.REFRESH
+        ).values_list("pk", flat=True)
+    )
+    if refresh:
+        done += imported_refresh(integration=integration, discovered_ids=refresh, errors=errors)
+    return done
 
 
 @transaction.atomic
@@ -339,8 +357,10 @@ def discovered_import_new(
     Nothing is dropped silently: each refusal (an invalid mapped entity, a name the catalog
     holds for another entity) is recorded in ``errors`` on its record, with the field or the
     holder it names and what to do; the records imported (or left, by design, for a person to
-    merge) have their import error cleared."""
-    errors = errors if errors is not None else RunErrors()
+    merge) have their import error cleared. Without ``errors`` (an import outside a run, a
+    webhook's refresh), they are written at once."""
+    own = errors is None
+    errors = RunErrors() if errors is None else errors
     behaviour = integration.registration
     mappings = list(integration.field_mappings.all())
     registrations: dict[str, tuple[DiscoveredEntity, dict]] = {}
@@ -439,6 +459,8 @@ def discovered_import_new(
         imported += 1
         done.append(row.pk)
     errors.succeed(done, ProcessingStage.IMPORT)
+    if own:
+        errors.flush()
     return imported
 
 
@@ -591,8 +613,9 @@ def imported_refresh(
 
     A mapping that makes an entity invalid leaves the entity as it was (nothing stored is
     lost) and is recorded in ``errors`` on its record, naming the field; the refreshes that
-    worked clear their record's refresh error."""
-    errors = errors if errors is not None else RunErrors()
+    worked clear their record's refresh error (written at once without ``errors``)."""
+    own = errors is None
+    errors = RunErrors() if errors is None else errors
     discovered_ids = list(discovered_ids)
     if not discovered_ids:
         return 0
@@ -636,5 +659,7 @@ def imported_refresh(
             for document in documents:
                 changed += entities_upsert(documents=[document]).updated
     errors.succeed(refreshed, ProcessingStage.REFRESH)
+    if own:
+        errors.flush()
     changed += entities_ingested_rebuild(entity_ids=[i.entity_id for i in imports])
     return changed
