@@ -3,7 +3,7 @@
 Records are plain dataclasses holding the raw JSON too; nothing here touches the database.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -107,10 +107,13 @@ class WebhookEvent:
 
 @dataclass
 class RequestStats:
-    """Requests and pages a provider instance made, for the SyncRun."""
+    """Requests and pages a provider instance made, for the SyncRun; ``unchanged``: the
+    repositories a listing found unchanged since the data ``known`` gave it (so it skipped
+    reading them further)."""
 
     requests: int = 0
     pages: int = 0
+    unchanged: int = 0
 
 
 class Provider:
@@ -171,8 +174,18 @@ class Provider:
     def probe(self) -> ProbeResult:
         raise NotImplementedError
 
-    def iter_repositories(self, since: datetime | None = None) -> Iterator[list[RepoRecord]]:
-        """Pages of repositories (one list per provider page, so the engine writes in bulk)."""
+    def iter_repositories(
+        self,
+        since: datetime | None = None,
+        known: Callable[[list[str]], dict[str, dict]] | None = None,
+    ) -> Iterator[list[RepoRecord]]:
+        """Pages of repositories (one list per provider page, so the engine writes in bulk).
+
+        ``since``: only those changed after it, where the provider can filter. ``known``: what
+        the engine stored of repositories, ``known(external_ids) -> {external_id: data}`` (the
+        ``DiscoveredEntity.data`` of those it has; asked at most once per page), so a provider
+        that must read more than the listing per repository can skip what did not change, and
+        count it in ``stats.unchanged``. Providers that do not need it ignore it."""
         raise NotImplementedError
 
     def get_repository(self, external_id: str, name: str | None = None) -> RepoRecord | None:

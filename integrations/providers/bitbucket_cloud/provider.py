@@ -247,7 +247,9 @@ class BitbucketCloudProvider(Provider):
         in_projects = not projects or record.data.get("project_key") in projects
         return in_projects and self._wanted(record)
 
-    def iter_repositories(self, since: datetime | None = None) -> Iterator[list[RepoRecord]]:
+    def iter_repositories(
+        self, since: datetime | None = None, known=None
+    ) -> Iterator[list[RepoRecord]]:
         sort = "-updated_on" if since is not None else None
         for page in self.client.repository_pages(
             self.workspace, q=self._repository_query(since), sort=sort

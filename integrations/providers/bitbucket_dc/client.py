@@ -264,14 +264,35 @@ class BitbucketDataCenterClient:
         ref_id = ref.get("id") or ""
         return ref.get("displayId") or ref_id.removeprefix("refs/heads/") or None
 
-    def latest_commit(self, key: str, slug: str, branch: str) -> dict | None:
-        page = self.http.get_json(
-            f"{self._repo(key, slug)}/commits",
-            params={"until": f"refs/heads/{branch}", "limit": 1},
-            not_found_ok=True,
+    def default_branch_tip(self, key: str, slug: str) -> tuple[str | None, str | None]:
+        """The default branch's name and its newest commit id, in one request
+        (``/branches/default``, which carries ``latestCommit``; ``/default-branch`` does not).
+
+        ``(None, None)`` for an empty repository (a 204). A 404 means the repository is gone or
+        its configured default branch was never pushed; the configured name is then read from
+        ``/default-branch`` (None when that 404s too), with no tip."""
+        path = f"{self._repo(key, slug)}/branches/default"
+        response = self.http.request("GET", path, not_found_ok=True)
+        if response is None:
+            return self.default_branch(key, slug), None
+        if response.status_code == 204:
+            return None, None
+        try:
+            ref = response.json()
+        except ValueError:  # a broken body: read again, with the client's retries
+            ref = self.http.get_json(path, not_found_ok=True)
+        if not isinstance(ref, dict):
+            return None, None
+        ref_id = ref.get("id") or ""
+        name = ref.get("displayId") or ref_id.removeprefix("refs/heads/") or None
+        tip = ref.get("latestCommit") or ref.get("latestChangeset") or None
+        return name, tip
+
+    def commit(self, key: str, slug: str, commit_id: str) -> dict | None:
+        """One commit (its dates); None when it (or the repository) is gone."""
+        return self.http.get_json(
+            f"{self._repo(key, slug)}/commits/{quote(commit_id)}", not_found_ok=True
         )
-        values = page.get("values") if isinstance(page, dict) else None
-        return values[0] if values else None
 
     # -- pull requests, commits, files ---------------------------------------------------------
 

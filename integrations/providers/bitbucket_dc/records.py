@@ -11,6 +11,17 @@ from typing import Any
 from integrations.providers.base import CommitRecord, PullRequestRecord, RepoRecord
 
 
+def parse_stored_time(value: Any) -> datetime | None:
+    """An ``updated_on`` as :func:`repository_record` stored it (ISO-8601), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def from_millis(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -47,20 +58,32 @@ def branch_name(ref: Any) -> str | None:
 
 
 def repository_record(
-    raw: dict, *, default_branch: str | None, latest_commit: dict | None = None
+    raw: dict,
+    *,
+    default_branch: str | None,
+    latest_commit: dict | None = None,
+    known_tip: str | None = None,
+    known_updated: datetime | None = None,
 ) -> RepoRecord:
     """What correlation and field mappings read (``data``): stable, documented keys.
 
     Data Center has no "updated" date on repositories; the newest commit of the default branch
-    stands in for it (``updated_on``), so unchanged repositories are recognised as such."""
+    stands in for it (``updated_on``), so unchanged repositories are recognised as such. That
+    commit is ``latest_commit`` (read), or — when its id is the one already stored —
+    ``known_tip`` with the stored ``known_updated``, so an unchanged repository costs no read
+    of its commit."""
     project = raw.get("project") if isinstance(raw.get("project"), dict) else {}
     clone = _clone_links(raw)
     url = self_href(raw)  # https://host/projects/KEY/repos/slug/browse
     updated = None
+    tip = known_tip
     if latest_commit:
+        tip = latest_commit.get("id") or tip
         updated = from_millis(
             latest_commit.get("committerTimestamp") or latest_commit.get("authorTimestamp")
         )
+    elif known_tip:
+        updated = known_updated
     public = bool(raw.get("public"))
     data = {
         "id": str(raw.get("id", "")),
@@ -80,7 +103,7 @@ def repository_record(
         "scm": raw.get("scmId") or "git",
         "clone_http": clone.get("http", ""),
         "clone_ssh": clone.get("ssh", ""),
-        "latest_commit": (latest_commit or {}).get("id"),
+        "latest_commit": tip,
         "updated_on": updated.isoformat() if updated else None,
         "source_location": f"url:{url}/" if url and default_branch else "",
         "tags": [],

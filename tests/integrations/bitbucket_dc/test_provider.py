@@ -30,7 +30,7 @@ from tests.integrations.bitbucket_dc.conftest import (
 from tests.integrations.engine.conftest import sync, sync_ok
 
 LISTING = "GET /rest/api/1.0/repos"
-DEFAULT_BRANCH = "GET /rest/api/1.0/projects/{project_key}/repos/{repo_slug}/default-branch"
+DEFAULT_BRANCH = "GET /rest/api/1.0/projects/{project_key}/repos/{repo_slug}/branches/default"
 PROPERTY_FIELDS = {
     "id",
     "name",
