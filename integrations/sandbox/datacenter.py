@@ -8,6 +8,9 @@ bodies, **401 for a missing credential and for a missing permission alike**, epo
 dates, personal access tokens as Bearer tokens and OAuth 2.0 application links. Faults, rate limits
 and the request log come from the same :mod:`traffic` module as the Cloud sandbox, and the
 ``/_sandbox`` control API is shared (plus ``/_sandbox/dc/...`` for what only this one has).
+
+A user's personal project is ``~USER`` (``type: PERSONAL``, with its ``owner``); its repositories
+are in ``/repos`` and answer under ``/projects/~user/repos/...`` and ``/users/user/repos/...``.
 """
 
 import re

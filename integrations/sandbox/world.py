@@ -5,6 +5,11 @@ change it between syncs through the mutation methods below, which behave as the 
 (a push or a repository edit bumps ``updated_on``; every change is announced to listeners so the
 servers can deliver webhooks).
 
+Edge cases real instances have are built in: ``edge_cases()`` adds a personal project (``~USER``)
+and oddly named repositories; ``delete_on_read`` and ``forbid`` set read traps (a repository deleted
+between the listing and its pull-request read, a 403 on its pull requests, commits or files); and
+``repository_set_visibility`` flips a repository between private and public.
+
 Everything is guarded by one re-entrant lock (``world.lock``): servers read under it so a response
 is a consistent snapshot, and listeners run under it so a webhook payload describes exactly the
 change that caused it.
