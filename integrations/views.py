@@ -860,7 +860,7 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
                         "Unlink",
                         reverse("integrations:unlink", args=[integration.pk, link.pk]),
                         f"Stop syncing {integration.name} into {entity.name}; the entity stays "
-                        "in the catalog as it is, without the orphan marker.",
+                        "in the catalog as it is.",
                     )
                 )
             if can_delete:

@@ -819,3 +819,39 @@ def test_full_sync_needs_the_edit_permission(client, make_user, records):
     client.force_login(make_user("reader", DELETE))
     assert client.post(url, {"full": "1"}).status_code == 403
     assert not records.runs.exists()
+
+
+def test_the_entity_pages_notices_cost_the_same_statements_whatever_the_links(
+    client, make_user, make_integration, records, gone_link, django_assert_num_queries
+):
+    """One query reads every link of the entity with its record and integration."""
+    from datetime import datetime
+
+    from integrations.engine.imports import discovered_import
+    from integrations.models import DiscoveredEntity
+
+    client.force_login(make_user("both", EDIT, DELETE))
+    url = "/catalog/default/component/search/"
+    with django_assert_num_queries(9) as one_link:
+        assert client.get(url).content.decode().count("data-entity-notice") == 1
+    other = make_integration("other", target={"workspace": "other"})
+    record = DiscoveredEntity.objects.create(
+        integration=other,
+        external_id="{search-2}",
+        name="search",
+        kind="Component",
+        data={
+            "uuid": "{search-2}",
+            "name": "search",
+            "links": {"html": {"href": "https://bitbucket.example/other/search"}},
+            "project": {"key": "OTHER"},
+        },
+        last_seen_at=datetime.now(UTC),
+        processing_errors={"commits": PR_404},
+        error_since=datetime.now(UTC),
+    )
+    discovered_import(discovered=record, action="merge", entity=gone_link.entity)
+    with django_assert_num_queries(len(one_link)):
+        body = client.get(url).content.decode()
+    assert body.count("data-entity-notice") == 2
+    assert "other could not read its commits since 2026-01-02 03:04 UTC" in body

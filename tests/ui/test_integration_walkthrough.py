@@ -116,7 +116,7 @@ def test_admin_walks_from_wizard_to_suspend(page, screenshot, cloud_sandbox, set
     # --- sync and the recommendations -------------------------------------------------------
     expect(page.get_by_text("Nothing waiting to be imported.")).to_be_visible()
     page.get_by_role("button", name="Sync now").click()
-    expect(messages).to_contain_text("Sync of acme queued.")
+    expect(messages).to_contain_text("Sync of acme queued")
     expect(page.locator("tbody tr")).to_have_count(24)
     expect(row(page, "billing-lib").locator("td").nth(2)).to_have_text("Merge")
     expect(row(page, "billing-lib").get_by_label("Entity to merge billing-lib into")).to_have_value(
