@@ -30,3 +30,41 @@ def test_integrations_api_is_documented_without_warnings_and_without_secrets(tmp
     assert not {"webhook_secret", "webhook_secret_encrypted"} & set(
         components["Integration"]["properties"]
     )
+
+
+def test_full_sync_processing_errors_and_source_gone_are_documented(tmp_path, db):
+    path = tmp_path / "schema.yaml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(path))
+    schema = yaml.safe_load(path.read_text())
+    components = schema["components"]["schemas"]
+    sync = schema["paths"]["/api/integrations/{id}/sync"]["post"]
+    body = sync["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert components[body]["properties"]["full"]["type"] == "boolean"
+    assert {"202", "400", "409"} <= set(sync["responses"])
+    assert set(components["SyncQueued"]["properties"]) == {"queued", "full", "detail"}
+    discovered = components["DiscoveredEntity"]["properties"]
+    assert {"processing_errors", "needs_attention", "error_since", "name_holder"} <= set(discovered)
+    assert set(components["ProcessingError"]["properties"]) == {
+        "stage",
+        "message",
+        "reason",
+        "hint",
+        "since",
+        "at",
+        "run_id",
+    }
+    states = next(
+        p["schema"]["enum"]
+        for p in schema["paths"]["/api/integrations/{id}/discovered"]["get"]["parameters"]
+        if p["name"] == "state"
+    )
+    assert "error" in states
+    assert {"errors", "error_summary", "unchanged"} <= set(components["SyncRun"]["properties"])
+    assert set(components["ErrorGroup"]["properties"]) == {
+        "stage",
+        "reason",
+        "hint",
+        "count",
+        "examples",
+    }
+    assert "source_gone_since" in components["ImportedEntity"]["properties"]

@@ -3,7 +3,8 @@ errors on each discovered item and behind ``?state=error``, a run's grouped erro
 conflicts, and linked entities whose repository is gone (``source_gone``).
 
 The rows are made directly (the engine fills them; its own tests prove that); the last tests run
-a real sync over the Bitbucket Cloud sandbox and read the result back through the API and CLI."""
+a real sync over the Bitbucket Cloud and Data Center sandboxes and read the result back through
+the API and the CLI."""
 
 import io
 from datetime import timedelta
@@ -21,7 +22,7 @@ from integrations.models import DiscoveredEntity, ImportedEntity, Integration, S
 from integrations.providers.bitbucket_cloud import client as client_module
 from tests.integrations.api.conftest import API
 from tests.integrations.conftest import component_doc
-from tests.sandbox.fixtures import make_cloud_sandbox  # noqa: F401
+from tests.sandbox.fixtures import make_cloud_sandbox, make_dc_sandbox  # noqa: F401
 
 NOW = timezone.now().replace(microsecond=0)
 
@@ -395,28 +396,33 @@ def test_error_lists_cost_the_same_statements_whatever_the_page_size(
         reader_client.get(url, {**params, "limit": 25})
 
 
-# -- end to end over the Bitbucket Cloud sandbox -----------------------------------------------
+# -- end to end over the sandboxes ------------------------------------------------------------
 
 
-@pytest.fixture
-def forbidden_sandbox(settings, monkeypatch, make_cloud_sandbox):  # noqa: F811
-    """A Cloud sandbox of four repositories, the pull requests of one answering 403, and an
-    auto-importing integration over it."""
-    from integrations.sandbox import World
-    from tests.integrations.bitbucket_cloud.conftest import make_connector, make_integration
-    from tests.sandbox.fixtures import SANDBOX_SCOPES, SANDBOX_TOKEN
+@pytest.fixture(params=["cloud", "dc"])
+def forbidden_sandbox(request, settings, monkeypatch, make_cloud_sandbox, make_dc_sandbox):  # noqa: F811
+    """A sandbox (Bitbucket Cloud, then Data Center) of four repositories, the pull requests of
+    one answering 403, and an auto-importing integration over it."""
+    from integrations.providers.bitbucket_dc import client as dc_client_module
+    from tests.integrations.bitbucket_cloud import conftest as cloud
+    from tests.integrations.bitbucket_dc import conftest as dc
 
     settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    settings.BITBUCKET_DC_ENABLED = True
     cache.clear()
-    monkeypatch.setattr(
-        client_module, "retry_policy", lambda: RetryPolicy(base_delay=0.005, max_delay=0.02)
-    )
-    world = World.generate(7, repos=4, prs_per_repo=2, commits_per_repo=2)
-    world.credentials.add_access_token(SANDBOX_TOKEN, workspace="acme", scopes=SANDBOX_SCOPES)
-    server = make_cloud_sandbox(world)
+    fast = lambda: RetryPolicy(base_delay=0.002, max_delay=0.01)  # noqa: E731
+    monkeypatch.setattr(client_module, "retry_policy", fast)
+    monkeypatch.setattr(dc_client_module, "retry_policy", fast)
+    if request.param == "cloud":
+        world = cloud.world(4, prs=2, commits=2)
+        server = make_cloud_sandbox(world)
+        integration = cloud.make_integration(cloud.make_connector(server))
+    else:
+        world = dc.world(4, projects=2, prs=2, commits=2)
+        server = make_dc_sandbox(world)
+        integration = dc.make_integration(dc.make_connector(server))
     forbidden = sorted(world.iter_repositories(), key=lambda repo: repo.slug)[1]
     world.forbid(forbidden, kind="pull_requests", status=403)
-    integration = make_integration(make_connector(server))
     yield integration, forbidden
     cache.clear()
 
