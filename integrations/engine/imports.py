@@ -81,14 +81,20 @@ def _apply_mappings(
     only_if_empty: bool,
     identity: bool = False,
     mappings: list | None = None,
+    failures: list | None = None,
 ) -> None:
-    """Set the integration's field mappings on ``document`` (``mappings``: already loaded)."""
+    """Set the integration's field mappings on ``document`` (``mappings``: already loaded).
+
+    An expression that fails on this record (a function given the wrong type) sets nothing;
+    ``failures`` collects (mapping, error) so the caller can say so on the record."""
     for mapping in integration.field_mappings.all() if mappings is None else mappings:
         if not identity and mapping.catalog_path in _IDENTITY_PATHS:
             continue
         try:
             value = search(mapping.expression, data)
-        except ExpressionError:
+        except ExpressionError as exc:
+            if failures is not None:
+                failures.append((mapping, exc))
             continue
         if value is not None:
             set_path(document, mapping.catalog_path, value, only_if_empty=only_if_empty)
@@ -100,8 +106,10 @@ def registration_document(
     discovered: DiscoveredEntity,
     entity_type: str | None = None,
     mappings: list | None = None,
+    failures: list | None = None,
 ) -> dict:
-    """The entity a Register creates: defaults, then the integration's field mappings."""
+    """The entity a Register creates: defaults, then the integration's field mappings
+    (``failures``: see :func:`_apply_mappings`)."""
     document = {
         "apiVersion": "backstage.io/v1alpha1",
         "kind": integration.entity_kind,
@@ -114,7 +122,13 @@ def registration_document(
     }
     data = discovered.data
     _apply_mappings(
-        document, integration, data, only_if_empty=False, identity=True, mappings=mappings
+        document,
+        integration,
+        data,
+        only_if_empty=False,
+        identity=True,
+        mappings=mappings,
+        failures=failures,
     )
     if entity_type:
         document["spec"]["type"] = entity_type
@@ -246,7 +260,22 @@ def _link(discovered: DiscoveredEntity, entity: Entity, action: str, user) -> Im
 
 
 INVALID_ENTITY = "invalid entity"
+MAPPING_FAILED = "mapping failed"
 NAME_TAKEN = "name taken"
+
+
+def _failed_mapping(stage: str, failures: list) -> RecordError:
+    mapping, exc = failures[0]
+    return RecordError(
+        stage,
+        f"The field mapping {mapping.catalog_path} ← {mapping.expression} failed on this "
+        f"repository: {exc}",
+        reason=MAPPING_FAILED,
+        hint=(
+            f"Fix the field mapping for {mapping.catalog_path} (integration settings → "
+            "mappings), then sync again."
+        ),
+    )
 
 
 def _mapping_for(issue: ValidationIssue, mappings: list) -> str:
@@ -365,6 +394,7 @@ def discovered_import_new(
     mappings = list(integration.field_mappings.all())
     registrations: dict[str, tuple[DiscoveredEntity, dict]] = {}
     one_by_one: list[DiscoveredEntity] = []
+    page_duplicates: dict[int, str] = {}  # record → the name an earlier record of the page takes
     done: list[int] = []  # imported, or waiting for a person by the integration's settings
 
     def refused(row: DiscoveredEntity, exc: ImportRefused) -> None:
@@ -386,14 +416,23 @@ def discovered_import_new(
         if behaviour != Registration.REGISTER and row.suggested_entity_id:
             one_by_one.append(row)  # a merge
             continue
-        document = registration_document(integration=integration, discovered=row, mappings=mappings)
+        failures: list = []
+        document = registration_document(
+            integration=integration, discovered=row, mappings=mappings, failures=failures
+        )
+        if failures:
+            errors.fail(row.pk, row.name, _failed_mapping(ProcessingStage.IMPORT, failures))
+            continue
         if (invalid := _invalid(document, row.name)) is not None:
             refused(row, invalid)
             continue
         metadata = document["metadata"]
         key = ref_key(document["kind"], metadata.get("namespace") or "default", metadata["name"])
         if key in registrations:
-            one_by_one.append(row)  # the first of the page takes the name
+            # The first of the page takes the name; this one merges into what the first
+            # registers when the rules match it, as a later page's would.
+            one_by_one.append(row)
+            page_duplicates[row.pk] = key
         else:
             registrations[key] = (row, document)
     existing = Entity.objects.filter(ref_key__in=list(registrations))
@@ -402,6 +441,7 @@ def discovered_import_new(
     # Names the catalog holds but correlation did not point to: taken before this run looked
     # (or by a concurrent run); a concurrent run's entity is merged into if the rules match it.
     conflicts = {row.pk: key for key, (row, _) in registrations.items() if key in taken}
+    conflicts.update(page_duplicates)
     first = [row for key, (row, _) in registrations.items() if key not in batch]
     imported = 0
     if batch:
@@ -632,14 +672,19 @@ def imported_refresh(
     for imported in imports:
         current = source_document(imported.entity)
         updated = copy.deepcopy(current)
+        failures: list = []
         _apply_mappings(
             updated,
             integration,
             imported.discovered.data,
             only_if_empty=imported.action == ImportAction.MERGE,
             mappings=mappings,
+            failures=failures,
         )
-        if updated == current:
+        if failures:  # the entity stays as it was
+            error = _failed_mapping(ProcessingStage.REFRESH, failures)
+            errors.fail(imported.discovered_id, imported.discovered.name, error)
+        elif updated == current:
             refreshed.append(imported.discovered_id)
         elif (invalid := _invalid(updated, imported.discovered.name)) is not None:
             error = refusal_error(ProcessingStage.REFRESH, invalid, mappings)

@@ -217,3 +217,24 @@ def test_an_import_outside_a_run_records_its_refusal_at_once(hostile):  # noqa: 
         {},
         None,
     )
+
+
+@pytest.mark.django_db
+def test_an_expression_that_fails_on_a_record_is_an_error_not_a_missing_field(hostile):  # noqa: F811
+    integration, _ = hostile
+    assert sync(integration).state == SyncState.SUCCEEDED
+    imported = rows(integration)
+    before = {name: entity_document(entity_of(row)) for name, row in imported.items()}
+    # ``tags`` is a list: to_label_value() refuses it on every record.
+    broken = mappings(team="to_label_value(tags)")
+    services.integration_update(integration=integration, field_mappings=broken)
+
+    run = sync(integration, full=True)
+
+    assert (run.state, run.errors) == (SyncState.PARTIAL, len(imported))
+    for name, row in rows(integration).items():
+        error = row.processing_errors[ProcessingStage.REFRESH]
+        assert error["reason"] == "mapping failed"
+        assert "metadata.labels.team ← to_label_value(tags) failed" in error["message"]
+        assert "invalid type for value" in error["message"] and HINT in error["hint"]
+        assert entity_document(entity_of(row)) == before[name]  # left as it was
