@@ -383,8 +383,8 @@ class EntityChanges:
     :func:`entity_changes_source`; empty when the writer did not say).
 
     A hint of where to look, not the truth: a subscriber reads the entities' current state
-    from the database (a change recorded in a transaction that was rolled back may be
-    delivered with the next one that commits)."""
+    from the database (a change made in a savepoint that was rolled back is still delivered
+    with its transaction)."""
 
     written: dict[int, str]
     deleted: dict[int, str]
@@ -396,7 +396,7 @@ _change_subscribers: list[EntityChangesCallback] = []
 _change_source: contextvars.ContextVar[str] = contextvars.ContextVar(
     "catalog_entity_change_source", default=""
 )
-_pending_changes = threading.local()  # .batches: {source: (written, deleted)} until commit
+_pending_changes = threading.local()  # .deliver: the current transaction's delivery
 
 
 def entity_changes_subscribe(callback: EntityChangesCallback) -> None:
@@ -429,9 +429,8 @@ def _entity_changes_record(
 ) -> None:
     if not _change_subscribers or not (written or deleted):
         return
-    batches = getattr(_pending_changes, "batches", None)
-    if batches is None:
-        batches = _pending_changes.batches = {}
+    connection = transaction.get_connection()
+    batches = _pending_batches(connection) if connection.in_atomic_block else {}
     pending_written, pending_deleted = batches.setdefault(_change_source.get(), ({}, {}))
     for pk, key in (written or {}).items():
         pending_written[pk] = key
@@ -439,15 +438,32 @@ def _entity_changes_record(
     for pk, key in (deleted or {}).items():
         pending_deleted[pk] = key
         pending_written.pop(pk, None)
-    # Runs at once outside a transaction; the first delivery after commit takes every batch.
-    transaction.on_commit(_entity_changes_deliver)
+    if not connection.in_atomic_block:  # autocommit: the write is committed already
+        _entity_changes_deliver(batches)
 
 
-def _entity_changes_deliver() -> None:
-    batches = getattr(_pending_changes, "batches", None)
-    if not batches:
-        return
-    _pending_changes.batches = {}
+def _pending_batches(connection) -> dict:
+    """The changes of the current transaction, delivered once on its commit. A new batch when
+    the last was delivered or its transaction rolled back (its delivery is then no longer among
+    the connection's on-commit callbacks), so nothing rolled back is delivered later."""
+    deliver = getattr(_pending_changes, "deliver", None)
+    waiting = getattr(connection, "run_on_commit", None) or []
+    if deliver is not None and any(entry[1] is deliver for entry in waiting):
+        return deliver.batches
+    batches: dict = {}
+
+    def deliver() -> None:
+        if getattr(_pending_changes, "deliver", None) is deliver:
+            _pending_changes.deliver = None
+        _entity_changes_deliver(batches)
+
+    deliver.batches = batches
+    _pending_changes.deliver = deliver
+    transaction.on_commit(deliver)
+    return batches
+
+
+def _entity_changes_deliver(batches: dict) -> None:
     for source, (written, deleted) in batches.items():
         changes = EntityChanges(written=written, deleted=deleted, source=source)
         for callback in list(_change_subscribers):
