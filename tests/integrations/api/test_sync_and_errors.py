@@ -400,9 +400,9 @@ def test_error_lists_cost_the_same_statements_whatever_the_page_size(
 
 
 @pytest.fixture(params=["cloud", "dc"])
-def forbidden_sandbox(request, settings, monkeypatch, make_cloud_sandbox, make_dc_sandbox):  # noqa: F811
-    """A sandbox (Bitbucket Cloud, then Data Center) of four repositories, the pull requests of
-    one answering 403, and an auto-importing integration over it."""
+def sandboxed(request, settings, monkeypatch, make_cloud_sandbox, make_dc_sandbox):  # noqa: F811
+    """A sandbox (Bitbucket Cloud, then Data Center) of four repositories: ``(world,
+    integrate)``, where ``integrate(**settings)`` makes an auto-importing integration over it."""
     from integrations.providers.bitbucket_dc import client as dc_client_module
     from tests.integrations.bitbucket_cloud import conftest as cloud
     from tests.integrations.bitbucket_dc import conftest as dc
@@ -416,15 +416,23 @@ def forbidden_sandbox(request, settings, monkeypatch, make_cloud_sandbox, make_d
     if request.param == "cloud":
         world = cloud.world(4, prs=2, commits=2)
         server = make_cloud_sandbox(world)
-        integration = cloud.make_integration(cloud.make_connector(server))
+        connector = cloud.make_connector(server)
+        yield world, lambda **values: cloud.make_integration(connector, **values)
     else:
         world = dc.world(4, projects=2, prs=2, commits=2)
         server = make_dc_sandbox(world)
-        integration = dc.make_integration(dc.make_connector(server))
+        connector = dc.make_connector(server)
+        yield world, lambda **values: dc.make_integration(connector, **values)
+    cache.clear()
+
+
+@pytest.fixture
+def forbidden_sandbox(sandboxed):
+    """The pull requests of one of the four repositories answer 403."""
+    world, integrate = sandboxed
     forbidden = sorted(world.iter_repositories(), key=lambda repo: repo.slug)[1]
     world.forbid(forbidden, kind="pull_requests", status=403)
-    yield integration, forbidden
-    cache.clear()
+    return integrate(), forbidden
 
 
 @pytest.mark.django_db(transaction=True)
@@ -461,3 +469,35 @@ def test_a_repository_whose_pull_requests_are_forbidden_shows_in_the_api_and_fai
     call_command("sync", integration.name, stdout=out, stderr=io.StringIO())
     assert "partial: 1 repository could not be handled" in out.getvalue()
     assert "Could not be handled:" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_invalid_custom_mapping_is_an_error_on_each_record_in_the_api_the_run_and_the_cli(
+    sandboxed, reader_client
+):
+    from integrations.providers import registry
+
+    world, integrate = sandboxed
+    integration = integrate()
+    mappings = dict(registry.get(integration.provider).default_field_mappings)
+    mappings["metadata.name"] = "join('', ['not valid ', name])"
+    integration = integrate(name="invalid", field_mappings=mappings)
+
+    out = io.StringIO()
+    call_command("sync", integration.name, stdout=out, stderr=io.StringIO())
+    text = out.getvalue()
+    assert "partial: 4 repositories could not be handled" in text
+    assert "  import: invalid entity — 4 (" in text
+    assert "Fix the field mapping for metadata.name" in text
+
+    body = reader_client.get(f"{API}/{integration.pk}/discovered", {"state": "error"}).json()
+    assert body["count"] == len(list(world.iter_repositories())) == 4
+    for item in body["results"]:
+        (error,) = item["processing_errors"]
+        assert (error["stage"], error["reason"]) == ("import", "invalid entity")
+        assert "is not a valid name" in error["message"]
+    imported = reader_client.get(f"{API}/{integration.pk}/imported").json()
+    assert imported["count"] == 0
+    (run,) = reader_client.get(f"{API}/{integration.pk}/runs").json()["results"]
+    assert (run["state"], run["errors"]) == ("partial", 4)
+    assert run["error_summary"][0]["count"] == 4
