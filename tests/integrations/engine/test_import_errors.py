@@ -28,6 +28,8 @@ from tests.integrations.engine.test_valid_values import (  # noqa: F401 (fixture
 )
 
 HINT = "integration settings → mappings"
+# A page's auto-import with its refusals recorded: lookups, one upsert, bulk links, one error write.
+QUERIES = 17
 SPACED = {"data pipeline (v2)", "Café Über Service", "Personal Notes"}
 
 
@@ -238,3 +240,21 @@ def test_an_expression_that_fails_on_a_record_is_an_error_not_a_missing_field(ho
         assert "metadata.labels.team ← to_label_value(tags) failed" in error["message"]
         assert "invalid type for value" in error["message"] and HINT in error["hint"]
         assert entity_document(entity_of(row)) == before[name]  # left as it was
+
+
+@pytest.mark.django_db
+def test_recording_the_refusals_of_a_page_costs_no_statement_per_record(
+    hostile,  # noqa: F811
+    django_assert_max_num_queries,
+):
+    integration, _ = hostile
+    services.integration_update(
+        integration=integration, auto_import=False, field_mappings=mappings(team="name")
+    )
+    sync(integration)
+    page = list(DiscoveredEntity.objects.filter(integration=integration).order_by("pk"))
+    errors = RunErrors()
+    with django_assert_max_num_queries(QUERIES):
+        imported = discovered_import_new(integration=integration, rows=page, errors=errors)
+        errors.flush()
+    assert 0 < imported < len(page) and errors.count == len(page) - imported
