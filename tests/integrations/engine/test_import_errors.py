@@ -170,7 +170,9 @@ def test_an_invalid_mapping_on_refresh_keeps_the_stored_entity_and_records_the_e
 
 
 @pytest.mark.django_db
-def test_the_errors_retry_imports_and_refreshes_from_stored_data_without_a_listing(hostile):  # noqa: F811
+def test_the_errors_retry_imports_and_refreshes_from_stored_data_without_a_listing(
+    hostile,  # noqa: F811
+):
     integration, server = hostile
     services.integration_update(integration=integration, field_mappings=mappings(team="name"))
     sync(integration)
@@ -222,7 +224,9 @@ def test_an_import_outside_a_run_records_its_refusal_at_once(hostile):  # noqa: 
 
 
 @pytest.mark.django_db
-def test_an_expression_that_fails_on_a_record_is_an_error_not_a_missing_field(hostile):  # noqa: F811
+def test_an_expression_that_fails_on_a_record_is_an_error_not_a_missing_field(
+    hostile,  # noqa: F811
+):
     integration, _ = hostile
     assert sync(integration).state == SyncState.SUCCEEDED
     imported = rows(integration)
