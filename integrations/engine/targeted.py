@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 # the next scheduled sync's).
 DRAIN_ROUNDS = 20  # looks at the coalesced deliveries per run
 FOLLOWUP_RUNS = 10  # follow-up runs one releaser starts in a row
+DRAIN_PAGE = 50  # repositories read, then written together as one page
 
 WAITING = "Waiting for the run holding the integration, which refreshes it before it ends"
 PENDING = (WebhookOutcome.QUEUED, WebhookOutcome.COALESCED)
@@ -249,25 +250,34 @@ def repository_refresh(
 
 
 def _refresh(provider: Provider, integration: Integration, run: SyncRun, record, tick) -> str:
+    return _refresh_page(provider, integration, run, [record], tick)[0]
+
+
+def _refresh_page(
+    provider: Provider, integration: Integration, run: SyncRun, records: list, tick: Tick
+) -> list[str]:
+    """Write repositories read just now as one sync page (a drain writes its whole batch so):
+    catalog files, upsert, auto-import of the new ones, refresh of the linked entities, then
+    their secondary kinds. Returns what happened to each, in order."""
     index = _LazyIndex(integration)
-    catalog_files_enrich(provider, integration, [record], budget=1)
-    with transaction.atomic():  # as a sync page: new record and its auto-import together
+    catalog_files_enrich(provider, integration, records, budget=len(records))
+    with transaction.atomic():  # as a sync page: new records and their auto-import together
         heartbeat(run)  # a refresh that lost its claim (stalled past the TTL) writes nothing
         created, rows = discovered_upsert_page(
-            integration=integration, records=[record], index=index, seen_at=timezone.now()
+            integration=integration, records=records, index=index, seen_at=timezone.now()
         )
         imported = (
             discovered_import_new(integration=integration, rows=created)
-            if integration.auto_import
+            if integration.auto_import and created
             else 0
         )
-        row = rows[0]
-        refreshed = imported_refresh(integration=integration, discovered_ids=[row.pk])
+        page_ids = [row.pk for row in rows]
+        refreshed = imported_refresh(integration=integration, discovered_ids=page_ids)
         if imported:
             # A new entity may be what other records were waiting to be merged into. (An
             # entity refreshed in place is left to the next scheduled run: rebuilding the
             # index for every push would cost more than the refresh itself.)
-            linked = ImportedEntity.objects.filter(discovered=row, state=LinkState.LINKED)
+            linked = ImportedEntity.objects.filter(discovered__in=page_ids, state=LinkState.LINKED)
             index.update(
                 index_entities(
                     Entity.objects.filter(pk__in=linked.values("entity_id")), index.rules
@@ -285,12 +295,16 @@ def _refresh(provider: Provider, integration: Integration, run: SyncRun, record,
             kinds=integration.secondary_kinds,
             start=start_datetime(integration),
             on_progress=tick,
-            sweep={row.pk},
+            sweep=set(page_ids),
         )
-        secondary.run(DiscoveredEntity.objects.filter(pk=row.pk))
+        secondary.run(DiscoveredEntity.objects.filter(pk__in=page_ids))
         run.pull_requests += secondary.budget.written["pull_requests"]
         run.commits += secondary.budget.written["commits"]
-    return f"{record.name}: {'discovered' if created else 'updated'}"
+    new = {row.external_id for row in created}
+    return [
+        f"{record.name}: {'discovered' if record.external_id in new else 'updated'}"
+        for record in records
+    ]
 
 
 # -- webhook deliveries ------------------------------------------------------------------------
@@ -357,10 +371,10 @@ def webhook_coalesced_drain(
             return 0
         tick = tick or _provider_tick(run, provider, own=own)
         for _ in range(DRAIN_ROUNDS):
-            for external_id, name in repositories:
-                if not _coalesced_refresh(provider, integration, run, external_id, name, tick):
-                    failures.append(name or external_id)
-                refreshed += 1
+            for start in range(0, len(repositories), DRAIN_PAGE):
+                batch = repositories[start : start + DRAIN_PAGE]
+                failures += _coalesced_refresh(provider, integration, run, batch, tick)
+                refreshed += len(batch)
             repositories = _coalesced_repositories(run.integration_id)
             if not repositories:
                 break
@@ -377,45 +391,83 @@ def _coalesced_refresh(
     provider: Provider,
     integration: Integration,
     run: SyncRun,
-    external_id: str,
-    name: str,
+    batch: list[tuple[str, str]],
     tick: Tick,
-) -> bool:
-    """Refresh one repository and close its deliveries; ``False`` when it failed."""
+) -> list[str]:
+    """Refresh a batch of repositories and close their deliveries; returns the ones that
+    failed. Each is read on its own; those still there are written together as one page (and,
+    should that page fail, one by one, so only the repository at fault fails)."""
     read_at = timezone.now()
-    label = name or external_id or "?"
-    try:
-        message = _repository_write(
-            provider,
-            integration,
-            run,
-            external_id=external_id or None,
-            name=name or None,
-            tick=tick,
-        )
-        tick()
-    except SyncAborted:
-        raise
-    except ProviderError as exc:
-        logger.warning(
-            "integrations.webhook.refresh_failed",
-            extra={"run_id": run.pk, "repository": label, "error": exc.message},
-        )
-        outcome, detail = WebhookOutcome.FAILED, f"Run {run.pk} failed: {exc.message}"
-    except Exception as exc:
-        logger.exception(
-            "integrations.webhook.refresh_crashed", extra={"run_id": run.pk, "repository": label}
-        )
-        outcome, detail = WebhookOutcome.FAILED, f"Run {run.pk} failed: {type(exc).__name__}: {exc}"
-    else:
-        outcome, detail = WebhookOutcome.PROCESSED, f"Covered by run {run.pk}: {message}"
-    WebhookDelivery.objects.filter(
-        _same_repository(external_id, name),
-        integration_id=integration.pk,
-        outcome__in=PENDING,
-        received_at__lte=read_at,
-    ).update(outcome=outcome, detail=detail[:5000], processed_at=timezone.now())
-    return outcome == WebhookOutcome.PROCESSED
+    results: dict[tuple[str, str], tuple[str, str]] = {}
+    pending: dict[str, list[tuple[str, str]]] = {}  # external id -> the keys naming it
+    records = []
+    for key in batch:
+        external_id, name = key
+        try:
+            record = provider.get_repository(external_id or None, name or None)
+            if record is None:
+                row = _known(integration, external_id or None, name or None)
+                message = _mark_gone(provider, run, row, name or external_id, confirm=True)
+            elif not provider.in_target(record):
+                row = _known(integration, record.external_id, None)
+                message = (
+                    _mark_gone(provider, run, row, name or external_id, confirm=False)
+                    if row
+                    else f"{name or external_id}: not selected by the integration's target"
+                )
+            else:
+                if record.external_id not in pending:
+                    records.append(record)
+                pending.setdefault(record.external_id, []).append(key)
+                continue
+            results[key] = (WebhookOutcome.PROCESSED, message)
+        except SyncAborted:
+            raise
+        except Exception as exc:
+            results[key] = _failure(run, name or external_id, exc)
+    if records:
+        try:
+            messages = _refresh_page(provider, integration, run, records, tick)
+        except SyncAborted:
+            raise
+        except Exception:
+            messages = []
+            for record in records:
+                try:
+                    messages.append(_refresh(provider, integration, run, record, tick))
+                except SyncAborted:
+                    raise
+                except Exception as exc:
+                    messages.append(_failure(run, record.name, exc))
+        for record, message in zip(records, messages, strict=True):
+            for key in pending[record.external_id]:
+                results[key] = (
+                    message if isinstance(message, tuple) else (WebhookOutcome.PROCESSED, message)
+                )
+    tick()
+    failed = []
+    for (external_id, name), (outcome, message) in results.items():
+        if outcome == WebhookOutcome.PROCESSED:
+            detail = f"Covered by run {run.pk}: {message}"
+        else:
+            detail = f"Run {run.pk} failed: {message}"
+            failed.append(name or external_id)
+        WebhookDelivery.objects.filter(
+            _same_repository(external_id, name),
+            integration_id=integration.pk,
+            outcome__in=PENDING,
+            received_at__lte=read_at,
+        ).update(outcome=outcome, detail=detail[:5000], processed_at=timezone.now())
+    return failed
+
+
+def _failure(run: SyncRun, label: str, exc: Exception) -> tuple[str, str]:
+    extra = {"run_id": run.pk, "repository": label}
+    if isinstance(exc, ProviderError):
+        logger.warning("integrations.webhook.refresh_failed", extra={**extra, "error": exc.message})
+        return WebhookOutcome.FAILED, exc.message
+    logger.exception("integrations.webhook.refresh_crashed", extra=extra)
+    return WebhookOutcome.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 def _coalesced_fail(run: SyncRun, reason: str) -> None:

@@ -422,8 +422,8 @@ def test_a_full_sync_refreshes_a_delivery_that_arrived_while_it_ran(world, make_
     item = delivery(integration, repo)
     real = FakeProvider.iter_repositories
 
-    def listing_with_a_delivery(self, since=None):
-        for page in real(self, since=since):
+    def listing_with_a_delivery(self, since=None, **options):
+        for page in real(self, since=since, **options):
             yield page
             repo.description, repo.updated_on = "New", repo.updated_on + timedelta(hours=1)
             assert tasks.webhook_delivery_process.delay(item.pk).get() == "coalesced"
