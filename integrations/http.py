@@ -41,6 +41,8 @@ ERROR_DETAIL_LIMIT = 500  # characters of a provider's error text kept in a mess
 class ProviderRateLimited(ProviderUnavailable):
     """Every credential's request budget is spent: the run stops cleanly and resumes later."""
 
+    run_scoped = True
+
 
 @dataclass
 class RetryPolicy:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from integrations.choices import IntegrationState, SyncTrigger
 from integrations.engine import targeted
+from integrations.engine.discovery import entity_changes_source_of
 from integrations.engine.sync import expired_claims_release, integration_sync
 from integrations.models import Integration
 
@@ -83,12 +84,6 @@ def webhook_unregister(connector_id: int, target: dict, url: str) -> int:
 # Beyond this many entities changed at once, one recompute of every record through a fresh
 # index costs less than looking at each change.
 RECOMMENDATIONS_FULL_OVER = 5000
-
-
-def entity_changes_source_of(integration_id: int) -> str:
-    """The ``catalog.services.entity_changes_source`` label of an integration's own writes: its
-    syncs recompute their advice themselves, so their writes do not trigger a recompute."""
-    return f"integration:{integration_id}"
 
 
 @shared_task(name="integrations.recommendations_recompute")

@@ -23,10 +23,17 @@ from integrations.engine.correlation import (
     correlation_index_for,
 )
 from integrations.engine.imports import registration_document
+from integrations.engine.orphans import orphans_mark
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers.base import RepoRecord
 
 logger = logging.getLogger(__name__)
+
+
+def entity_changes_source_of(integration_id: int) -> str:
+    """The ``catalog.services.entity_changes_source`` label of an integration's own writes: its
+    runs recompute their advice themselves, so their writes do not trigger a recompute."""
+    return f"integration:{integration_id}"
 
 
 # What a recommendation is stored as.
@@ -340,4 +347,9 @@ def discovered_mark_gone(integration: Integration, run: SyncRun, seen_at: dateti
             extra={"integration_id": integration.pk, "run_id": run.pk, "vanished": count},
         )
         return
-    run.gone = vanished.update(state=DiscoveredState.GONE)
+    gone_ids = list(vanished.values_list("pk", flat=True))
+    # What failed for a repository that no longer exists no longer needs anyone's attention.
+    run.gone = DiscoveredEntity.objects.filter(pk__in=gone_ids).update(
+        state=DiscoveredState.GONE, gone_at=seen_at, processing_errors={}, error_since=None
+    )
+    orphans_mark(discovered_ids=gone_ids)

@@ -19,7 +19,9 @@ from django.utils import timezone
 
 from integrations.choices import ProcessingStage
 from integrations.models import DiscoveredEntity, SyncRun
-from integrations.providers.base import ProviderAuthError, ProviderError
+from integrations.providers.base import ProviderAuthError, ProviderError, repository_scoped
+
+__all__ = ["RecordError", "RunErrors", "provider_record_error", "repository_scoped"]
 
 MESSAGE_LENGTH = 2000
 SUMMARY_EXAMPLES = 5

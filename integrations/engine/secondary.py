@@ -23,18 +23,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.choices import DiscoveredState, SecondaryKind
+from integrations.engine.processing import RunErrors, provider_record_error, repository_scoped
 from integrations.models import Commit, DiscoveredEntity, PullRequest
-from integrations.providers.base import CommitRecord, Provider, PullRequestRecord
+from integrations.providers.base import (
+    CommitRecord,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    PullRequestRecord,
+)
 
 FIRST_SYNC_LIMIT = 50
 RUN_CAP = 5000
 FLUSH_REPOSITORIES = 200  # fetched items and states are written together, this many repos at once
 READ_AHEAD = 2  # first-sync reads under way on a worker thread ahead of the pass
+# Repositories in a row whose reads kept failing (retries exhausted) before the provider, not
+# the repositories, is taken to be down and the run fails.
+UNAVAILABLE_IN_A_ROW = 3
 _NOT_READ = object()  # a read ahead skipped: the pass had stopped
 
 
@@ -207,6 +217,7 @@ class SecondarySync:
         budget: Budget | None = None,
         on_progress: Callable[[], None] | None = None,
         sweep: set[int] | None = None,
+        errors: RunErrors | None = None,
     ):
         self.provider = provider
         self.kinds = [kind for kind in SecondaryKind.values if kind in kinds]
@@ -215,6 +226,9 @@ class SecondarySync:
         self.on_progress = on_progress or (lambda: None)
         # Repositories checked for new items even though they did not change themselves.
         self.sweep = sweep or set()
+        # A repository whose reads fail is recorded here and the pass goes on with the others.
+        self.errors = errors if errors is not None else RunErrors()
+        self._unavailable_in_a_row = 0
         self.now = timezone.now()
         # Fetched but not yet written: items by (repository, key) and repositories' new states.
         self._items: dict[str, dict[tuple[int, str], object]] = {kind: {} for kind in self.kinds}
@@ -237,6 +251,7 @@ class SecondarySync:
             _states_write(self._states)
         self._items = {kind: {} for kind in self.kinds}
         self._states = {}
+        self.errors.flush()
 
     # -- one fetch --------------------------------------------------------------------------
 
@@ -351,7 +366,10 @@ class SecondarySync:
     # -- the three passes ---------------------------------------------------------------------
 
     def run(self, discovered: QuerySet[DiscoveredEntity]) -> None:
-        active = discovered.exclude(state=DiscoveredState.GONE).order_by("pk")
+        # Repositories that failed before go first, so they get the run's budget.
+        active = discovered.exclude(state=DiscoveredState.GONE).order_by(
+            F("error_since").asc(nulls_last=True), "pk"
+        )
         for kind in self.kinds:
             for step in (self._incremental, self._first_sync, self._backfill):
                 rows = active.iterator(chunk_size=500)
@@ -363,7 +381,14 @@ class SecondarySync:
                         if self.budget.left[kind] <= 0:
                             break
                         state = dict(row.secondary_state.get(kind) or {})
-                        if step(row, kind, state):
+                        try:
+                            stepped = step(row, kind, state)
+                        except ProviderError as exc:
+                            self._repository_failed(row, kind, exc)
+                            continue
+                        self._unavailable_in_a_row = 0
+                        if stepped:
+                            self.errors.succeed([row.pk], kind)
                             row.secondary_state = {**row.secondary_state, kind: state}
                             self._states[row.pk] = row.secondary_state
                             if len(self._states) >= FLUSH_REPOSITORIES:
@@ -376,6 +401,18 @@ class SecondarySync:
                     rows.close()
                 # The next pass reads the states this one wrote.
                 self._flush()
+
+    def _repository_failed(self, row, kind: str, exc: ProviderError) -> None:
+        """Record a failed read on its repository, whose state stays as it was (so the next run
+        asks again), and go on; unless the failure is the run's (credentials, budget) or the
+        provider itself looks down (several repositories in a row out of retries)."""
+        if not repository_scoped(exc):
+            raise exc
+        if isinstance(exc, ProviderUnavailable) and exc.status is None:
+            self._unavailable_in_a_row += 1
+            if self._unavailable_in_a_row >= UNAVAILABLE_IN_A_ROW:
+                raise exc
+        self.errors.fail(row.pk, row.name, provider_record_error(kind, exc))
 
     def _incremental(self, row, kind, state) -> bool:
         if not state.get("initialized"):

@@ -22,10 +22,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from catalog.models import Entity
+from catalog.services import entity_changes_source
 from integrations.choices import (
     DiscoveredState,
     IntegrationState,
     LinkState,
+    ProcessingStage,
     SyncMode,
     SyncState,
 )
@@ -38,17 +40,28 @@ from integrations.engine.claims import (
     integration_claim,
     lock_ttl,
 )
-from integrations.engine.correlation import correlation_index_build, index_entities
+from integrations.engine.correlation import (
+    CorrelationIndex,
+    correlation_index_build,
+    index_entities,
+)
 from integrations.engine.discovery import (
     discovered_mark_gone,
     discovered_upsert_page,
+    entity_changes_source_of,
     recommendations_refresh,
 )
-from integrations.engine.enrichment import catalog_files_enrich
-from integrations.engine.imports import discovered_import_new, imported_refresh
+from integrations.engine.enrichment import CatalogFileReads, catalog_files_enrich
+from integrations.engine.imports import (
+    discovered_errors_retry,
+    discovered_import_new,
+    imported_refresh,
+)
+from integrations.engine.orphans import orphans_clear
+from integrations.engine.processing import RunErrors
 from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.engine.targeted import webhook_coalesced_drain, webhook_coalesced_followup
-from integrations.models import ImportedEntity, Integration, SyncRun
+from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers import registry
 from integrations.providers.base import Provider, ProviderError, RepoRecord
 
@@ -151,8 +164,27 @@ def integration_sync(
     """Run one sync of an integration and return its SyncRun (skipped if another is running).
 
     ``full``: force a full listing (True) or an incremental one (False); by default a full
-    listing runs every ``full_sync_interval`` and incremental ones in between.
+    listing runs every ``full_sync_interval`` and incremental ones in between. The run's
+    catalog writes are labelled as its own: it recomputes its advice itself.
     """
+    with entity_changes_source(entity_changes_source_of(integration_id)):
+        return _integration_sync(
+            integration_id=integration_id,
+            trigger=trigger,
+            provider=provider,
+            on_progress=on_progress,
+            full=full,
+        )
+
+
+def _integration_sync(
+    *,
+    integration_id: int,
+    trigger: str,
+    provider: Provider | None,
+    on_progress: ProgressCallback | None,
+    full: bool | None,
+) -> SyncRun:
     integration = Integration.objects.select_related("connector").get(pk=integration_id)
     mode, since = _sync_mode(integration, full)
     run = SyncRun.objects.create(integration=integration, trigger=trigger, mode=mode)
@@ -174,6 +206,7 @@ def integration_sync(
     def tick() -> None:
         run.requests = provider.stats.requests
         run.pages = provider.stats.pages
+        run.unchanged = provider.stats.unchanged
         if time.monotonic() - beat["at"] >= beat["every"]:  # not one UPDATE per request
             heartbeat(run)
             beat["at"] = time.monotonic()
@@ -183,58 +216,48 @@ def integration_sync(
         provider = provider or registry.for_integration(integration)
         index = correlation_index_build(integration=integration)
         seen_at = timezone.now()
+        errors = RunErrors(run)
+        listed: set[int] = set()
         catalog_files_read = 0
         pages = _Listing(
-            provider.iter_repositories(since=since), ahead=provider.reads_in_background()
+            provider.iter_repositories(since=since, known=_stored_data(integration)),
+            ahead=provider.reads_in_background(),
         )
         try:
             while (page := pages.take()) is not None:
-                catalog_files_read += catalog_files_enrich(
+                reads = catalog_files_enrich(
                     provider,
                     integration,
                     page,
                     budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read,
                 )
+                catalog_files_read += reads.reads
                 pages.read_next()  # while this one is written
-                # One transaction per page: a crash never leaves new records without their
-                # auto-import (a re-run would no longer see them as new). It starts by renewing
-                # the claim: a run that stalled past the TTL (slow catalog-file reads) and lost
-                # it writes nothing, and a takeover waits for a page being written to commit.
-                with transaction.atomic():
-                    heartbeat(run)
-                    beat["at"] = time.monotonic()
-                    created, rows = discovered_upsert_page(
-                        integration=integration, records=page, index=index, seen_at=seen_at
+                listed.update(
+                    _page_write(
+                        integration,
+                        run,
+                        page,
+                        reads=reads,
+                        index=index,
+                        seen_at=seen_at,
+                        errors=errors,
                     )
-                    imported = 0
-                    if integration.auto_import and created:
-                        imported = discovered_import_new(integration=integration, rows=created)
-                    page_ids = [row.pk for row in rows]
-                    # A record new in this page was imported just now from this very data: only
-                    # the ones known before can have linked entities to refresh.
-                    new_ids = {row.pk for row in created}
-                    refreshed = imported_refresh(
-                        integration=integration,
-                        discovered_ids=[pk for pk in page_ids if pk not in new_ids],
-                    )
-                    if imported or refreshed:  # later pages correlate against what this wrote
-                        linked = ImportedEntity.objects.filter(
-                            discovered__in=page_ids, state=LinkState.LINKED
-                        )
-                        index.update(
-                            index_entities(
-                                Entity.objects.filter(pk__in=linked.values("entity_id")),
-                                index.rules,
-                            )
-                        )
-                run.discovered += len(created)
-                run.imported += imported
-                run.refreshed += refreshed
+                )
+                beat["at"] = time.monotonic()
                 tick()
         finally:
             pages.close()
-        if index.changed:
-            recommendations_refresh(integration=integration, index=index)
+        # What failed before for records this listing did not bring (an incremental one lists
+        # only what changed) is tried again with the mappings and catalog as they are now.
+        with transaction.atomic():
+            heartbeat(run)
+            if discovered_errors_retry(integration=integration, errors=errors, exclude=listed):
+                index = correlation_index_build(integration=integration)
+                index.changed = True  # the records' advice is recomputed against it below
+            errors.flush()
+        # Every run recomputes the advice of every record not imported, listed or not.
+        recommendations_refresh(integration=integration, index=index)
         if mode == SyncMode.FULL:  # only a complete listing can tell what vanished
             discovered_mark_gone(integration, run, seen_at)
         Integration.objects.filter(pk=integration.pk).update(
@@ -248,21 +271,116 @@ def integration_sync(
                 start=start_datetime(integration),
                 on_progress=tick,
                 sweep=_sweep_candidates(integration, seen_at),
+                errors=errors,
             )
             secondary.run(integration.discovered.all())
             run.pull_requests = secondary.budget.written["pull_requests"]
             run.commits = secondary.budget.written["commits"]
+        errors.flush()
         tick()
     except ProviderError as exc:
         logger.warning("integrations.sync.failed", extra={**log_extra, "error": exc.message})
-        return _finish(run, SyncState.FAILED, error=exc.message, integration=integration)
+        return _finish(
+            run, SyncState.FAILED, error=exc.message, integration=integration, provider=provider
+        )
     except Exception as exc:
         logger.exception("integrations.sync.crashed", extra=log_extra)
         return _finish(
-            run, SyncState.FAILED, error=f"{type(exc).__name__}: {exc}", integration=integration
+            run,
+            SyncState.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            integration=integration,
+            provider=provider,
         )
+    if run.errors:
+        logger.warning("integrations.sync.partial", extra={**log_extra, "errors": run.errors})
+        return _finish(run, SyncState.PARTIAL, integration=integration, provider=provider)
     logger.info("integrations.sync.succeeded", extra=log_extra)
-    return _finish(run, SyncState.SUCCEEDED, integration=integration)
+    return _finish(run, SyncState.SUCCEEDED, integration=integration, provider=provider)
+
+
+def _stored_data(integration: Integration) -> Callable[[list[str]], dict[str, dict]]:
+    """What the provider may compare a listed repository with (external id → its stored
+    record), so it can skip the reads that would find it unchanged."""
+
+    def known(external_ids: list[str]) -> dict[str, dict]:
+        rows = DiscoveredEntity.objects.filter(
+            integration=integration, external_id__in=external_ids
+        )
+        return dict(rows.values_list("external_id", "data"))
+
+    return known
+
+
+def _page_write(
+    integration: Integration,
+    run: SyncRun,
+    page: list[RepoRecord],
+    *,
+    reads: CatalogFileReads,
+    index: CorrelationIndex,
+    seen_at: datetime,
+    errors: RunErrors,
+) -> list[int]:
+    """Write one listing page in one transaction: a crash never leaves new records without
+    their auto-import (a re-run would no longer see them as new). It starts by renewing the
+    claim: a run that stalled past the TTL (slow catalog-file reads) and lost it writes nothing,
+    and a takeover waits for a page being written to commit."""
+    returned = set(
+        DiscoveredEntity.objects.filter(
+            integration=integration,
+            external_id__in=[record.external_id for record in page],
+            gone_at__isnull=False,
+        ).values_list("pk", flat=True)
+    )
+    with transaction.atomic():
+        heartbeat(run)
+        created, rows = discovered_upsert_page(
+            integration=integration, records=page, index=index, seen_at=seen_at
+        )
+        by_external_id = {row.external_id: row for row in rows}
+        for external_id, error in reads.failed.items():
+            row = by_external_id[external_id]
+            errors.fail(row.pk, row.name, error)
+        errors.succeed(
+            [by_external_id[external_id].pk for external_id in reads.read],
+            ProcessingStage.CATALOG_FILE,
+        )
+        if returned:  # listed again: no longer gone, its entities no longer orphans
+            DiscoveredEntity.objects.filter(pk__in=returned).update(gone_at=None)
+            orphans_clear(discovered_ids=returned)
+        imported = 0
+        new_ids = {row.pk for row in created}
+        # New records, and those whose import failed before (a crash or a fix since then).
+        to_import = created + [
+            row
+            for row in rows
+            if row.pk not in new_ids
+            and row.state == DiscoveredState.DISCOVERED
+            and ProcessingStage.IMPORT in (row.processing_errors or {})
+        ]
+        if integration.auto_import and to_import:
+            imported = discovered_import_new(integration=integration, rows=to_import, errors=errors)
+        page_ids = [row.pk for row in rows]
+        # A record new in this page was imported just now from this very data: only the ones
+        # known before can have linked entities to refresh.
+        refreshed = imported_refresh(
+            integration=integration,
+            discovered_ids=[pk for pk in page_ids if pk not in new_ids],
+            errors=errors,
+        )
+        if imported or refreshed:  # later pages correlate against what this wrote
+            linked = ImportedEntity.objects.filter(discovered__in=page_ids, state=LinkState.LINKED)
+            index.update(
+                index_entities(
+                    Entity.objects.filter(pk__in=linked.values("entity_id")), index.rules
+                )
+            )
+        errors.flush()  # committed with the page it is about
+    run.discovered += len(created)
+    run.imported += imported
+    run.refreshed += refreshed
+    return page_ids
 
 
 def _finish(

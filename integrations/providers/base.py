@@ -15,10 +15,23 @@ if TYPE_CHECKING:
 class ProviderError(Exception):
     """Any failure talking to a provider; ``message`` is safe to show a user (no secrets)."""
 
+    # A failure of the whole run whatever it was reading (a spent request budget).
+    run_scoped = False
+
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def repository_scoped(exc: ProviderError) -> bool:
+    """Whether a failure concerns the one repository being read (recorded on it, and the run
+    goes on) rather than the whole run: refused credentials (401 or no status) and a spent
+    request budget stop the run; a 403, 404 or 410 on one repository's data, or retries
+    exhausted on it, do not."""
+    if exc.run_scoped or exc.status == 401:
+        return False
+    return not (isinstance(exc, ProviderAuthError) and exc.status is None)
 
 
 class ProviderAuthError(ProviderError):

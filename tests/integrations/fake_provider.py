@@ -201,7 +201,7 @@ class FakeProvider(Provider):
         self._request()
         return ProbeResult(True, f"{len(self.world.repos)} repositories visible")
 
-    def iter_repositories(self, since=None) -> Iterator[list[RepoRecord]]:
+    def iter_repositories(self, since=None, known=None) -> Iterator[list[RepoRecord]]:
         # ``since`` is a hint a provider may ignore; with ``honour_since`` the world answers like
         # Bitbucket's ``q=updated_on > since`` (its timestamps must then be real ones).
         honour = since is not None and self.world.honour_since

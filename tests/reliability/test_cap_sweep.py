@@ -69,7 +69,9 @@ def test_any_cap_position_ends_with_the_rows_of_an_uncapped_run(
 
     for cap in range(1, expected_each + 2):
         monkeypatch.setattr(secondary, "RUN_CAP", cap)
-        integration = bitbucket.integration(f"capped-{cap}", auto_import=False, start_date=start_date)
+        integration = bitbucket.integration(
+            f"capped-{cap}", auto_import=False, start_date=start_date
+        )
         runs = sync_until_settled(bitbucket, integration)
         assert all(run.pull_requests <= cap and run.commits <= cap for run in runs), cap
         assert secondary_rows() == uncapped, f"cap {cap}"

@@ -76,7 +76,7 @@ class ClaimLog:
         self.claimed: dict[str, threading.Event] = defaultdict(threading.Event)
         for module in (sync_module, targeted):
             monkeypatch.setattr(module, "integration_claim", self._claim(module.integration_claim))
-            monkeypatch.setattr(module, "_release", self._release(module._release))
+            monkeypatch.setattr(module, "claim_release", self._release(module.claim_release))
 
     def _claim(self, real):
         def claim(*, integration_id: int, run: SyncRun) -> bool:
@@ -222,16 +222,17 @@ def test_scheduled_manual_and_webhook_syncs_race_one_at_a_time_to_the_clean_cata
         runs = list(SyncRun.objects.filter(integration=integration, pk__gt=last_run))
         last_run = max(run.pk for run in runs)
         by_trigger = {run.trigger: run for run in runs}
-        assert sorted(by_trigger) == ["manual", "schedule", "webhook"] and len(runs) == 3
+        # A delivery that lost the race records no run of its own: the run holding the claim
+        # refreshes its repository before it ends.
+        assert sorted(by_trigger) in (["manual", "schedule"], ["manual", "schedule", "webhook"])
+        assert len(runs) == len(by_trigger)
         assert_one_at_a_time(runs)
         if leader is not None:
             assert by_trigger[leader].state == SyncState.SUCCEEDED, round_no
         delivery = WebhookDelivery.objects.get(
             integration=integration, delivery_id=headers["X-Request-UUID"]
         )
-        refreshed = by_trigger["webhook"].state == SyncState.SUCCEEDED
-        expected = WebhookOutcome.PROCESSED if refreshed else WebhookOutcome.SKIPPED
-        assert delivery.outcome == expected, delivery.detail
+        assert delivery.outcome == WebhookOutcome.PROCESSED, delivery.detail
         assert Integration.objects.get(pk=integration.pk).locked_by_run is None
 
     # One sync at a time: the intervals in which runs held the claim never overlap.

@@ -28,6 +28,7 @@ from integrations.providers.base import (
     PullRequestRecord,
     RepoRecord,
     connector_store_tokens,
+    repository_scoped,
 )
 from integrations.providers.bitbucket_dc import records
 from integrations.providers.bitbucket_dc.client import (
@@ -352,7 +353,14 @@ class BitbucketDataCenterProvider(Provider):
             )
         if not branch and not stored.get("default_branch") and "default_branch" in stored:
             self.stats.unchanged += 1  # still empty
-        latest = self.client.commit(key, slug, tip) if tip else None
+        try:
+            latest = self.client.commit(key, slug, tip) if tip else None
+        except ProviderError as exc:
+            if not repository_scoped(exc):
+                raise
+            # Its commits cannot be read: listed without an update time, so the engine reads
+            # its commits and records the refusal on the repository.
+            latest = None
         return records.repository_record(
             raw, default_branch=branch, latest_commit=latest, known_tip=tip
         )

@@ -92,7 +92,7 @@ class BlockingProvider(FakeProvider):
     entered: threading.Event
     release: threading.Event
 
-    def iter_repositories(self, since=None):
+    def iter_repositories(self, since=None, known=None):
         self.entered.set()
         if not self.release.wait(timeout=20):
             raise RuntimeError("the test never released the listing")

@@ -90,8 +90,11 @@ def test_crash_while_listing_then_rerun_equals_a_clean_run(
         for row in clean["discovered"].values()
         if row["name"] == "dup"
     )
-    # on one page: the second is refused (the name is taken) and left with the advice to merge
-    assert dup == [("discovered", "merge", "component:default/dup"), ("imported", "register", None)]
+    # on one page: the first registers the name and the second, which the rules match to it,
+    # merges into it, as a later page's would (never left behind unreported)
+    assert dup == [("imported", "register", None), ("imported", "register", None)]
+    dup_imports = sorted(action for _, name, action, _ in clean["imports"] if name.endswith("/dup"))
+    assert dup_imports == ["MERGE", "REGISTER"]
     assert len(clean["pull_requests"]) > 0
     assert_same_catalog(clean, rerun)
 

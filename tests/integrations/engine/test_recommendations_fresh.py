@@ -14,6 +14,7 @@ from catalog.services import entities_upsert, entity_delete, entity_upsert
 from integrations import services
 from integrations.choices import DiscoveredState, RecommendedAction
 from integrations.config import config_apply, config_load
+from integrations.engine.discovery import entity_changes_source_of
 from integrations.engine.imports import (
     ImportRefused,
     ImportRequest,
@@ -259,7 +260,7 @@ def test_the_integrations_own_labelled_writes_do_not_trigger_a_recompute(
     calls = []
     monkeypatch.setattr(tasks.recommendations_recompute, "delay", lambda *a: calls.append(a))
     with django_capture_on_commit_callbacks(execute=True):
-        with entity_changes_source(tasks.entity_changes_source_of(acme.pk)):
+        with entity_changes_source(entity_changes_source_of(acme.pk)):
             entities_upsert(documents=[component_doc("search")])
     assert calls == []
 
