@@ -473,7 +473,7 @@ def test_a_repository_whose_pull_requests_are_forbidden_shows_in_the_api_and_fai
 
 @pytest.mark.django_db(transaction=True)
 def test_an_invalid_custom_mapping_is_an_error_on_each_record_in_the_api_the_run_and_the_cli(
-    sandboxed, reader_client
+    sandboxed, reader_client, client, make_user
 ):
     from integrations.providers import registry
 
@@ -501,3 +501,13 @@ def test_an_invalid_custom_mapping_is_an_error_on_each_record_in_the_api_the_run
     (run,) = reader_client.get(f"{API}/{integration.pk}/runs").json()["results"]
     assert (run["state"], run["errors"]) == ("partial", 4)
     assert run["error_summary"][0]["count"] == 4
+    # And in the Discovered view: every record under Needs attention, each with its error.
+    client.force_login(make_user("ui-reader"))
+    page = client.get(f"/integrations/{integration.pk}/", {"state": "error"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Needs attention (4)" in html
+    for repo in world.iter_repositories():
+        assert repo.name in html
+    assert html.count("invalid entity") >= 4
+    assert "Fix the field mapping for metadata.name" in html
