@@ -10,10 +10,8 @@ that triggered it. The engine's claim and release are wrapped (calling through) 
 each run held the integration.
 """
 
-import json
 import threading
 import time
-import uuid
 from collections import defaultdict
 from datetime import timedelta
 from functools import partial
@@ -41,7 +39,7 @@ from integrations.tasks import enqueue_due_integrations
 from portal.models import ApiToken
 from tests.integrations.catalog_snapshot import assert_same_catalog, snapshot, wipe
 from tests.integrations.engine.conftest import sync_ok
-from tests.integrations.webhooks.conftest import payload, sign, webhook_url
+from tests.integrations.webhooks.conftest import cloud_push_delivery, webhook_url
 from tests.reliability.process_helpers import (
     WORKSPACE,
     cloud_sandbox_integration,
@@ -121,20 +119,6 @@ def in_thread(action, errors: list) -> threading.Thread:
     return thread
 
 
-def push_delivery(integration: Integration, repo) -> tuple[bytes, dict]:
-    """A ``repo:push`` delivery for a sandbox repository, signed with the integration's secret."""
-    body = payload("bitbucket_cloud", "repo_push")
-    body["repository"].update(uuid=repo.uuid, full_name=f"{WORKSPACE}/{repo.slug}", name=repo.name)
-    raw = json.dumps(body).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Event-Key": "repo:push",
-        "X-Request-UUID": str(uuid.uuid4()),
-        "X-Hub-Signature": sign(raw, integration.webhook_secret),
-    }
-    return raw, headers
-
-
 @pytest.fixture
 def admin_token(make_user) -> str:
     user = make_user("admin", "integrations.edit_integration")
@@ -204,7 +188,7 @@ def test_scheduled_manual_and_webhook_syncs_race_one_at_a_time_to_the_clean_cata
         Integration.objects.filter(pk=integration.pk).update(
             next_sync_at=timezone.now() - timedelta(seconds=1)
         )
-        raw, headers = push_delivery(integration, repo)
+        raw, headers = cloud_push_delivery(integration, repo)
 
         results = race(
             {
@@ -260,10 +244,10 @@ def test_two_integrations_over_one_workspace_sync_side_by_side(sandbox, monkeypa
     provider = registry.for_integration(first)
     real_listing = provider.iter_repositories
 
-    def held_listing(since=None):
+    def held_listing(since=None, **options):
         listing_reached.set()
         assert release.wait(timeout=ROUND_SECONDS)
-        yield from real_listing(since=since)
+        yield from real_listing(since=since, **options)
 
     provider.iter_repositories = held_listing
     runs: dict[str, SyncRun] = {}
@@ -311,10 +295,10 @@ def test_a_run_stalled_past_its_claim_stops_before_writing_when_another_took_ove
     provider = registry.for_integration(integration)
     real_listing = provider.iter_repositories
 
-    def stalled_listing(since=None):
+    def stalled_listing(since=None, **options):
         listing_reached.set()
         assert release.wait(timeout=ROUND_SECONDS)
-        yield from real_listing(since=since)
+        yield from real_listing(since=since, **options)
 
     provider.iter_repositories = stalled_listing
     runs: dict[str, SyncRun] = {}
@@ -373,9 +357,9 @@ def test_two_auto_importing_integrations_over_one_workspace_sync_at_once_like_on
         provider = registry.for_integration(integration)
         real_listing = provider.iter_repositories
 
-        def listing(since=None):
+        def listing(since=None, **options):
             both_listing.wait(timeout=ROUND_SECONDS)
-            yield from real_listing(since=since)
+            yield from real_listing(since=since, **options)
 
         provider.iter_repositories = listing
         runs.append(

@@ -9,10 +9,8 @@ PostgreSQL only (each server thread and worker has its own connection), Redis fo
 variant; skipped otherwise, failing with ``CI=true``.
 """
 
-import json
 import random
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -25,7 +23,7 @@ from integrations.models import DiscoveredEntity, Integration, SyncRun, WebhookD
 from integrations.sandbox import SandboxServer
 from portal.celery import app as celery_app
 from tests.integrations.engine.conftest import sync_ok
-from tests.integrations.webhooks.conftest import payload, sign, webhook_url
+from tests.integrations.webhooks.conftest import cloud_push_delivery, webhook_url
 from tests.reliability.process_helpers import (
     WORKSPACE,
     celery_workers,  # noqa: F401 - a fixture
@@ -81,17 +79,7 @@ def burst(sandbox: SandboxServer, live_server, integration: Integration) -> dict
     sandbox.api.log.reset()
 
     def deliver(repo) -> int:
-        body = payload("bitbucket_cloud", "repo_push")
-        body["repository"].update(
-            uuid=repo.uuid, full_name=f"{WORKSPACE}/{repo.slug}", name=repo.name
-        )
-        raw = json.dumps(body).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Event-Key": "repo:push",
-            "X-Request-UUID": str(uuid.uuid4()),
-            "X-Hub-Signature": sign(raw, integration.webhook_secret),
-        }
+        raw, headers = cloud_push_delivery(integration, repo)
         return client.post(webhook_url(integration), content=raw, headers=headers).status_code
 
     with httpx.Client(base_url=live_server.url, timeout=WAIT_SECONDS) as client:

@@ -96,7 +96,7 @@ class BlockingProvider(FakeProvider):
         self.entered.set()
         if not self.release.wait(timeout=20):
             raise RuntimeError("the test never released the listing")
-        yield from super().iter_repositories(since)
+        yield from super().iter_repositories(since, known)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -41,6 +41,21 @@ def webhook_url(integration) -> str:
     return f"/webhooks/{URL_KIND[integration.provider]}/{integration.pk}"
 
 
+def cloud_push_delivery(integration, repo) -> tuple[bytes, dict]:
+    """A Cloud ``repo:push`` delivery for a sandbox repository, signed with the integration's
+    secret, as (body, headers) for a real HTTP client."""
+    body = payload("bitbucket_cloud", "repo_push")
+    body["repository"].update(uuid=repo.uuid, full_name=repo.full_name, name=repo.name)
+    raw = json.dumps(body).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Event-Key": "repo:push",
+        "X-Request-UUID": str(uuid.uuid4()),
+        "X-Hub-Signature": sign(raw, integration.webhook_secret),
+    }
+    return raw, headers
+
+
 def deliver(
     integration,
     event: str,
