@@ -1,7 +1,7 @@
 """Reads of integrations: what a user may see, and list querysets that cost a fixed number of
 queries whatever the page size."""
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from catalog.models import Scope, ScopeMembership
@@ -74,10 +74,15 @@ def discovered_list(
     state: str | None = None,
     recommended_action: str | None = None,
     search: str | None = None,
+    needs_attention: bool = False,
 ) -> QuerySet[DiscoveredEntity]:
+    """``needs_attention``: only records whose processing failed (the partial index on
+    (integration, error_since) answers it)."""
     queryset = DiscoveredEntity.objects.filter(integration=integration).select_related(
-        "suggested_entity"
+        "suggested_entity", "name_holder"
     )
+    if needs_attention:
+        queryset = queryset.filter(error_since__isnull=False)
     if state:
         queryset = queryset.filter(state=state)
     if recommended_action:
@@ -88,13 +93,25 @@ def discovered_list(
 
 
 def imported_list(
-    *, integration: Integration, state: str | None = None, search: str | None = None
+    *,
+    integration: Integration,
+    state: str | None = None,
+    search: str | None = None,
+    source_gone: bool | None = None,
 ) -> QuerySet[ImportedEntity]:
-    queryset = ImportedEntity.objects.filter(integration=integration).select_related(
-        "entity", "entity__scope"
+    """Each link annotated with its record's state and ``gone_at`` (``source_state``,
+    ``source_gone_at``); ``source_gone``: only the links whose repository is gone (True), only
+    the others (False), or both (None)."""
+    queryset = (
+        ImportedEntity.objects.filter(integration=integration)
+        .select_related("entity", "entity__scope")
+        .annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
     )
     if state:
         queryset = queryset.filter(state=state)
+    if source_gone is not None:
+        gone = Q(discovered__state=DiscoveredState.GONE)
+        queryset = queryset.filter(gone) if source_gone else queryset.exclude(gone)
     if search:
         queryset = queryset.filter(entity__name__icontains=search)
     return queryset.order_by("-imported_at", "-pk")

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -442,9 +442,8 @@ def integration_discovered(request: HttpRequest, pk: int) -> HttpResponse:
         state=None if state in ("all", NEEDS_ATTENTION) else state,
         recommended_action=action,
         search=search,
-    ).select_related("name_holder")
-    if state == NEEDS_ATTENTION:
-        queryset = queryset.filter(error_since__isnull=False)
+        needs_attention=state == NEEDS_ATTENTION,
+    )
     page = _page(request, queryset)
     for row in page:
         row.error_items = record_errors(row)
@@ -646,9 +645,8 @@ def integration_imported(request: HttpRequest, pk: int) -> HttpResponse:
         integration=context["integration"],
         state={"all": None, SOURCE_GONE: LinkState.LINKED}.get(state, state),
         search=search,
-    ).annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
-    if state == SOURCE_GONE:
-        queryset = queryset.filter(discovered__state=DiscoveredState.GONE)
+        source_gone=True if state == SOURCE_GONE else None,
+    )
     context.update(
         page=_page(request, queryset),
         state=state,

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -365,15 +364,13 @@ class DiscoveredListApi(IntegrationReadListApi):
 
     def get_queryset(self):
         state = self.choice_param("state", DISCOVERED_STATES)
-        queryset = discovered_list(
+        return discovered_list(
             integration=self.get_integration(),
             state=None if state == NEEDS_ATTENTION else state,
             recommended_action=self.choice_param("recommended_action", RecommendedAction.values),
             search=self.request.query_params.get("search", "").strip(),
-        ).select_related("name_holder")
-        if state == NEEDS_ATTENTION:  # the partial index on (integration, error_since)
-            queryset = queryset.filter(error_since__isnull=False)
-        return queryset
+            needs_attention=state == NEEDS_ATTENTION,
+        )
 
 
 _IMPORT_REQUEST = PolymorphicProxySerializer(
@@ -510,18 +507,15 @@ class ImportedListApi(IntegrationReadListApi):
 
     def get_queryset(self):
         state = self.choice_param("state", s.IMPORTED_STATES)
-        queryset = imported_list(
+        # The state shown is derived (a linked entity whose repository is gone is source_gone),
+        # and the filter follows what is shown.
+        gone = {s.SOURCE_GONE: True, LinkState.LINKED: False}.get(state)
+        return imported_list(
             integration=self.get_integration(),
             state=LinkState.LINKED if state == s.SOURCE_GONE else state,
             search=self.request.query_params.get("search", "").strip(),
-        ).annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
-        # The state shown is derived (a linked entity whose repository is gone is source_gone),
-        # and the filter follows what is shown.
-        if state == s.SOURCE_GONE:
-            queryset = queryset.filter(discovered__state=DiscoveredState.GONE)
-        elif state == LinkState.LINKED:
-            queryset = queryset.exclude(discovered__state=DiscoveredState.GONE)
-        return queryset
+            source_gone=gone,
+        )
 
 
 @extend_schema(tags=["integrations"])
