@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -185,7 +186,15 @@ def _integration_sync(
     on_progress: ProgressCallback | None,
     full: bool | None,
 ) -> SyncRun:
-    integration = Integration.objects.select_related("connector").get(pk=integration_id)
+    # Whether earlier runs left records to try again, read with the integration itself.
+    failed_before = DiscoveredEntity.objects.filter(
+        integration=OuterRef("pk"), error_since__isnull=False
+    )
+    integration = (
+        Integration.objects.select_related("connector")
+        .annotate(failed_before=Exists(failed_before))
+        .get(pk=integration_id)
+    )
     mode, since = _sync_mode(integration, full)
     run = SyncRun.objects.create(integration=integration, trigger=trigger, mode=mode)
     log_extra = {"integration_id": integration.pk, "run_id": run.pk, "trigger": trigger}
@@ -250,12 +259,12 @@ def _integration_sync(
             pages.close()
         # What failed before for records this listing did not bring (an incremental one lists
         # only what changed) is tried again with the mappings and catalog as they are now.
-        with transaction.atomic():
-            heartbeat(run)
-            if discovered_errors_retry(integration=integration, errors=errors, exclude=listed):
-                index = correlation_index_build(integration=integration)
-                index.changed = True  # the records' advice is recomputed against it below
-            errors.flush()
+        if integration.failed_before:
+            with transaction.atomic():
+                heartbeat(run)
+                if discovered_errors_retry(integration=integration, errors=errors, exclude=listed):
+                    index = correlation_index_build(integration=integration)
+                errors.flush()
         # Every run recomputes the advice of every record not imported, listed or not.
         recommendations_refresh(integration=integration, index=index)
         if mode == SyncMode.FULL:  # only a complete listing can tell what vanished
