@@ -4,8 +4,8 @@ body, and keeping exactly one Lantern hook on a subject (a workspace, project or
 import json
 from collections.abc import Iterable, Mapping
 
-from integrations.http import redact
 from integrations.providers.base import ProviderError, WebhookPayloadError
+from integrations.providers.http import redact
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

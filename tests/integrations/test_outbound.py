@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from integrations.http import ProviderHttp, RetryPolicy
-from integrations.outbound import OutboundAddressError, outbound_check
+from integrations.providers.http import ProviderHttp, RetryPolicy
+from integrations.providers.outbound import OutboundAddressError, outbound_check
 
 
 def fake_resolution(monkeypatch, *addresses: str) -> None:

@@ -10,14 +10,6 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from integrations.http import (
-    ERROR_DETAIL_LIMIT,
-    REDACTED,
-    Credential,
-    ProviderHttp,
-    StaticCredential,
-    redact,
-)
 from integrations.providers.base import ProviderAuthError, ProviderError
 from integrations.providers.bitbucket_cloud.client import (
     BasicCredential,
@@ -32,6 +24,14 @@ from integrations.providers.bitbucket_dc.client import (
     dc_error_message,
 )
 from integrations.providers.bitbucket_webhooks import ensure_hook
+from integrations.providers.http import (
+    ERROR_DETAIL_LIMIT,
+    REDACTED,
+    Credential,
+    ProviderHttp,
+    StaticCredential,
+    redact,
+)
 
 TOKEN = "tok+en/With=Signs~1"  # characters that change when URL- or JSON-encoded
 PASSWORD = "pa55-w0rd"

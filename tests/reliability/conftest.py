@@ -21,10 +21,10 @@ from django.db import connection
 
 from integrations import services
 from integrations.choices import SyncState
-from integrations.http import RetryPolicy
 from integrations.models import Integration, SyncRun
 from integrations.providers.bitbucket_cloud import client as cloud_client
 from integrations.providers.bitbucket_dc import client as dc_client
+from integrations.providers.http import RetryPolicy
 from integrations.sandbox import SandboxServer
 from integrations.sandbox.traffic import KINDS, FaultInjector, LoggedRequest
 from tests.integrations.bitbucket_cloud.conftest import make_connector as cloud_connector

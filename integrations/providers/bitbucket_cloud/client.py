@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from integrations.http import (
+from integrations.providers.base import ProviderAuthError, RequestStats
+from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
     Credential,
     ProviderHttp,
@@ -17,8 +18,7 @@ from integrations.http import (
     redact,
     ssl_context,
 )
-from integrations.outbound import OutboundAddressError, guarded_transport
-from integrations.providers.base import ProviderAuthError, RequestStats
+from integrations.providers.outbound import OutboundAddressError, guarded_transport
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
 REPOSITORIES_PAGELEN = 100

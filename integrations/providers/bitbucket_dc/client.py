@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import httpx
 
-from integrations.http import (
+from integrations.providers.base import ProviderAuthError, ProviderUnavailable, RequestStats
+from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
     Credential,
     ProviderHttp,
@@ -21,8 +22,7 @@ from integrations.http import (
     redact,
     ssl_context,
 )
-from integrations.outbound import OutboundAddressError, guarded_transport, outbound_check
-from integrations.providers.base import ProviderAuthError, ProviderUnavailable, RequestStats
+from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
 
 API_PATH = "/rest/api/1.0"
 OAUTH_PATH = "/rest/oauth2/latest"

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 
 from integrations.choices import AuthKind
-from integrations.http import RetryPolicy
 from integrations.providers.base import (
     CommitRecord,
     ProbeResult,
@@ -41,6 +40,7 @@ from integrations.providers.bitbucket_dc.client import (
     token_fields,
 )
 from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
+from integrations.providers.http import RetryPolicy
 
 SUPPORTED_MAJORS = (9, 10)
 NOT_ENABLED = "Bitbucket Data Center is not enabled: set BITBUCKET_DC_ENABLED=true"

@@ -17,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.choices import DiscoveredState, ImportAction, LinkState, SyncState
-from integrations.http import RetryPolicy
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers.bitbucket_cloud import client as client_module
+from integrations.providers.http import RetryPolicy
 from tests.integrations.api.conftest import API
 from tests.integrations.conftest import component_doc
 from tests.sandbox.fixtures import make_cloud_sandbox, make_dc_sandbox  # noqa: F401

@@ -7,9 +7,9 @@ from django.core.cache import cache
 from catalog.models import Entity
 from catalog.rendering import entity_document
 from integrations import services
-from integrations.http import RetryPolicy
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_cloud import client as client_module
+from integrations.providers.http import RetryPolicy
 from integrations.sandbox import World
 from tests.sandbox.fixtures import SANDBOX_SCOPES, SANDBOX_TOKEN
 

@@ -8,9 +8,9 @@ from django.core.cache import cache
 from catalog.models import Entity
 from catalog.rendering import entity_document
 from integrations import services
-from integrations.http import RetryPolicy
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_dc import client as client_module
+from integrations.providers.http import RetryPolicy
 from integrations.sandbox import SandboxServer, World
 from tests.sandbox.fixtures import DC_TOKEN, dc_world_factory
 

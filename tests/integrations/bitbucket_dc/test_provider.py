@@ -11,7 +11,6 @@ import pytest
 from catalog.models import Entity
 from integrations import services
 from integrations.choices import SyncState
-from integrations.http import RetryPolicy
 from integrations.models import Commit, Connector, DiscoveredEntity, PullRequest
 from integrations.providers import registry
 from integrations.providers.base import ProviderAuthError
@@ -20,6 +19,7 @@ from integrations.providers.bitbucket_dc.provider import (
     HTTPS_ONLY,
     BitbucketDataCenterProvider,
 )
+from integrations.providers.http import RetryPolicy
 from tests.integrations.bitbucket_dc.conftest import (
     make_connector,
     make_integration,

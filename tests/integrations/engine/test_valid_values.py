@@ -18,10 +18,10 @@ from catalog.validation import (
 from integrations import services
 from integrations.choices import DiscoveredState, SyncState
 from integrations.engine.mapping import ExpressionError, compile_expression, search
-from integrations.http import RetryPolicy
 from integrations.models import DiscoveredEntity
 from integrations.providers.bitbucket_cloud import client as cloud_client
 from integrations.providers.bitbucket_dc import client as dc_client
+from integrations.providers.http import RetryPolicy
 from tests.integrations.engine.conftest import sync
 from tests.sandbox.fixtures import (
     DC_TOKEN,

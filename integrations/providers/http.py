@@ -22,7 +22,6 @@ from urllib.parse import quote, quote_plus, urljoin
 import httpx
 from django.core.cache import cache
 
-from integrations.outbound import OutboundAddressError, guarded_transport, outbound_check
 from integrations.providers.base import (
     ProviderAuthError,
     ProviderError,
@@ -30,6 +29,7 @@ from integrations.providers.base import (
     ProviderUnavailable,
     RequestStats,
 )
+from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
 
 logger = logging.getLogger(__name__)
 
