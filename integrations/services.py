@@ -508,6 +508,31 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
     return connector
 
 
+def connector_tokens_store(*, connector: Connector, tokens: dict) -> None:
+    """Renewed OAuth tokens a provider hands back, encrypted with the connector's other
+    secrets (on the instance too, so the provider's next request uses them)."""
+    connector.secrets = {**connector.secrets, **tokens}
+    if connector.pk:
+        Connector.objects.filter(pk=connector.pk).update(
+            secrets_encrypted=connector.secrets_encrypted
+        )
+
+
+def connector_mark_down(*, connector: Connector, message: str) -> None:
+    """The connector's credential stopped working (e.g. a refused token refresh)."""
+    Connector.objects.filter(pk=connector.pk).update(
+        health=choices.Health.DOWN, last_error=message, last_checked_at=timezone.now()
+    )
+
+
+def connector_oauth_complete(*, connector: Connector, code: str, verifier: str = "") -> None:
+    """Finish a provider's OAuth authorisation: exchange the code, store the tokens."""
+    tokens = registry.get(connector.provider).oauth_complete(
+        connector, code=code, verifier=verifier
+    )
+    connector_tokens_store(connector=connector, tokens=tokens)
+
+
 class ConnectorInUse(ValueError):
     """A connector still used by integrations cannot be deleted."""
 
@@ -534,7 +559,8 @@ def connector_test(*, connector: Connector, target: dict | None = None) -> Probe
     integration = Integration(connector=connector, provider=connector.provider)
     integration.target = target or {}
     try:
-        result = provider_class(connector=connector, integration=integration).probe()
+        provider = registry.build(provider_class, connector=connector, integration=integration)
+        result = provider.probe()
     except ProviderError as exc:
         result = ProbeResult(False, exc.message)
     if connector.pk:
@@ -584,7 +610,8 @@ def integration_webhook_register(*, integration: Integration) -> str:
 def integration_webhook_unregister(*, connector: Connector, target: dict, url: str) -> int:
     """Remove the hooks posting to ``url`` (after suspend or delete); best effort."""
     shell = Integration(connector=connector, provider=connector.provider, target=target)
-    provider = registry.get(connector.provider)(connector=connector, integration=shell)
+    provider_class = registry.get(connector.provider)
+    provider = registry.build(provider_class, connector=connector, integration=shell)
     try:
         return provider.remove_webhook(url)
     except (NotImplementedError, ProviderError) as exc:

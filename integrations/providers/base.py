@@ -147,24 +147,22 @@ class Provider:
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, connector: "Connector", integration: "Integration | None" = None):
+    def __init__(
+        self,
+        *,
+        connector: "Connector",
+        integration: "Integration | None" = None,
+        store_tokens: Callable[[dict], None] | None = None,
+        mark_down: Callable[[str], None] | None = None,
+    ):
         self.connector = connector
         self.integration = integration
         self.stats = RequestStats()
-
-    # -- what every provider may do to its connector ------------------------------------------
-
-    def store_tokens(self, tokens: dict) -> None:
-        """Persist renewed OAuth tokens, encrypted with the connector's other secrets."""
-        connector_store_tokens(self.connector, tokens)
-
-    def mark_down(self, message: str) -> None:
-        """The connector's credential stopped working (e.g. a refused token refresh)."""
-        from django.utils import timezone
-
-        type(self.connector).objects.filter(pk=self.connector.pk).update(
-            health="down", last_error=message, last_checked_at=timezone.now()
-        )
+        # What the provider may change of its connector, written by whoever builds it (the
+        # registry hands in the engine's writes): renewed OAuth tokens, and a credential that
+        # stopped working. A provider never writes rows itself.
+        self.store_tokens = store_tokens or _keep_in_memory(connector)
+        self.mark_down = mark_down or _ignore
 
     def reads_in_background(self) -> bool:
         """Whether the engine may make this instance's reads (listing pages, pull requests,
@@ -254,10 +252,12 @@ class Provider:
         return dict(data)
 
 
-def connector_store_tokens(connector: "Connector", tokens: dict) -> None:
-    """Renewed tokens, encrypted with the connector's other secrets."""
-    connector.secrets = {**connector.secrets, **tokens}
-    if connector.pk:
-        type(connector).objects.filter(pk=connector.pk).update(
-            secrets_encrypted=connector.secrets_encrypted
-        )
+def _keep_in_memory(connector: "Connector") -> Callable[[dict], None]:
+    def store(tokens: dict) -> None:
+        connector.secrets = {**connector.secrets, **tokens}
+
+    return store
+
+
+def _ignore(message: str) -> None:
+    return None

@@ -1,4 +1,5 @@
-"""The providers Lantern ships, registered explicitly at start-up.
+"""The providers Lantern ships, registered explicitly at start-up with the connector writes the
+engine hands them.
 
 ``LANTERN_EXTRA_PROVIDERS`` (comma-separated dotted class paths) registers more, e.g. a
 provider a test suite defines, in worker processes too.
@@ -16,5 +17,10 @@ BUILTIN_PROVIDERS: list[str] = [
 
 
 def register_all() -> None:
+    from integrations.services import connector_mark_down, connector_tokens_store
+
+    registry.connector_writes_register(
+        registry.ConnectorWrites(store_tokens=connector_tokens_store, mark_down=connector_mark_down)
+    )
     for dotted in [*BUILTIN_PROVIDERS, *settings.LANTERN_EXTRA_PROVIDERS]:
         registry.register(import_string(dotted))

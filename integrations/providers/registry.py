@@ -3,9 +3,30 @@
 The engine reaches providers only through here, never by importing a provider module.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from integrations.providers.base import Provider
 
 _providers: dict[str, type[Provider]] = {}
+
+
+@dataclass(frozen=True)
+class ConnectorWrites:
+    """What a provider may change of its connector, as the engine writes it: renewed OAuth
+    tokens (``store_tokens(connector=, tokens=)``) and a credential that stopped working
+    (``mark_down(connector=, message=)``). Providers get them bound to their connector."""
+
+    store_tokens: Callable[..., None]
+    mark_down: Callable[..., None]
+
+
+_writes: ConnectorWrites | None = None
+
+
+def connector_writes_register(writes: ConnectorWrites) -> None:
+    global _writes
+    _writes = writes
 
 
 class UnknownProvider(LookupError):
@@ -37,6 +58,18 @@ def all_providers() -> dict[str, type[Provider]]:
     return dict(_providers)
 
 
+def build(provider_class: type[Provider], *, connector, integration=None, **options) -> Provider:
+    """A provider instance over ``connector``, handed the engine's connector writes."""
+    if _writes is not None:
+        options.setdefault(
+            "store_tokens", lambda tokens: _writes.store_tokens(connector=connector, tokens=tokens)
+        )
+        options.setdefault(
+            "mark_down", lambda message: _writes.mark_down(connector=connector, message=message)
+        )
+    return provider_class(connector=connector, integration=integration, **options)
+
+
 def for_integration(integration) -> Provider:
     provider_class = get(integration.connector.provider)
-    return provider_class(connector=integration.connector, integration=integration)
+    return build(provider_class, connector=integration.connector, integration=integration)

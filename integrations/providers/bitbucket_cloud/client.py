@@ -1,14 +1,14 @@
 """Bitbucket Cloud REST 2.0 over the shared HTTP layer."""
 
 import base64
-import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 
-from integrations.providers.base import ProviderAuthError, RequestStats
+from integrations.providers import oauth
+from integrations.providers.base import RequestStats
 from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
     Credential,
@@ -18,6 +18,7 @@ from integrations.providers.http import (
     redact,
     ssl_context,
 )
+from integrations.providers.oauth import budget_key
 from integrations.providers.outbound import OutboundAddressError, guarded_transport
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
@@ -35,10 +36,6 @@ def retry_policy() -> RetryPolicy:
     return RetryPolicy()
 
 
-def _budget_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
 def _basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -46,7 +43,7 @@ def _basic(username: str, password: str) -> str:
 class BearerCredential(Credential):
     def __init__(self, token: str):
         self._token = token
-        self.budget_key = _budget_key(token)
+        self.budget_key = budget_key(token)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
@@ -59,7 +56,7 @@ class BasicCredential(Credential):
     def __init__(self, username: str, password: str):
         self._password = password
         self._value = _basic(username, password)
-        self.budget_key = _budget_key(f"{username}:{password}")
+        self.budget_key = budget_key(f"{username}:{password}")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
@@ -68,41 +65,15 @@ class BasicCredential(Credential):
         return [self._password, self._value, self._value.removeprefix("Basic ")]
 
 
-class OAuthRefreshError(ProviderAuthError):
-    """The token endpoint refused to renew the OAuth access token (or could not be reached)."""
+class OAuthCredential(oauth.OAuthCredential):
+    """An OAuth consumer's token, from ``token_url`` with the consumer as Basic auth: a refresh
+    token grant, or client credentials when there is none. A network failure or 5xx is tried
+    again a few times."""
 
-
-class OAuthCredential(Credential):
-    """An OAuth consumer's access token, refreshed with its refresh token when it expires.
-
-    ``store`` persists renewed tokens (encrypted, on the connector); ``on_failure`` marks the
-    connector down when the refresh is refused.
-    """
-
-    def __init__(
-        self,
-        *,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        tokens: dict,
-        store: Callable[[dict], None],
-        on_failure: Callable[[str], None],
-        http_client: httpx.Client | None = None,
-    ):
+    def __init__(self, *, token_url: str, http_client: httpx.Client | None = None, **kwargs):
+        super().__init__(**kwargs)
         self.token_url = token_url
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.tokens = dict(tokens)
-        self.store = store
-        self.on_failure = on_failure
         self.http_client = http_client
-        self.budget_key = _budget_key(client_id)
-
-    def headers(self) -> dict[str, str]:
-        if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
-            self.refresh()
-        return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
 
     def secrets(self) -> list[str]:
         """The consumer secret (sent as Basic to the token endpoint) and both tokens."""
@@ -119,8 +90,7 @@ class OAuthCredential(Credential):
             )
         return self.http_client
 
-    def refresh(self) -> bool:
-        refresh_token = self.tokens.get("refresh_token")
+    def token_request(self, refresh_token: str | None) -> tuple[int, dict, str]:
         data = (
             {"grant_type": "refresh_token", "refresh_token": refresh_token}
             if refresh_token
@@ -128,22 +98,15 @@ class OAuthCredential(Credential):
         )
         response = self._post(data)
         body = _json_object(response)
-        if response.status_code != 200 or not body.get("access_token"):
-            reason = body.get("error_description") or body.get("error") or response.text.strip()
-            reason = redact(str(reason), self.secrets())[:ERROR_DETAIL_LIMIT]
-            message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
-            self.on_failure(message)
-            raise OAuthRefreshError(message, status=response.status_code)
-        self.tokens = {
-            "access_token": body["access_token"],
-            "refresh_token": body.get("refresh_token", refresh_token),
-            "expires_at": time.time() + int(body.get("expires_in", 3600)) - 60,
-        }
-        self.store(self.tokens)
-        return True
+        for key in ("error_description", "error"):
+            if body.get(key):
+                body[key] = self._masked(body[key])
+        return response.status_code, body, self._masked(response.text.strip())
+
+    def _masked(self, value) -> str:
+        return redact(str(value), self.secrets())[:ERROR_DETAIL_LIMIT]
 
     def _post(self, data: dict) -> httpx.Response:
-        """POST to the token endpoint; a network failure or 5xx is tried again a few times."""
         problem = ""
         for attempt in range(TOKEN_TRIES):
             if attempt:
@@ -160,9 +123,7 @@ class OAuthCredential(Credential):
             if response.status_code < 500:
                 return response
             problem = f"HTTP {response.status_code}"
-        message = f"Could not reach the OAuth token endpoint ({problem}): reconnect the connector"
-        self.on_failure(message)
-        raise OAuthRefreshError(message)
+        self.fail(f"Could not reach the OAuth token endpoint ({problem}): reconnect the connector")
 
 
 def _json_object(response: httpx.Response) -> dict:

@@ -23,10 +23,10 @@ from integrations.providers.bitbucket_cloud.client import (
     BearerCredential,
     BitbucketCloudClient,
     OAuthCredential,
-    OAuthRefreshError,
     bbql_time,
 )
 from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
+from integrations.providers.oauth import OAuthRefreshError
 
 REQUIRED_SCOPES = ("project", "repository", "pullrequest")
 SCOPE_LABELS = {
@@ -94,8 +94,15 @@ class BitbucketCloudProvider(Provider):
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
 
-    def __init__(self, *, connector, integration=None, client: BitbucketCloudClient | None = None):
-        super().__init__(connector=connector, integration=integration)
+    def __init__(
+        self,
+        *,
+        connector,
+        integration=None,
+        client: BitbucketCloudClient | None = None,
+        **callbacks,
+    ):
+        super().__init__(connector=connector, integration=integration, **callbacks)
         self.api_url = connector.base_url or DEFAULT_API_URL
         self.client = client or BitbucketCloudClient(
             base_url=self.api_url,

@@ -5,14 +5,12 @@ continued from ``nextPageStart`` (:meth:`ProviderHttp.iter_start_pages`), never 
 limit: an instance caps the limit (and says so in the page) and pages need not be contiguous.
 """
 
-import hashlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
 
-from integrations.providers.base import ProviderAuthError, ProviderUnavailable, RequestStats
+from integrations.providers.base import ProviderUnavailable, RequestStats
 from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
     Credential,
@@ -22,6 +20,7 @@ from integrations.providers.http import (
     redact,
     ssl_context,
 )
+from integrations.providers.oauth import OAuthCredential, budget_key
 from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
 
 API_PATH = "/rest/api/1.0"
@@ -37,10 +36,6 @@ SECRET_FORM_FIELDS = ("client_secret", "refresh_token", "code", "code_verifier")
 def retry_policy() -> RetryPolicy:
     """The retries of every Data Center client (tests replace it with tiny delays)."""
     return RetryPolicy()
-
-
-def _budget_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def dc_error_message(response: httpx.Response) -> str:
@@ -66,7 +61,7 @@ class PersonalAccessToken(Credential):
 
     def __init__(self, token: str):
         self._token = token
-        self.budget_key = _budget_key(token)
+        self.budget_key = budget_key(token)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
@@ -125,52 +120,20 @@ class TokenEndpoint:
         return response.status_code, body
 
 
-class ApplicationLinkCredential(Credential):
-    """An OAuth 2.0 access token from an application link, renewed with its refresh token.
+class ApplicationLinkCredential(OAuthCredential):
+    """An OAuth 2.0 access token from an application link, renewed with its refresh token at
+    the instance's :class:`TokenEndpoint` (the client in the form, never retried)."""
 
-    ``store`` persists renewed tokens (encrypted, on the connector); ``on_failure`` marks the
-    connector down when the renewal is refused."""
-
-    def __init__(
-        self,
-        *,
-        endpoint: TokenEndpoint,
-        client_id: str,
-        client_secret: str,
-        tokens: dict,
-        store: Callable[[dict], None],
-        on_failure: Callable[[str], None],
-    ):
+    def __init__(self, *, endpoint: TokenEndpoint, **kwargs):
+        super().__init__(**kwargs)
         self.endpoint = endpoint
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.tokens = dict(tokens)
-        self.store = store
-        self.on_failure = on_failure
-        self.budget_key = _budget_key(client_id)
 
-    def headers(self) -> dict[str, str]:
-        if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
-            self.refresh()
-        return {"Authorization": f"Bearer {self.tokens.get('access_token', '')}"}
-
-    def secrets(self) -> list[str]:
-        tokens = self.tokens
-        return [
-            self.client_secret,
-            tokens.get("access_token") or "",
-            tokens.get("refresh_token") or "",
-        ]
-
-    def refresh(self) -> bool:
-        refresh_token = self.tokens.get("refresh_token")
+    def token_request(self, refresh_token: str | None) -> tuple[int, dict, str]:
         if not refresh_token:
-            message = (
+            self.fail(
                 "The application link is not authorised yet: complete the OAuth authorisation "
                 "of the connector in Bitbucket Data Center"
             )
-            self.on_failure(message)
-            raise ProviderAuthError(message)
         status, body = self.endpoint.post(
             {
                 "grant_type": "refresh_token",
@@ -179,23 +142,7 @@ class ApplicationLinkCredential(Credential):
                 "client_secret": self.client_secret,
             }
         )
-        if status != 200 or not body.get("access_token"):
-            reason = body.get("error_description") or body.get("error") or f"HTTP {status}"
-            message = f"The OAuth token refresh was refused ({reason}): reconnect the connector"
-            self.on_failure(message)
-            raise ProviderAuthError(message, status=status)
-        self.tokens = token_fields(body, previous_refresh=refresh_token)
-        self.store(self.tokens)
-        return True
-
-
-def token_fields(body: dict, *, previous_refresh: str | None = None) -> dict:
-    """What is stored of a token response (the refresh token is rotated when a new one comes)."""
-    return {
-        "access_token": body["access_token"],
-        "refresh_token": body.get("refresh_token") or previous_refresh or "",
-        "expires_at": time.time() + int(body.get("expires_in") or 3600) - 60,
-    }
+        return status, body, f"HTTP {status}"
 
 
 class BitbucketDataCenterClient:

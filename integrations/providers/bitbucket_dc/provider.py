@@ -26,7 +26,6 @@ from integrations.providers.base import (
     ProviderNotFound,
     PullRequestRecord,
     RepoRecord,
-    connector_store_tokens,
     repository_scoped,
 )
 from integrations.providers.bitbucket_dc import records
@@ -37,10 +36,10 @@ from integrations.providers.bitbucket_dc.client import (
     BitbucketDataCenterClient,
     PersonalAccessToken,
     TokenEndpoint,
-    token_fields,
 )
 from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
 from integrations.providers.http import RetryPolicy
+from integrations.providers.oauth import token_fields
 
 SUPPORTED_MAJORS = (9, 10)
 NOT_ENABLED = "Bitbucket Data Center is not enabled: set BITBUCKET_DC_ENABLED=true"
@@ -108,8 +107,9 @@ class BitbucketDataCenterProvider(Provider):
         client: BitbucketDataCenterClient | None = None,
         retry: RetryPolicy | None = None,
         page_limit: int = REPOSITORIES_LIMIT,
+        **callbacks,
     ):
-        super().__init__(connector=connector, integration=integration)
+        super().__init__(connector=connector, integration=integration, **callbacks)
         self.instance_url = (connector.base_url or "").rstrip("/")
         self.client = client or BitbucketDataCenterClient(
             instance_url=self.instance_url,
@@ -213,8 +213,9 @@ class BitbucketDataCenterProvider(Provider):
         return f"{base}{OAUTH_PATH}/authorize?{query}", state, verifier
 
     @classmethod
-    def oauth_complete(cls, connector, *, code: str, verifier: str = "") -> None:
-        """Exchange the authorization code for tokens and store them on the connector."""
+    def oauth_complete(cls, connector, *, code: str, verifier: str = "") -> dict:
+        """Exchange the authorization code for tokens, which the caller stores on the connector
+        (``services.connector_oauth_complete``)."""
         redirect_uri = cls.oauth_redirect_uri(connector)
         status, body = cls.token_endpoint(connector).post(
             {
@@ -227,8 +228,7 @@ class BitbucketDataCenterProvider(Provider):
             }
         )
         if status == 200 and body.get("access_token"):
-            connector_store_tokens(connector, token_fields(body))
-            return
+            return token_fields(body)
         error = body.get("error") or f"HTTP {status}"
         if error == "invalid_grant":
             raise ProviderAuthError(

@@ -53,7 +53,7 @@ PROPERTY_FIELDS = {
 def provider_for(connector, **target) -> BitbucketDataCenterProvider:
     integration = services.Integration(connector=connector, provider=connector.provider)
     integration.target = target
-    return BitbucketDataCenterProvider(connector=connector, integration=integration)
+    return registry.build(BitbucketDataCenterProvider, connector=connector, integration=integration)
 
 
 def main_history(repo) -> list:
@@ -295,8 +295,8 @@ def test_paging_over_next_page_start_fetches_every_repository_exactly_once(
 ):
     server = sandbox(world(60), **options)
     connector = make_connector(server)
-    provider = BitbucketDataCenterProvider(
-        connector=connector, integration=None, page_limit=page_limit
+    provider = registry.build(
+        BitbucketDataCenterProvider, connector=connector, integration=None, page_limit=page_limit
     )
     ids = [record.external_id for page in provider.iter_repositories() for record in page]
     assert len(ids) == len(set(ids)) == 60
@@ -451,8 +451,8 @@ def test_an_application_link_authorises_syncs_and_refreshes(sandbox):
     query = parse_qs(urlsplit(url).query)
     assert query["redirect_uri"] == [redirect] and query["state"] == [state]
     assert query["code_challenge_method"] == ["S256"]
-    BitbucketDataCenterProvider.oauth_complete(
-        connector, code=_approve(server, url), verifier=verifier
+    services.connector_oauth_complete(
+        connector=connector, code=_approve(server, url), verifier=verifier
     )
     connector.refresh_from_db()
     first = connector.secrets
@@ -473,8 +473,8 @@ def test_invalid_grant_is_explained_as_a_redirect_uri_mismatch(sandbox):
     connector = _oauth_connector(server, redirect_uri="https://old.example/callback")
     url, _, verifier = BitbucketDataCenterProvider.oauth_start(connector)
     with pytest.raises(ProviderAuthError) as refused:
-        BitbucketDataCenterProvider.oauth_complete(
-            connector, code=_approve(server, url), verifier=verifier
+        services.connector_oauth_complete(
+            connector=connector, code=_approve(server, url), verifier=verifier
         )
     message = refused.value.message
     assert "invalid_grant" in message and "redirect URL mismatch" in message

@@ -6,6 +6,7 @@ have (personal projects, odd names) read through the provider."""
 import pytest
 
 from integrations.models import Connector
+from integrations.providers import registry
 from integrations.providers.bitbucket_dc.provider import BitbucketDataCenterProvider
 from tests.integrations.bitbucket_dc.conftest import (
     make_connector,
@@ -23,7 +24,9 @@ COMMIT = "GET /rest/api/1.0/projects/{project_key}/repos/{repo_slug}/commits/{co
 def provider(server, *, page_limit: int = 7) -> BitbucketDataCenterProvider:
     """A fresh provider (its own stats) over the one connector of this sandbox."""
     connector = Connector.objects.filter(base_url=server.url).first() or make_connector(server)
-    return BitbucketDataCenterProvider(connector=connector, integration=None, page_limit=page_limit)
+    return registry.build(
+        BitbucketDataCenterProvider, connector=connector, integration=None, page_limit=page_limit
+    )
 
 
 def listed(provider_, known=None) -> list:
