@@ -21,7 +21,7 @@ BENCH_NAME = "bench-bitbucket-cloud"
 def _sandbox_process(conn, repos: int, prs: int, commits: int) -> None:  # noqa: C901
     """The sandbox in its own process (so its CPU and memory are not the sync's): generate the
     world, report what the minimum request count needs, then answer commands until ``stop``."""
-    from integrations.sandbox import READ_SCOPES, SandboxServer, World
+    from sandbox import READ_SCOPES, SandboxServer, World
 
     world = World.generate(1, repos=repos, projects=3, prs_per_repo=prs, commits_per_repo=commits)
     world.credentials.add_access_token(BENCH_TOKEN, workspace="acme", scopes=READ_SCOPES)

@@ -18,9 +18,9 @@ BROKER = "redis://127.0.0.1:6379/15"  # a database of its own, emptied afterward
 
 def _payloads(count: int) -> list[bytes]:
     """``repo:updated`` bodies rendered by the Bitbucket Cloud sandbox, as Bitbucket sends them."""
-    from integrations.sandbox import SandboxServer, World
-    from integrations.sandbox.cloud import CloudRenderer
-    from integrations.sandbox.world import WorldEvent
+    from sandbox import SandboxServer, World
+    from sandbox.cloud.objects import CloudRenderer
+    from sandbox.world import WorldEvent
 
     world = World.generate(1, repos=50, projects=3, prs_per_repo=0, commits_per_repo=1)
     server = SandboxServer(world, kind="cloud")
@@ -98,7 +98,7 @@ def webhook_intake(quick: bool) -> dict:
     import redis
 
     from integrations.models import WebhookDelivery
-    from integrations.sandbox.webhooks import signature
+    from sandbox.webhooks import signature
 
     if not _broker_available():
         return {"skipped": f"needs Redis at {BROKER} (deliveries are enqueued on the broker)"}

@@ -25,8 +25,8 @@ from integrations.models import Integration, SyncRun
 from integrations.providers.bitbucket_cloud import client as cloud_client
 from integrations.providers.bitbucket_dc import client as dc_client
 from integrations.providers.http import RetryPolicy
-from integrations.sandbox import SandboxServer
-from integrations.sandbox.traffic import KINDS, FaultInjector, LoggedRequest
+from sandbox import SandboxServer
+from sandbox.traffic import KINDS, FaultInjector, LoggedRequest
 from tests.integrations.bitbucket_cloud.conftest import make_connector as cloud_connector
 from tests.integrations.bitbucket_dc.conftest import make_connector as dc_connector
 from tests.sandbox.fixtures import (  # noqa: F401 (fixtures)

@@ -35,8 +35,8 @@ from integrations.models import (
     PullRequest,
     WebhookDelivery,
 )
-from integrations.sandbox import SandboxServer
 from portal.celery import app as celery_app
+from sandbox import SandboxServer
 from tests.integrations.bitbucket_cloud.conftest import make_connector, make_integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -41,7 +41,7 @@ import pytest
 
 from integrations.choices import DiscoveredState, SyncMode, SyncState
 from integrations.models import DiscoveredEntity
-from integrations.sandbox.traffic import KINDS
+from sandbox.traffic import KINDS
 from tests.integrations.catalog_snapshot import snapshot, wipe
 from tests.integrations.engine.conftest import sync, sync_ok
 from tests.reliability.conftest import MAX_TRIES, assert_finished_cleanly, catalog_diff

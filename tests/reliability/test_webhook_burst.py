@@ -20,8 +20,8 @@ from django.core.cache import cache
 from integrations import tasks
 from integrations.choices import SyncMode, SyncState
 from integrations.models import DiscoveredEntity, Integration, SyncRun, WebhookDelivery
-from integrations.sandbox import SandboxServer
 from portal.celery import app as celery_app
+from sandbox import SandboxServer
 from tests.integrations.engine.conftest import sync_ok
 from tests.integrations.webhooks.conftest import cloud_push_delivery, webhook_url
 from tests.reliability.process_helpers import (

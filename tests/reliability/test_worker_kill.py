@@ -22,8 +22,8 @@ from django.utils import timezone
 from catalog.services import entities_upsert
 from integrations.choices import SyncMode, SyncState, SyncTrigger
 from integrations.models import DiscoveredEntity, Integration, PullRequest, SyncRun
-from integrations.sandbox import SandboxServer
 from integrations.tasks import enqueue_due_integrations, sync_integration
+from sandbox import SandboxServer
 from tests.integrations.catalog_snapshot import assert_same_catalog, snapshot, wipe
 from tests.integrations.conftest import component_doc
 from tests.integrations.engine.conftest import sync, sync_ok

@@ -7,7 +7,7 @@ make_cloud_sandbox``). The product's outbound guard refuses loopback unless the 
 
 import pytest
 
-from integrations.sandbox import SandboxServer, World
+from sandbox import SandboxServer, World
 
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_SCOPES = ("repository", "pullrequest", "project", "account", "webhook")

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from integrations.sandbox.world import format_time
+from sandbox.world import format_time
 from tests.sandbox.fixtures import SANDBOX_TOKEN
 from tests.sandbox.helpers import all_pages, api_client, first_repo
 

@@ -6,9 +6,9 @@ import json
 
 import httpx
 
-from integrations.sandbox import control
-from integrations.sandbox.routing import Request
-from integrations.sandbox.world import format_time
+from sandbox import control
+from sandbox.routing import Request
+from sandbox.world import format_time
 from tests.sandbox.helpers import Receiver, api_client, first_repo
 
 WS = "acme"

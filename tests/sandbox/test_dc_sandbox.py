@@ -14,8 +14,8 @@ import httpx
 import pytest
 from jsonschema import Draft4Validator
 
-from integrations.sandbox import SandboxServer, World
-from integrations.sandbox.webhooks import signature
+from sandbox import SandboxServer, World
+from sandbox.webhooks import signature
 from tests.sandbox.fixtures import DC_TOKEN, dc_world_factory
 from tests.sandbox.helpers import Receiver
 

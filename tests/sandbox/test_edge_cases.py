@@ -8,7 +8,7 @@ import ssl
 import httpx
 import pytest
 
-from integrations.sandbox.world import Invalid, personal_project_key
+from sandbox.world import Invalid, personal_project_key
 from tests.sandbox.fixtures import DC_TOKEN, cloud_world_factory, dc_world_factory
 from tests.sandbox.helpers import api_client
 from tests.sandbox.test_dc_sandbox import SPEC, _spec, validate_response

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from integrations.sandbox.world import Conflict, NotFound, World
+from sandbox.world import Conflict, NotFound, World
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -127,7 +127,7 @@ def test_the_management_command_prints_its_url_and_credentials(monkeypatch, tmp_
 
     from django.core.management import call_command
 
-    from integrations.sandbox import SandboxServer
+    from sandbox import SandboxServer
 
     monkeypatch.setattr(SandboxServer, "serve_forever", SandboxServer.stop)
     out = StringIO()

@@ -34,8 +34,8 @@ from integrations import services
 from integrations.crypto import decrypt_json
 from integrations.engine.sync import integration_sync
 from integrations.models import Connector, Integration
-from integrations.sandbox.tls import sandbox_tls
 from portal.logging import JsonFormatter, PlainFormatter
+from sandbox.tls import sandbox_tls
 from tests.integrations.bitbucket_cloud.conftest import cloud_test_settings  # noqa: F401
 from tests.integrations.bitbucket_dc.conftest import dc_test_settings  # noqa: F401
 from tests.portal.test_bitbucket_login import CLIENT_SECRET, _sign_in, bitbucket  # noqa: F401

@@ -1,14 +1,19 @@
 """Run a Bitbucket sandbox in the foreground for demos and manual testing.
 
-The one place outside the tests that imports :mod:`integrations.sandbox`.
+With ``demo``, the one place outside the tests and the bench that imports the top-level
+:mod:`sandbox` package. It does so inside ``handle()``: the wheel ships no sandbox, and an installed
+Lantern must still load this module (``manage.py help`` lists every command).
 """
 
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.sandbox import READ_SCOPES, SandboxServer, World
+if TYPE_CHECKING:
+    from sandbox import World
 
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 (a sandbox credential, printed on start)
 API_TOKEN = "sandbox-api-token"  # noqa: S105
@@ -16,6 +21,18 @@ OAUTH_CLIENT_ID = "sandbox-client"
 OAUTH_SECRET = "sandbox-secret"  # noqa: S105
 DC_REDIRECT_URI = "http://127.0.0.1:8000/org/bitbucket-dc/1/callback"
 DEFAULT_PORTS = {"cloud": 8990, "dc": 8991}
+SOURCE_ONLY = "the Bitbucket sandbox ships only with a source checkout"
+
+
+def sandbox_package() -> ModuleType:
+    """The top-level ``sandbox`` package, or a CommandError where it is not installed."""
+    try:
+        import sandbox
+    except ModuleNotFoundError as exc:
+        if exc.name != "sandbox":
+            raise
+        raise CommandError(SOURCE_ONLY) from None
+    return sandbox
 
 
 class Command(BaseCommand):
@@ -72,6 +89,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        self.sandbox = sandbox_package()
         if options["port"] is None:
             options["port"] = DEFAULT_PORTS["dc" if options["dc"] else "cloud"]
         if options["dc"]:
@@ -81,7 +99,9 @@ class Command(BaseCommand):
         if options["dump"]:
             world.dump_to(options["dump"])
         try:
-            server = SandboxServer(world, kind="cloud").start(options["host"], options["port"])
+            server = self.sandbox.SandboxServer(world, kind="cloud").start(
+                options["host"], options["port"]
+            )
         except OSError as exc:
             where = f"{options['host']}:{options['port']}"
             raise CommandError(f"Cannot listen on {where}: {exc}") from exc
@@ -119,9 +139,9 @@ class Command(BaseCommand):
         if options["dump"]:
             world.dump_to(options["dump"])
         try:
-            server = SandboxServer(world, kind="dc", version=options["dc_version"]).start(
-                options["host"], options["port"]
-            )
+            server = self.sandbox.SandboxServer(
+                world, kind="dc", version=options["dc_version"]
+            ).start(options["host"], options["port"])
         except OSError as exc:
             where = f"{options['host']}:{options['port']}"
             raise CommandError(f"Cannot listen on {where}: {exc}") from exc
@@ -157,7 +177,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
 
-    def _dc_credentials(self, world: World, options) -> list[str]:
+    def _dc_credentials(self, world: "World", options) -> list[str]:
         """A personal access token of the first member (PROJECT_READ on every project) and an
         OAuth application link; credentials already in a loaded world are kept."""
         dc = world.credentials.dc
@@ -184,13 +204,13 @@ class Command(BaseCommand):
         )
         return lines
 
-    def _world(self, options) -> World:
+    def _world(self, options) -> "World":
         if options["data"]:
             try:
-                return World.load_from(options["data"])
+                return self.sandbox.World.load_from(options["data"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CommandError(f"Cannot load {options['data']}: {exc}") from exc
-        world = World.generate(
+        world = self.sandbox.World.generate(
             options["seed"],
             workspaces=options["workspaces"],
             projects=options["projects"],
@@ -202,7 +222,7 @@ class Command(BaseCommand):
             world.edge_cases(projectless=not options["dc"])
         return world
 
-    def _credentials(self, world: World, options) -> list[str]:
+    def _credentials(self, world: "World", options) -> list[str]:
         """One workspace access token per workspace (all read scopes), an API token and an
         OAuth consumer for the first member; credentials already in a loaded world are kept."""
         credentials = world.credentials
@@ -211,7 +231,9 @@ class Command(BaseCommand):
         for index, ws in enumerate(world.workspaces.values()):
             token = options["token"] if index == 0 else f"{options['token']}-{ws.slug}"
             if token not in credentials.access_tokens:
-                credentials.add_access_token(token, workspace=ws.slug, scopes=READ_SCOPES)
+                credentials.add_access_token(
+                    token, workspace=ws.slug, scopes=self.sandbox.READ_SCOPES
+                )
             lines.append(
                 f"  workspace access token ({ws.slug}): {token}  "
                 f"scopes: {' '.join(credentials.access_tokens[token].scopes)}"
@@ -228,7 +250,7 @@ class Command(BaseCommand):
                 client_id=OAUTH_CLIENT_ID,
                 secret=OAUTH_SECRET,
                 callback_url=options["oauth_callback"],
-                scopes=(*READ_SCOPES, "email"),
+                scopes=(*self.sandbox.READ_SCOPES, "email"),
             )
         consumer = credentials.consumers[OAUTH_CLIENT_ID]
         lines.append(

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from django.conf import settings
@@ -24,11 +25,14 @@ from integrations import services
 from integrations.choices import DiscoveredState, RecommendedAction, SyncTrigger
 from integrations.engine.imports import ImportRefused, discovered_import
 from integrations.engine.sync import integration_sync
+from integrations.management.commands.bitbucket_sandbox import sandbox_package
 from integrations.models import Connector, DiscoveredEntity, Integration, SyncRun
-from integrations.sandbox import READ_SCOPES, SandboxServer, World
 from integrations.tasks import enqueue_due_integrations
 from portal.celery import app as celery_app
 from portal.models import ApiToken
+
+if TYPE_CHECKING:
+    from sandbox import SandboxServer, World
 
 TOKEN = "demo-token"  # noqa: S105 - a sandbox credential
 
@@ -47,6 +51,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, address: str, repos: int, sandbox_port: int, check: bool, **options):
+        self.sandbox = sandbox_package()
         if "127.0.0.1" not in settings.LANTERN_OUTBOUND_ALLOWLIST:
             raise CommandError(
                 "The demo's sandbox runs on 127.0.0.1: set LANTERN_OUTBOUND_ALLOWLIST=127.0.0.1 "
@@ -87,11 +92,15 @@ class Command(BaseCommand):
 
     # -- sandboxes -----------------------------------------------------------------------------
 
-    def _cloud(self, repos: int, port: int) -> SandboxServer:
-        world = World.generate(1, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12)
+    def _cloud(self, repos: int, port: int) -> "SandboxServer":
+        world = self.sandbox.World.generate(
+            1, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12
+        )
         workspace = next(iter(world.workspaces))
-        world.credentials.add_access_token(TOKEN, workspace=workspace, scopes=READ_SCOPES)
-        server = SandboxServer(world, kind="cloud").start("127.0.0.1", port)
+        world.credentials.add_access_token(
+            TOKEN, workspace=workspace, scopes=self.sandbox.READ_SCOPES
+        )
+        server = self.sandbox.SandboxServer(world, kind="cloud").start("127.0.0.1", port)
         self.stdout.write(f"Bitbucket Cloud sandbox on {server.url} (workspace {workspace})")
         connector = self._connector(
             "demo-cloud",
@@ -105,10 +114,12 @@ class Command(BaseCommand):
         self._import_some(integration)
         return server
 
-    def _data_center(self, repos: int, port: int) -> SandboxServer:
-        world = World.generate(2, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12)
+    def _data_center(self, repos: int, port: int) -> "SandboxServer":
+        world = self.sandbox.World.generate(
+            2, repos=repos, projects=3, prs_per_repo=6, commits_per_repo=12
+        )
         world.credentials.dc.add_token(TOKEN, name="demo")
-        server = SandboxServer(world, kind="dc").start("127.0.0.1", port)
+        server = self.sandbox.SandboxServer(world, kind="dc").start("127.0.0.1", port)
         self.stdout.write(f"Bitbucket Data Center sandbox on {server.url} (private CA)")
         connector = self._connector(
             "demo-dc",
@@ -137,7 +148,7 @@ class Command(BaseCommand):
             )
         return integration
 
-    def _lookalikes(self, world: World) -> None:
+    def _lookalikes(self, world: "World") -> None:
         """Catalog entities named like a few sandbox repositories: Merge is recommended."""
         names = sorted(repo.slug for repo in world.iter_repositories())[:3]
         entities_upsert(

@@ -10,7 +10,7 @@ from integrations import services
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_cloud import client as client_module
 from integrations.providers.http import RetryPolicy
-from integrations.sandbox import World
+from sandbox import World
 from tests.sandbox.fixtures import SANDBOX_SCOPES, SANDBOX_TOKEN
 
 WS = "acme"

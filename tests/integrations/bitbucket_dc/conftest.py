@@ -11,7 +11,7 @@ from integrations import services
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_dc import client as client_module
 from integrations.providers.http import RetryPolicy
-from integrations.sandbox import SandboxServer, World
+from sandbox import SandboxServer, World
 from tests.sandbox.fixtures import DC_TOKEN, dc_world_factory
 
 

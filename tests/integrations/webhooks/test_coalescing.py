@@ -22,8 +22,8 @@ from integrations.engine.sync import integration_sync
 from integrations.models import DiscoveredEntity, Integration, SyncRun, WebhookDelivery
 from integrations.providers import registry
 from integrations.providers.base import RepoRecord
-from integrations.sandbox import SandboxServer
 from portal.celery import app as celery_app
+from sandbox import SandboxServer
 from tests.integrations.bitbucket_cloud.conftest import make_connector as cloud_connector
 from tests.integrations.bitbucket_dc.conftest import make_connector as dc_connector
 from tests.integrations.webhooks.conftest import payload, sign, webhook_url

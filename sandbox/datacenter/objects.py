@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from integrations.sandbox.world import Account, Commit, Project, PullRequest, Repository, World
+from sandbox.world import Account, Commit, Project, PullRequest, Repository, World
 
 ZERO_HASH = "0" * 40
 # Data Center has no SUPERSEDED: such a pull request was declined.

@@ -10,7 +10,7 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from integrations.sandbox.world import (
+from sandbox.world.store import (
     FORK_POLICIES,
     Account,
     Commit,

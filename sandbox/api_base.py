@@ -14,18 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from integrations.sandbox import control
-from integrations.sandbox.credentials import AuthError, DcPrincipal, OAuthError, Principal
-from integrations.sandbox.routing import ApiError, Request, Response, Route, Router
-from integrations.sandbox.traffic import (
+from sandbox import control
+from sandbox.credentials import AuthError, DcPrincipal, OAuthError, Principal
+from sandbox.routing import ApiError, Request, Response, Route, Router
+from sandbox.traffic import (
     FaultInjector,
     LoggedRequest,
     RateDecision,
     RateLimiter,
     RequestLog,
 )
-from integrations.sandbox.webhooks import WebhookSender
-from integrations.sandbox.world import World, WorldError
+from sandbox.webhooks import WebhookSender
+from sandbox.world import World, WorldError
 
 
 @dataclass
@@ -182,7 +182,7 @@ class SandboxApi:
             outcome.response = Response.error(self._api_error(exc))
         except Exception:
             logger = logging.getLogger(type(self).__module__)  # the server's own logger
-            logger.exception("integrations.sandbox.handler_failed", extra={"path": request.path})
+            logger.exception("sandbox.handler_failed", extra={"path": request.path})
             outcome.response = Response.error(self._server_error())
         outcome.response.headers.update(outcome.extra_headers)
         route = request.route

@@ -13,19 +13,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from integrations.sandbox.routing import Request
-from integrations.sandbox.world import World
+from sandbox.routing import Request
+from sandbox.world import World
 
 logger = logging.getLogger(__name__)
 
 
 def _api_class(kind: str) -> Any:
     if kind == "cloud":
-        from integrations.sandbox.cloud import CloudApi
+        from sandbox.cloud.api import CloudApi
 
         return CloudApi
     if kind == "dc":
-        from integrations.sandbox.datacenter import DataCenterApi
+        from sandbox.datacenter.api import DataCenterApi
 
         return DataCenterApi
     raise ValueError(f"Unknown sandbox kind {kind!r} (known: cloud, dc)")
@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("integrations.sandbox.request " + format, *args)
+        logger.debug("sandbox.request " + format, *args)
 
 
 class _Server(ThreadingHTTPServer):
@@ -107,7 +107,7 @@ class _TlsServer(_Server):
 
     def handle_error(self, request, client_address) -> None:
         # A client that does not trust the CA closes the handshake: expected in tests.
-        logger.debug("integrations.sandbox.connection_failed", exc_info=True)
+        logger.debug("sandbox.connection_failed", exc_info=True)
 
 
 class SandboxServer:
@@ -120,7 +120,7 @@ class SandboxServer:
         self.api = _api_class(kind)(world, **options)
         self.tls = tls
         if kind == "dc" and tls is None:
-            from integrations.sandbox.tls import sandbox_tls
+            from sandbox.tls import sandbox_tls
 
             self.tls = sandbox_tls()
         self._httpd: _Server | None = None

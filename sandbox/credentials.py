@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 if TYPE_CHECKING:
-    from integrations.sandbox.world import Repository, Workspace, World
+    from sandbox.world import Repository, Workspace, World
 
 READ_SCOPES = ("repository", "pullrequest", "project", "account", "webhook")
 ALL_SCOPES = (

@@ -4,8 +4,8 @@ For tests and demos only: product code never imports this package (its managemen
 tests do). ``World`` holds the data, ``SandboxServer`` serves it on a real socket.
 """
 
-from integrations.sandbox.credentials import READ_SCOPES
-from integrations.sandbox.server import SandboxServer
-from integrations.sandbox.world import World
+from sandbox.credentials import READ_SCOPES
+from sandbox.server import SandboxServer
+from sandbox.world import World
 
 __all__ = ["READ_SCOPES", "SandboxServer", "World"]

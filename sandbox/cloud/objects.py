@@ -11,7 +11,7 @@ import mimetypes
 from typing import Any
 from urllib.parse import quote
 
-from integrations.sandbox.world import (
+from sandbox.world import (
     Commit,
     Project,
     PullRequest,

@@ -7,12 +7,12 @@ world mutation or a traffic setting, so in-process tests can call the same metho
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from integrations.sandbox.query import QueryError
-from integrations.sandbox.routing import ApiError, Request, Response, Route
-from integrations.sandbox.world import Conflict, Invalid, NotFound, World, format_time
+from sandbox.query import QueryError
+from sandbox.routing import ApiError, Request, Response, Route
+from sandbox.world import Conflict, Invalid, NotFound, World, format_time
 
 if TYPE_CHECKING:
-    from integrations.sandbox.cloud import CloudApi
+    from sandbox.cloud.api import CloudApi
 
 PREFIX = "/_sandbox"
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from integrations.sandbox.credentials import Credentials
+from sandbox.credentials import Credentials
 
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 FORK_POLICIES = ("allow_forks", "no_public_forks", "no_forks")
@@ -336,7 +336,7 @@ class World:
         ``now`` defaults to today's midnight (UTC) so the world is stable for a day; every
         generated timestamp is unique and lies in the year before ``now`` minus one hour.
         """
-        from integrations.sandbox.generator import WorldGenerator
+        from sandbox.world.generator import WorldGenerator
 
         world = cls()
         WorldGenerator(

@@ -14,15 +14,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from integrations.sandbox import control
-from integrations.sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
-from integrations.sandbox.cloud_objects import CloudRenderer, content_type
-from integrations.sandbox.credentials import AuthError, Principal, anonymous
-from integrations.sandbox.query import QueryError, apply_fields, filter_documents, sort_documents
-from integrations.sandbox.routing import ApiError, PageInfo, Request, Response, Route, Router
-from integrations.sandbox.traffic import FaultInjector, RateDecision, RateLimiter, RequestLog
-from integrations.sandbox.webhooks import WebhookSender
-from integrations.sandbox.world import (
+from sandbox import control
+from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
+from sandbox.cloud.objects import CloudRenderer, content_type
+from sandbox.credentials import AuthError, Principal, anonymous
+from sandbox.query import QueryError, apply_fields, filter_documents, sort_documents
+from sandbox.routing import ApiError, PageInfo, Request, Response, Route, Router
+from sandbox.traffic import FaultInjector, RateDecision, RateLimiter, RequestLog
+from sandbox.webhooks import WebhookSender
+from sandbox.world import (
     PR_STATES,
     Conflict,
     Denied,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from integrations.sandbox.credentials import Principal
+from sandbox.credentials import Principal
 
 
 class ApiError(Exception):

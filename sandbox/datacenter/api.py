@@ -20,18 +20,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from integrations.sandbox import control
-from integrations.sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
-from integrations.sandbox.credentials import (
+from sandbox import control
+from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
+from sandbox.credentials import (
     DC_NOT_PERMITTED,
     AuthError,
     DcPrincipal,
 )
-from integrations.sandbox.datacenter_objects import DcIds, DcRenderer, webhook_date
-from integrations.sandbox.routing import ApiError, Request, Response, Route, Router
-from integrations.sandbox.traffic import FaultInjector, RateLimitConfig, RateLimiter, RequestLog
-from integrations.sandbox.webhooks import WebhookSender
-from integrations.sandbox.world import (
+from sandbox.datacenter.objects import DcIds, DcRenderer, webhook_date
+from sandbox.routing import ApiError, Request, Response, Route, Router
+from sandbox.traffic import FaultInjector, RateLimitConfig, RateLimiter, RequestLog
+from sandbox.webhooks import WebhookSender
+from sandbox.world import (
     Commit,
     Conflict,
     Denied,

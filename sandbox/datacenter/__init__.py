@@ -1,0 +1,2 @@
+"""The Bitbucket Data Center sandbox: its REST API (:mod:`.api`) and its JSON shapes
+(:mod:`.objects`)."""
