@@ -23,6 +23,7 @@ from integrations.choices import (
 )
 from integrations.engine import secondary as secondary_module
 from integrations.models import Commit, Connector, DiscoveredEntity, ImportedEntity, PullRequest
+from integrations.providers import registry
 from integrations.providers.bitbucket_cloud import client as client_module
 from integrations.providers.bitbucket_cloud.provider import BitbucketCloudProvider
 from sandbox import READ_SCOPES, SandboxServer
@@ -220,7 +221,9 @@ def test_listing_is_limited_to_the_chosen_projects_and_repository_name_pattern(s
     (listing,) = [e for e in requests_of(server) if e.endpoint == LISTING]
     assert dict(listing.query)["q"] == '(project.key="PLAT")'
     # A repository read on its own (a webhook's) is checked against the same filters.
-    provider = BitbucketCloudProvider(connector=integration.connector, integration=integration)
+    provider = registry.build(
+        BitbucketCloudProvider, connector=integration.connector, integration=integration
+    )
     outside = next(r for r in server.world.iter_repositories() if r.uuid not in expected)
     inside = server.world.repository(WS, next(iter(expected)))
     assert not provider.in_target(provider.get_repository(outside.uuid))
@@ -317,7 +320,9 @@ def _connector(server, kind: str):
 def test_each_auth_kind_probes_and_syncs_the_workspace(sandbox, kind):
     server = sandbox(world(12, prs=1, commits=2))
     integration = make_integration(_connector(server, kind))
-    provider = BitbucketCloudProvider(connector=integration.connector, integration=integration)
+    provider = registry.build(
+        BitbucketCloudProvider, connector=integration.connector, integration=integration
+    )
     probe = provider.probe()
     assert probe.ok, probe.message
     assert probe.message == "Connected to workspace acme (12 repositories visible)"
@@ -348,7 +353,9 @@ def test_an_app_password_is_refused_as_retired_when_bitbucket_no_longer_accepts_
         config={"username": member.nickname},
     )
     integration = make_integration(connector)
-    probe = BitbucketCloudProvider(connector=connector, integration=integration).probe()
+    probe = registry.build(
+        BitbucketCloudProvider, connector=connector, integration=integration
+    ).probe()
     assert not probe.ok
     assert "retired app passwords on 2026-06-09" in probe.message
     assert "API token" in probe.message
@@ -395,7 +402,9 @@ def test_probe_errors_say_what_is_wrong(sandbox, case, expected):
         workspace = "globex"  # exists, but the token belongs to acme
     connector = make_connector(server, **auth)
     integration = make_integration(connector, workspace=workspace)
-    probe = BitbucketCloudProvider(connector=connector, integration=integration).probe()
+    probe = registry.build(
+        BitbucketCloudProvider, connector=connector, integration=integration
+    ).probe()
     assert not probe.ok
     assert expected in probe.message, probe.message
     if case.startswith("no_"):
@@ -441,7 +450,9 @@ def test_a_refused_oauth_refresh_marks_the_connector_down_with_the_reason(sandbo
     assert connector.health == Health.DOWN
     assert "Invalid refresh_token" in connector.last_error
     assert "reconnect" in connector.last_error
-    probe = BitbucketCloudProvider(connector=connector, integration=integration).probe()
+    probe = registry.build(
+        BitbucketCloudProvider, connector=connector, integration=integration
+    ).probe()
     assert not probe.ok and "refresh was refused" in probe.message
 
 
@@ -623,7 +634,9 @@ def test_commits_are_those_of_the_default_branch_newest_first(sandbox):
         if r.mainbranch and any(b != r.mainbranch for b in r.branches)
     )
     integration = make_integration(make_connector(server))
-    provider = BitbucketCloudProvider(connector=integration.connector, integration=integration)
+    provider = registry.build(
+        BitbucketCloudProvider, connector=integration.connector, integration=integration
+    )
     record = provider.get_repository(repo.uuid)
     hashes = [c.hash for c in provider.iter_commits(record, limit=100)]
     assert hashes == [c.hash for c in main_history(repo)]
