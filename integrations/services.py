@@ -24,7 +24,6 @@ from integrations.models import (
 )
 from integrations.providers import registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
-from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
 
 logger = logging.getLogger(__name__)
 
@@ -414,29 +413,22 @@ SECRET_KEYS_BY_AUTH = {
 def connector_validate(
     *, provider: str, auth_kind: str, secrets: dict | None = None, ca_pem: str = ""
 ):
-    """Check a connector's provider, auth kind, secret names and private CA; returns the
-    provider class.
+    """Check a connector's provider, auth kind, secret names and the provider's own settings
+    (Data Center's private CA); returns the provider class.
 
     The admin form and ``apply_config`` call this too, so every path refuses the same things.
     """
     provider_class = provider_class_get(provider)
     _auth_validate(provider_class, auth_kind, secrets)
-    ca_pem_check(ca_pem)
+    _connector_settings_validate(provider_class, ca_pem=ca_pem)
     return provider_class
 
 
-# -- private CA (Data Center) ------------------------------------------------------------------
-
-
-def ca_pem_check(ca_pem: str) -> None:
-    """A connector's private CA is accepted only as valid CA certificates (at most 64 KiB, CA
-    constraint, not expired); the ValidationError on ``ca_pem`` gives the reason."""
-    if not ca_pem:
-        return
-    try:
-        ca_pem_validate(ca_pem)
-    except CertificateError as exc:
-        raise ValidationError({"ca_pem": str(exc)}) from exc
+def _connector_settings_validate(provider_class, *, ca_pem: str) -> None:
+    """The provider's own checks of its connector settings (Data Center's private CA)."""
+    errors = provider_class.validate_connector(ca_pem=ca_pem)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _auth_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
@@ -493,8 +485,9 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
     if unknown:
         raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
     auth_kind = values.get("auth_kind", connector.auth_kind)
-    _auth_validate(registry.get(connector.provider), auth_kind, secrets)
-    ca_pem_check(values.get("ca_pem") or "")
+    provider_class = registry.get(connector.provider)
+    _auth_validate(provider_class, auth_kind, secrets)
+    _connector_settings_validate(provider_class, ca_pem=values.get("ca_pem") or "")
     if auth_kind != connector.auth_kind and secrets is None:
         raise ValidationError(
             {"secrets": f"Changing the auth kind to {auth_kind} needs its secrets as well"}

@@ -177,6 +177,11 @@ class Provider:
         return True, ""
 
     @classmethod
+    def validate_connector(cls, *, ca_pem: str = "") -> dict[str, str]:
+        """Errors by field of the provider's own connector settings (empty when valid)."""
+        return {}
+
+    @classmethod
     def validate_target(cls, target: dict) -> dict[str, str]:
         """Errors by key for an integration's target settings (empty when valid)."""
         unknown = set(target) - set(cls.target_keys)

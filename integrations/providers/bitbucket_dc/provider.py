@@ -37,6 +37,7 @@ from integrations.providers.bitbucket_dc.client import (
     PersonalAccessToken,
     TokenEndpoint,
 )
+from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
 from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
 from integrations.providers.http import RetryPolicy
 from integrations.providers.oauth import token_fields
@@ -131,6 +132,18 @@ class BitbucketDataCenterProvider(Provider):
         if settings.BITBUCKET_DC_ENABLED:
             return True, ""
         return False, NOT_ENABLED
+
+    @classmethod
+    def validate_connector(cls, *, ca_pem: str = "") -> dict[str, str]:
+        """A private CA is accepted only as valid CA certificates (at most 64 KiB, CA
+        constraint, not expired)."""
+        if not ca_pem:
+            return {}
+        try:
+            ca_pem_validate(ca_pem)
+        except CertificateError as exc:
+            return {"ca_pem": str(exc)}
+        return {}
 
     @classmethod
     def validate_target(cls, target: dict) -> dict[str, str]:
