@@ -18,7 +18,7 @@ from sandbox.world.store import (
     PullRequest,
     Repository,
     Workspace,
-    World,
+    WorldStore,
 )
 
 WORKSPACE_NAMES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell"]
@@ -111,7 +111,7 @@ def _micros(value: datetime) -> int:
 class WorldGenerator:
     def __init__(
         self,
-        world: World,
+        world: WorldStore,
         *,
         seed: int,
         workspaces: int,
