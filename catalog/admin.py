@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.db import transaction
 
 from catalog.models import Entity, Relation, Scope
-from catalog.services import entities_index
+from catalog.services import entities_index, entity_delete
 
 
 @admin.register(Scope)
@@ -47,6 +48,16 @@ class EntityAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         entities_index(entities=[obj])
+
+    def delete_model(self, request, obj: Entity) -> None:
+        entity_delete(entity=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset) -> None:
+        """One by one through the service, so subscribers hear of each deletion (in one notice:
+        the transaction's)."""
+        for entity in queryset:
+            entity_delete(entity=entity)
 
 
 @admin.register(Relation)

@@ -16,8 +16,6 @@ from django.db import models
 
 from catalog.validation import KIND_RE
 from integrations import choices, services
-from integrations.engine.imports import ImportRequest, discovered_import_many, imported_unlink
-from integrations.engine.mapping import ExpressionError, catalog_path_parts
 from integrations.models import (
     Commit,
     Connector,
@@ -31,7 +29,6 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
-from integrations.tasks import sync_enqueue
 
 
 def _adopt(target: models.Model, saved: models.Model) -> None:
@@ -204,9 +201,9 @@ class FieldMappingForm(forms.ModelForm):
         data = super().clean()
         if data.get("catalog_path"):
             try:
-                catalog_path_parts(data["catalog_path"])
-            except ExpressionError as exc:
-                self.add_error("catalog_path", str(exc))
+                services.catalog_path_validate(data["catalog_path"], "catalog_path")
+            except ValidationError as exc:
+                self.add_error(None, exc)
         if data.get("expression"):
             try:
                 services.expression_validate(data["expression"], "expression")
@@ -406,11 +403,9 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset) -> None:
-        enabled = list(
-            queryset.filter(state=choices.IntegrationState.ENABLED).values_list("pk", flat=True)
-        )
-        for integration_id in enabled:
-            sync_enqueue(integration_id=integration_id, trigger=choices.SyncTrigger.MANUAL)
+        enabled = list(queryset.filter(state=choices.IntegrationState.ENABLED))
+        for integration in enabled:
+            services.integration_sync_request(integration=integration, user=request.user)
         self.message_user(request, f"Sync queued for {len(enabled)} integration(s).")
         suspended = queryset.count() - len(enabled)
         if suspended:
@@ -507,9 +502,12 @@ class DiscoveredEntityAdmin(RecordAdmin):
             by_integration.setdefault(integration_id, []).append(discovered_id)
         imported, refused = 0, []
         for integration in Integration.objects.filter(pk__in=by_integration):
-            results = discovered_import_many(
+            results = services.discovered_import_many(
                 integration=integration,
-                requests=[ImportRequest(discovered_id=pk) for pk in by_integration[integration.pk]],
+                requests=[
+                    services.ImportRequest(discovered_id=pk)
+                    for pk in by_integration[integration.pk]
+                ],
                 user=request.user,
             )
             imported += sum(1 for _, result, _ in results if result is not None)
@@ -539,7 +537,7 @@ class ImportedEntityAdmin(RecordAdmin):
     def unlink(self, request, queryset) -> None:
         count = 0
         for imported in queryset.filter(state=choices.LinkState.LINKED):
-            imported_unlink(imported=imported)
+            services.imported_unlink(imported=imported)
             count += 1
         self.message_user(request, f"{count} unlinked.")
 

@@ -34,7 +34,6 @@ from catalog.models import Scope
 from catalog.validation import KIND_RE
 from integrations import choices, services
 from integrations.crypto import SecretDecryptionError
-from integrations.engine.mapping import ExpressionError, catalog_path_parts
 from integrations.models import Connector, Integration
 from integrations.providers import registry
 
@@ -497,9 +496,9 @@ def _read_field_mappings(reader: _Reader, spec: dict, node: yaml.Node, where: st
         label = f"field_mappings.{path}"
         spec["lines"][label] = _line(key_node)
         try:
-            catalog_path_parts(path)
-        except ExpressionError as exc:
-            reader.error(key_node, f"{where}.{label}: {exc}")
+            services.catalog_path_validate(path, label)
+        except ValidationError as exc:
+            reader.error(key_node, f"{where}.{label}: {exc.messages[0]}")
             continue
         expression = reader.string(value_node, f"{where}.{label}")
         if expression is None:

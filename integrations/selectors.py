@@ -1,11 +1,16 @@
 """Reads of integrations: what a user may see, and list querysets that cost a fixed number of
 queries whatever the page size."""
 
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from catalog.models import Scope, ScopeMembership
-from catalog.selectors import scope_visibility_q
+from catalog.refs import EntityRefError, parse_entity_ref
+from catalog.selectors import entities_visible, scope_visibility_q
 from integrations.choices import DiscoveredState, LinkState
 from integrations.models import (
     Connector,
@@ -119,3 +124,53 @@ def imported_list(
 
 def runs_list(*, integration: Integration) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(integration=integration).order_by("-started_at", "-pk")
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class MergeTargetUnresolved:
+    """Why a chosen merge target names no entity: the reference does not parse (``error``), or
+    no entity the user may see has that ref key or id (``missing``)."""
+
+    error: str = ""
+    missing: str = ""
+
+
+def merge_targets_resolve(
+    *, user, default_kind: str, chosen: Mapping[K, str | int | None]
+) -> dict[K, int | None | MergeTargetUnresolved]:
+    """The entities a request chose to merge discovered records into, one query for the lot:
+    per key, the id of the visible entity named by the reference (a string; ``default_kind``
+    where it names none) or the id (an int), None where nothing was chosen (the record's
+    suggestion), or why it does not resolve."""
+    visible = entities_visible(user=user)
+    targets: dict[K, int | None | MergeTargetUnresolved] = {}
+    keys: dict[K, str] = {}
+    ids: dict[K, int] = {}
+    for key, value in chosen.items():
+        if isinstance(value, str) and value:
+            try:
+                keys[key] = parse_entity_ref(value, default_kind=default_kind).key
+            except EntityRefError as exc:
+                targets[key] = MergeTargetUnresolved(error=str(exc))
+        elif isinstance(value, int) and value:
+            ids[key] = value
+        else:
+            targets[key] = None
+    by_key = (
+        dict(visible.filter(ref_key__in=set(keys.values())).values_list("ref_key", "pk"))
+        if keys
+        else {}
+    )
+    visible_ids = (
+        set(visible.filter(pk__in=set(ids.values())).values_list("pk", flat=True)) if ids else set()
+    )
+    for key, ref_key in keys.items():
+        targets[key] = by_key.get(ref_key) or MergeTargetUnresolved(missing=ref_key)
+    for key, entity_id in ids.items():
+        targets[key] = (
+            entity_id if entity_id in visible_ids else MergeTargetUnresolved(missing=str(entity_id))
+        )
+    return targets

@@ -13,7 +13,10 @@ from django.utils import timezone
 
 from catalog.validation import KIND_RE
 from integrations import choices
-from integrations.engine.imports import entities_ingested_rebuild
+from integrations.engine import claims, discovery, targeted
+from integrations.engine import imports as engine_imports
+from integrations.engine import sync as engine_sync
+from integrations.engine.imports import ImportRequest, entities_ingested_rebuild
 from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
 from integrations.models import (
     Connector,
@@ -21,6 +24,7 @@ from integrations.models import (
     FieldMapping,
     ImportedEntity,
     Integration,
+    SyncRun,
 )
 from integrations.providers import registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
@@ -80,6 +84,14 @@ def expression_validate(expression: Any, field: str) -> str:
     return expression
 
 
+def catalog_path_validate(path: str, field: str) -> str:
+    try:
+        catalog_path_parts(path)
+    except ExpressionError as exc:
+        raise ValidationError({field: str(exc)}) from exc
+    return path
+
+
 def correlation_rules_validate(rules: Any) -> list[RuleInput]:
     if not isinstance(rules, list):
         raise ValidationError({"correlation": "must be a list of rules"})
@@ -110,10 +122,7 @@ def field_mappings_validate(mappings: Any) -> dict[str, str]:
     if not isinstance(mappings, dict):
         raise ValidationError({"field_mappings": "must be a mapping of catalog path: expression"})
     for path, expression in mappings.items():
-        try:
-            catalog_path_parts(path)
-        except ExpressionError as exc:
-            raise ValidationError({f"field_mappings.{path}": str(exc)}) from exc
+        catalog_path_validate(path, f"field_mappings.{path}")
         expression_validate(expression, f"field_mappings.{path}")
     return dict(mappings)
 
@@ -195,8 +204,6 @@ def integration_recommendations_refresh(
     (``entity_ids`` None: the rules or settings changed), or those the catalog entities
     ``entity_ids`` (created, changed, renamed or deleted; ``deleted_refs``: the ref keys of the
     deleted ones) can affect. Returns how many records' advice changed."""
-    from integrations.engine import discovery
-
     if entity_ids is None:
         changed = discovery.recommendations_refresh(integration=integration)
     else:
@@ -254,7 +261,7 @@ def integration_create(*, connector: Connector, name: str, **values) -> Integrat
     _apply_mappings(integration, mappings)
     logger.info("integrations.integration.created", extra={"integration_id": integration.pk})
     if integration.is_enabled:
-        _webhook_task("webhook_register", integration.pk)
+        _webhook_register_enqueue(integration)
     return integration
 
 
@@ -300,22 +307,34 @@ def integration_update(*, integration: Integration, **values) -> Integration:
     return integration
 
 
-def _webhook_task(name: str, *args) -> None:
-    """Enqueue a webhook (un)registration after commit, when automatic registration is on."""
+# The task functions are imported where they are enqueued: integrations.tasks imports this module.
+
+
+def _webhook_register_enqueue(integration: Integration) -> None:
+    """Register the integration's hook after commit, when automatic registration is on."""
     if not settings.LANTERN_WEBHOOKS_AUTO_REGISTER:
         return
-    from integrations import tasks
+    from integrations.tasks import webhook_register
 
-    task = getattr(tasks, name)
-    transaction.on_commit(lambda: task.delay(*args))
+    integration_id = integration.pk
+    transaction.on_commit(lambda: webhook_register.delay(integration_id))
+
+
+def _webhook_unregister_enqueue(integration: Integration) -> None:
+    """Remove the integration's hook after commit (what it needs is read now: the integration
+    may be deleted by then), when automatic registration is on."""
+    if not settings.LANTERN_WEBHOOKS_AUTO_REGISTER:
+        return
+    from integrations.tasks import webhook_unregister
+
+    args = (integration.connector_id, integration.target, integration.webhook_url)
+    transaction.on_commit(lambda: webhook_unregister.delay(*args))
 
 
 def integration_suspend(*, integration: Integration) -> Integration:
     integration.state = choices.IntegrationState.SUSPENDED
     integration.save(update_fields=["state", "updated_at"])
-    _webhook_task(
-        "webhook_unregister", integration.connector_id, integration.target, integration.webhook_url
-    )
+    _webhook_unregister_enqueue(integration)
     return integration
 
 
@@ -323,7 +342,7 @@ def integration_resume(*, integration: Integration) -> Integration:
     integration.state = choices.IntegrationState.ENABLED
     integration.next_sync_at = timezone.now()
     integration.save(update_fields=["state", "next_sync_at", "updated_at"])
-    _webhook_task("webhook_register", integration.pk)
+    _webhook_register_enqueue(integration)
     return integration
 
 
@@ -353,7 +372,7 @@ def integration_sync_request(
     """
     if not integration.is_enabled:
         raise IntegrationSuspended(f"Integration {integration.name} is suspended: resume it first")
-    from integrations.tasks import sync_enqueue
+    from integrations.tasks import sync_enqueue  # tasks imports this module
 
     sync_enqueue(
         integration_id=integration.pk,
@@ -381,6 +400,30 @@ def integration_sync_request(
     return SyncRequested(integration_id=integration.pk, full=full, detail=detail)
 
 
+def integration_sync(*, integration_id: int, trigger: str, full: bool | None = None) -> SyncRun:
+    """Run a sync now, in this process (a worker's task): ``full`` None lets the engine choose
+    (a full listing when one is due)."""
+    return engine_sync.integration_sync(integration_id=integration_id, trigger=trigger, full=full)
+
+
+def expired_claims_release() -> int:
+    """Free the integrations whose run's claim expired (a dead worker's) and close those runs
+    as abandoned; returns how many."""
+    return claims.expired_claims_release()
+
+
+def webhook_delivery_process(*, delivery_id: int) -> str:
+    """Refresh the repository a recorded delivery names, or leave it coalesced for the run that
+    holds the integration (which refreshes it before it ends); returns the outcome."""
+    return targeted.webhook_delivery_process(delivery_id=delivery_id)
+
+
+def integration_changes_source(*, integration_id: int) -> str:
+    """The ``catalog.services.entity_changes_source`` label of the integration's own catalog
+    writes (its runs recompute their advice themselves)."""
+    return discovery.entity_changes_source_of(integration_id)
+
+
 @transaction.atomic
 def integration_delete(*, integration: Integration) -> None:
     """Delete the integration and its discovered records; catalog entities stay, their
@@ -389,12 +432,28 @@ def integration_delete(*, integration: Integration) -> None:
         ImportedEntity.objects.filter(integration=integration).values_list("entity_id", flat=True)
     )
     integration_id = integration.pk
-    _webhook_task(
-        "webhook_unregister", integration.connector_id, integration.target, integration.webhook_url
-    )
+    _webhook_unregister_enqueue(integration)
     integration.delete()
     entities_ingested_rebuild(entity_ids=set(entity_ids))
     logger.info("integrations.integration.deleted", extra={"integration_id": integration_id})
+
+
+# --- imports and links ----------------------------------------------------------------------
+
+
+def discovered_import_many(
+    *, integration: Integration, requests: list[ImportRequest], user=None
+) -> list[tuple[ImportRequest, ImportedEntity | None, str]]:
+    """Register or merge discovered records (each request succeeds or fails on its own):
+    ``(request, imported entity or None, why not)`` per request, in order."""
+    return engine_imports.discovered_import_many(
+        integration=integration, requests=requests, user=user
+    )
+
+
+def imported_unlink(*, imported: ImportedEntity) -> ImportedEntity:
+    """Stop syncing into the entity; the entity and everything on it stay."""
+    return engine_imports.imported_unlink(imported=imported)
 
 
 SECRET_KEYS_BY_AUTH = {

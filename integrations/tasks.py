@@ -4,13 +4,12 @@ import logging
 
 from celery import shared_task
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from integrations.choices import IntegrationState, SyncTrigger
-from integrations.engine import targeted
-from integrations.engine.discovery import entity_changes_source_of
-from integrations.engine.sync import expired_claims_release, integration_sync
-from integrations.models import Integration
+from integrations import services
+from integrations.choices import DiscoveredState, IntegrationState, SyncTrigger
+from integrations.models import Connector, DiscoveredEntity, Integration
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ def sync_integration(
     integration_id: int, trigger: str = SyncTrigger.SCHEDULE, full: bool | None = None
 ) -> int:
     """``full=True`` forces a full listing; ``None`` leaves it to the engine (full when due)."""
-    run = integration_sync(integration_id=integration_id, trigger=trigger, full=full)
+    run = services.integration_sync(integration_id=integration_id, trigger=trigger, full=full)
     return run.pk
 
 
@@ -28,7 +27,7 @@ def sync_integration(
 def enqueue_due_integrations() -> int:
     """Every minute (beat): free the claims of dead workers' runs, then enqueue each enabled
     integration whose next sync is due."""
-    expired_claims_release()
+    services.expired_claims_release()
     due = list(
         Integration.objects.filter(
             state=IntegrationState.ENABLED, next_sync_at__lte=timezone.now()
@@ -45,11 +44,10 @@ def sync_enqueue(*, integration_id: int, trigger: str, full: bool | None = None)
 
 
 @shared_task(name="integrations.webhook_delivery_process", acks_late=True)
-def webhook_delivery_process(delivery_id: int, deferrals: int = 0) -> str:
+def webhook_delivery_process(delivery_id: int) -> str:
     """Refresh the repository a webhook delivery names, or leave it coalesced for the run that
-    holds the integration (which refreshes it before it ends). ``deferrals`` is ignored: it is
-    accepted for messages enqueued by a version that re-enqueued deliveries with a countdown."""
-    return targeted.webhook_delivery_process(delivery_id=delivery_id)
+    holds the integration (which refreshes it before it ends)."""
+    return services.webhook_delivery_process(delivery_id=delivery_id)
 
 
 def webhook_delivery_enqueue(*, delivery_id: int) -> None:
@@ -60,8 +58,6 @@ def webhook_delivery_enqueue(*, delivery_id: int) -> None:
 
 @shared_task(name="integrations.webhook_register")
 def webhook_register(integration_id: int) -> str:
-    from integrations import services
-
     integration = Integration.objects.select_related("connector").filter(pk=integration_id).first()
     if integration is None or not integration.is_enabled:
         return ""
@@ -70,9 +66,6 @@ def webhook_register(integration_id: int) -> str:
 
 @shared_task(name="integrations.webhook_unregister")
 def webhook_unregister(connector_id: int, target: dict, url: str) -> int:
-    from integrations import services
-    from integrations.models import Connector
-
     connector = Connector.objects.filter(pk=connector_id).first()
     if connector is None:
         return 0
@@ -90,8 +83,6 @@ RECOMMENDATIONS_FULL_OVER = 5000
 def recommendations_recompute(
     integration_id: int, entity_ids: list[int] | None = None, deleted_refs: list[str] | None = None
 ) -> int:
-    from integrations import services
-
     integration = Integration.objects.filter(pk=integration_id).first()
     if integration is None:
         return 0
@@ -105,11 +96,6 @@ def recommendations_follow_catalog(changes) -> None:
     per integration of a changed entity's kind with records not yet imported — however many
     entities the transaction wrote — except the integration whose own sync wrote them. Runs in
     process without a broker; a Celery task with one."""
-    from django.db.models import Exists, OuterRef, Q
-
-    from integrations.choices import DiscoveredState
-    from integrations.models import DiscoveredEntity
-
     keys = (*changes.written.values(), *changes.deleted.values())
     kinds = {key.split(":", 1)[0] for key in keys}
     if not kinds:
@@ -124,7 +110,7 @@ def recommendations_follow_catalog(changes) -> None:
     ids = sorted({*changes.written, *changes.deleted})
     entity_ids = None if len(ids) > RECOMMENDATIONS_FULL_OVER else ids
     for integration_id in integration_ids.values_list("pk", flat=True):
-        if changes.source == entity_changes_source_of(integration_id):
+        if changes.source == services.integration_changes_source(integration_id=integration_id):
             continue
         recommendations_recompute.delay(
             integration_id, entity_ids, sorted(changes.deleted.values())

@@ -1,8 +1,8 @@
 """The integrations UI: cards, the create wizard, the integration page's tabs and its actions,
 and the Pull requests and Commits tabs of catalog entities.
 
-Every action calls the same services and engine functions as the REST API
-(:mod:`integrations.api.views`); reads go through :mod:`integrations.selectors`. Viewing needs a
+Every action calls the same services as the REST API (:mod:`integrations.api.views`); reads
+go through :mod:`integrations.selectors`. Viewing needs a
 signed-in user; every change needs ``integrations.edit_integration`` (403 otherwise), and the
 templates render no mutating control without it.
 """
@@ -26,8 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import Entity
-from catalog.refs import EntityRefError, parse_entity_ref
-from catalog.selectors import entities_visible, scope_visibility_q
+from catalog.selectors import scope_visibility_q
 from catalog.views import (
     EntityNotice,
     EntityNoticeAction,
@@ -37,7 +36,6 @@ from catalog.views import (
     entity_url_kwargs,
 )
 from integrations import services
-from integrations.api.serializers import IntegrationSerializer
 from integrations.choices import (
     DiscoveredState,
     LinkState,
@@ -46,9 +44,7 @@ from integrations.choices import (
     Registration,
     SyncMode,
     SyncState,
-    SyncTrigger,
 )
-from integrations.engine.imports import ImportRequest, discovered_import_many, imported_unlink
 from integrations.forms import (
     AdvancedForm,
     ConnectorForm,
@@ -69,13 +65,14 @@ from integrations.models import (
 from integrations.providers import registry
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
+    MergeTargetUnresolved,
     discovered_list,
     imported_list,
     integrations_visible,
     integrations_with_details,
+    merge_targets_resolve,
     runs_list,
 )
-from integrations.tasks import sync_enqueue
 
 EDIT_PERMISSION = "integrations.edit_integration"
 PAGE_SIZE = 50
@@ -111,14 +108,6 @@ def _integration(request: HttpRequest, pk: int) -> Integration:
 
 def _page(request: HttpRequest, queryset, size: int = PAGE_SIZE):
     return Paginator(queryset, size).get_page(request.GET.get("page"))
-
-
-def _error_text(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(
-            f"{key}: {' '.join(messages_)}" for key, messages_ in exc.message_dict.items()
-        )
-    return " ".join(exc.messages)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -194,14 +183,6 @@ def _wizard_context(step: str, **context) -> dict:
         for i, (key, label) in enumerate(WIZARD_STEPS)
     ]
     return {"steps": steps, "step": step, "step_label": WIZARD_STEPS[index][1], **context}
-
-
-def _next_step(step: str) -> str:
-    return _STEP_KEYS[min(_STEP_KEYS.index(step) + 1, len(_STEP_KEYS) - 1)]
-
-
-def _previous_step(step: str) -> str:
-    return _STEP_KEYS[max(_STEP_KEYS.index(step) - 1, 0)]
 
 
 @require_GET
@@ -346,7 +327,7 @@ def _wizard_confirm(request, setup, mapping, advanced) -> HttpResponse:
                 request.session.pop(WIZARD_SESSION_KEY, None)
                 messages.success(request, f"Integration {integration.name} created and enabled.")
                 if request.POST.get("sync_now") == "on":
-                    sync_enqueue(integration_id=integration.pk, trigger=SyncTrigger.MANUAL)
+                    services.integration_sync_request(integration=integration, user=request.user)
                     messages.info(request, "The first sync has been queued.")
                 return redirect("integrations:detail", pk=integration.pk)
     summary = integration_values(setup, mapping, advanced, include_secondary=True)
@@ -516,9 +497,13 @@ def integration_import(request: HttpRequest, pk: int) -> HttpResponse:
             integration=integration, pk__in=ids
         ).select_related("suggested_entity")
     }
-    requests_: list[ImportRequest] = []
+    requests_: list[services.ImportRequest] = []
     failures: list[str] = []
-    targets = _merge_targets(request, integration, post, ids)
+    targets = merge_targets_resolve(
+        user=request.user,
+        default_kind=integration.entity_kind,
+        chosen={i: post.get(f"entity-{i}", "").strip() for i in ids},
+    )
     for discovered_id in ids:
         row = discovered.get(discovered_id)
         if row is None:
@@ -527,14 +512,17 @@ def integration_import(request: HttpRequest, pk: int) -> HttpResponse:
         action = mode or row.recommended_action
         if action == RecommendedAction.MERGE:
             target = targets.get(discovered_id)
-            if isinstance(target, str):
-                failures.append(f"Could not merge {row.name}: {target}")
+            if isinstance(target, MergeTargetUnresolved):
+                why = target.error or f"there is no catalog entity {target.missing}"
+                failures.append(f"Could not merge {row.name}: {why}")
                 continue
-            requests_.append(ImportRequest(discovered_id, action=action, entity_id=target))
+            requests_.append(services.ImportRequest(discovered_id, action=action, entity_id=target))
         else:
             entity_type = post.get(f"type-{discovered_id}", "").strip() or None
-            requests_.append(ImportRequest(discovered_id, action=action, entity_type=entity_type))
-    outcomes = discovered_import_many(
+            requests_.append(
+                services.ImportRequest(discovered_id, action=action, entity_type=entity_type)
+            )
+    outcomes = services.discovered_import_many(
         integration=integration, requests=requests_, user=request.user
     )
     imported = [result for _, result, _ in outcomes if result is not None]
@@ -556,30 +544,6 @@ def integration_import(request: HttpRequest, pk: int) -> HttpResponse:
     for failure in failures:
         messages.error(request, failure)
     return redirect(back)
-
-
-def _merge_targets(request, integration, post, ids: list[int]) -> dict[int, int | str | None]:
-    """Per discovered id: the visible entity chosen in its picker, None for the suggestion, or
-    why the typed reference does not resolve."""
-    keys: dict[int, str] = {}
-    targets: dict[int, int | str | None] = {}
-    for discovered_id in ids:
-        raw = post.get(f"entity-{discovered_id}", "").strip()
-        if not raw:
-            targets[discovered_id] = None
-            continue
-        try:
-            keys[discovered_id] = parse_entity_ref(raw, default_kind=integration.entity_kind).key
-        except EntityRefError as exc:
-            targets[discovered_id] = str(exc)
-    found = dict(
-        entities_visible(user=request.user)
-        .filter(ref_key__in=set(keys.values()))
-        .values_list("ref_key", "pk")
-    )
-    for discovered_id, key in keys.items():
-        targets[discovered_id] = found.get(key, f"there is no catalog entity {key}")
-    return targets
 
 
 @require_POST
@@ -666,7 +630,7 @@ def integration_imported(request: HttpRequest, pk: int) -> HttpResponse:
 def imported_unlink_view(request: HttpRequest, pk: int, imported_pk: int) -> HttpResponse:
     integration = _integration(request, pk)
     imported = get_object_or_404(imported_list(integration=integration), pk=imported_pk)
-    imported_unlink(imported=imported)
+    services.imported_unlink(imported=imported)
     messages.success(
         request,
         f"Unlinked {imported.entity.ref}: it stays in the catalog and is no longer synced.",
@@ -711,7 +675,7 @@ def integration_webhooks(request: HttpRequest, pk: int) -> HttpResponse:
     except registry.UnknownProvider:
         events = []
     context.update(
-        webhook_url=IntegrationSerializer().get_webhook_url(integration),
+        webhook_url=integration.webhook_url,
         events=events,
         page=_page(request, WebhookDelivery.objects.filter(integration=integration), 25),
     )
@@ -784,7 +748,7 @@ def integration_danger(request: HttpRequest, pk: int, action: str) -> HttpRespon
             return redirect("integrations:configuration", pk=pk)
         if action == "resume":
             services.integration_resume(integration=integration)
-            sync_enqueue(integration_id=integration.pk, trigger=SyncTrigger.MANUAL)
+            services.integration_sync_request(integration=integration, user=request.user)
             messages.success(request, f"{integration.name} is enabled again; a sync is queued.")
             return redirect("integrations:configuration", pk=pk)
         if request.POST.get("confirm_name", "").strip() == integration.name:

@@ -3,8 +3,8 @@ small view per action on an integration.
 
 Reading needs an authenticated user; every write and action needs
 ``integrations.edit_integration``. Objects outside the user's scopes answer 404. Views stay thin:
-writes go through :mod:`integrations.services` and the engine, whose Django ``ValidationError``
-becomes a 400 ``InputError`` with the field errors in ``error.details``.
+writes go through :mod:`integrations.services`, whose Django ``ValidationError`` becomes a 400
+``InputError`` with the field errors in ``error.details``.
 """
 
 from collections.abc import Iterator
@@ -27,8 +27,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.serializers import ErrorSerializer
-from catalog.refs import EntityRefError, parse_entity_ref
-from catalog.selectors import entities_visible
 from integrations import services
 from integrations.api import serializers as s
 from integrations.choices import (
@@ -37,14 +35,15 @@ from integrations.choices import (
     LinkState,
     RecommendedAction,
 )
-from integrations.engine.imports import ImportRequest, discovered_import_many, imported_unlink
 from integrations.models import Integration
 from integrations.selectors import (
+    MergeTargetUnresolved,
     connectors_visible,
     discovered_list,
     imported_list,
     integrations_visible,
     integrations_with_details,
+    merge_targets_resolve,
     runs_list,
 )
 from portal.api import ConflictError, InputError, require_perm
@@ -414,17 +413,24 @@ class DiscoveredImportApi(IntegrationActionApi):
             body.is_valid(raise_exception=True)
             items = [body.validated_data]
         results: list[dict | None] = [None] * len(items)
-        pending: list[tuple[int, ImportRequest]] = []
-        targets = self._merge_targets(integration, items)
+        pending: list[tuple[int, services.ImportRequest]] = []
+        chosen = {
+            index: item.get("entity_ref") or item.get("entity_id")
+            for index, item in enumerate(items)
+        }
+        targets = merge_targets_resolve(
+            user=request.user, default_kind=integration.entity_kind, chosen=chosen
+        )
         for index, item in enumerate(items):
-            entity_id = targets.get(index)
-            if isinstance(entity_id, str):  # why the target could not be found
-                results[index] = _result(item["discovered_id"], error=entity_id)
+            entity_id = targets[index]
+            if isinstance(entity_id, MergeTargetUnresolved):
+                why = entity_id.error or f"No catalog entity {chosen[index]}"
+                results[index] = _result(item["discovered_id"], error=why)
                 continue
             pending.append(
                 (
                     index,
-                    ImportRequest(
+                    services.ImportRequest(
                         discovered_id=item["discovered_id"],
                         action=item.get("action"),
                         entity_id=entity_id,
@@ -432,7 +438,7 @@ class DiscoveredImportApi(IntegrationActionApi):
                     ),
                 )
             )
-        outcomes = discovered_import_many(
+        outcomes = services.discovered_import_many(
             integration=integration, requests=[r for _, r in pending], user=request.user
         )
         for (index, import_request), (_, imported, error) in zip(pending, outcomes, strict=True):
@@ -449,33 +455,6 @@ class DiscoveredImportApi(IntegrationActionApi):
         else:
             code = status.HTTP_207_MULTI_STATUS
         return Response({"results": results}, status=code)
-
-    def _merge_targets(self, integration: Integration, items: list[dict]) -> dict[int, int | str]:
-        """Per item index: the id of the visible catalog entity to merge into, or an error."""
-        visible = entities_visible(user=self.request.user)
-        keys: dict[int, str] = {}
-        targets: dict[int, int | str] = {}
-        for index, item in enumerate(items):
-            if item.get("entity_ref"):
-                try:
-                    keys[index] = parse_entity_ref(
-                        item["entity_ref"], default_kind=integration.entity_kind
-                    ).key
-                except EntityRefError as exc:
-                    targets[index] = str(exc)
-        by_key = dict(visible.filter(ref_key__in=set(keys.values())).values_list("ref_key", "pk"))
-        ids = {item["entity_id"] for item in items if item.get("entity_id")}
-        visible_ids = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
-        for index, item in enumerate(items):
-            if index in keys:
-                found = by_key.get(keys[index])
-                targets[index] = found if found else f"No catalog entity {item['entity_ref']}"
-            elif item.get("entity_id"):
-                entity_id = item["entity_id"]
-                targets[index] = (
-                    entity_id if entity_id in visible_ids else f"No catalog entity {entity_id}"
-                )
-        return targets
 
 
 def _result(discovered_id: int, *, imported_id: int | None = None, error: str = "") -> dict:
@@ -529,7 +508,7 @@ class ImportedUnlinkApi(IntegrationActionApi):
         """Stop syncing into the entity; the entity and its data stay in the catalog."""
         integration = self.get_integration(pk)
         imported = get_object_or_404(imported_list(integration=integration), pk=imported_pk)
-        imported_unlink(imported=imported)
+        services.imported_unlink(imported=imported)
         return Response(s.ImportedEntitySerializer(imported).data)
 
 
