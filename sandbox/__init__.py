@@ -4,7 +4,7 @@ For tests and demos only: product code never imports this package (its managemen
 tests do). ``World`` holds the data, ``SandboxServer`` serves it on a real socket.
 """
 
-from sandbox.credentials import READ_SCOPES
+from sandbox.cloud.credentials import READ_SCOPES
 from sandbox.server import SandboxServer
 from sandbox.world import World
 

@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbox import control
-from sandbox.credentials import AuthError, DcPrincipal, OAuthError, Principal
+from sandbox.auth import AuthError, OAuthError
+from sandbox.cloud.credentials import Principal
+from sandbox.control import PREFIX as CONTROL_PREFIX
+from sandbox.control import dispatch as control_dispatch
+from sandbox.datacenter.credentials import DcPrincipal
 from sandbox.routing import ApiError, Request, Response, Route, Router
 from sandbox.traffic import (
     FaultInjector,
@@ -174,8 +177,8 @@ class SandboxApi:
         try:
             route, params = self.router.match(request.method, request.path.rstrip("/") or "/")
             request.route, request.params = route, params
-            if route.template.startswith(control.PREFIX):
-                outcome.response = control.dispatch(route, request)
+            if route.template.startswith(CONTROL_PREFIX):
+                outcome.response = control_dispatch(route, request)
             else:
                 outcome = self._serve(route, request)
         except ApiError as exc:

@@ -5,17 +5,26 @@ world mutation or a traffic setting, so in-process tests can call the same metho
 """
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sandbox.query import QueryError
 from sandbox.routing import ApiError, Request, Response, Route
+from sandbox.traffic import FaultInjector, RateLimiter, RequestLog
+from sandbox.webhooks import WebhookSender
 from sandbox.world import Conflict, Invalid, NotFound, World, format_time
-
-if TYPE_CHECKING:
-    from sandbox.cloud.api import CloudApi
 
 PREFIX = "/_sandbox"
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+class ControlledApi(Protocol):
+    """What the control API drives of a server (Cloud's or Data Center's)."""
+
+    world: World
+    log: RequestLog
+    faults: FaultInjector
+    rate_limits: RateLimiter
+    webhooks: WebhookSender
 
 
 def _reply(document: Any, status: int = 200) -> Response:
@@ -77,7 +86,7 @@ def _commit_json(commit) -> dict:
     return {"hash": commit.hash, "date": format_time(commit.date), "message": commit.message}
 
 
-def routes(api: "CloudApi") -> list[Route]:
+def routes(api: "ControlledApi") -> list[Route]:
     world = api.world
     credentials = world.credentials
 

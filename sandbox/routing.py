@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from sandbox.credentials import Principal
+from sandbox.cloud.credentials import Principal
+from sandbox.datacenter.credentials import DcPrincipal
 
 
 class ApiError(Exception):
@@ -57,7 +58,7 @@ class Request:
     client: str
     host: str
     params: dict[str, str] = field(default_factory=dict)
-    principal: Principal | None = None
+    principal: Principal | DcPrincipal | None = None
     route: "Route | None" = None
 
     @property

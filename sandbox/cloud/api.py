@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sandbox import control
 from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
+from sandbox.auth import AuthError
+from sandbox.cloud.credentials import Principal, anonymous
 from sandbox.cloud.objects import CloudRenderer, content_type
-from sandbox.credentials import AuthError, Principal, anonymous
+from sandbox.control import routes as control_routes
 from sandbox.query import QueryError, apply_fields, filter_documents, sort_documents
 from sandbox.routing import ApiError, PageInfo, Request, Response, Route, Router
 from sandbox.traffic import FaultInjector, RateDecision, RateLimiter, RequestLog
@@ -115,7 +116,7 @@ class CloudApi(SandboxApi):
         self.hooks: dict[str, Hook] = {}
         self.public_url = "http://127.0.0.1"
         self._hooks_lock = threading.Lock()
-        self.router = Router(self._routes() + control.routes(self))
+        self.router = Router(self._routes() + control_routes(self))
         world.subscribe(self._on_world_event)
 
     def _routes(self) -> list[Route]:

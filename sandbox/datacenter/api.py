@@ -20,13 +20,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox import control
 from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
-from sandbox.credentials import (
-    DC_NOT_PERMITTED,
-    AuthError,
-    DcPrincipal,
-)
+from sandbox.auth import AuthError
+from sandbox.control import PREFIX as CONTROL_PREFIX
+from sandbox.control import routes as control_routes
+from sandbox.datacenter.credentials import DC_NOT_PERMITTED, DcPrincipal
 from sandbox.datacenter.objects import DcIds, DcRenderer, webhook_date
 from sandbox.routing import ApiError, Request, Response, Route, Router
 from sandbox.traffic import FaultInjector, RateLimitConfig, RateLimiter, RequestLog
@@ -233,7 +231,7 @@ class DataCenterApi(SandboxApi):
         self._hook_serial = 0
         self._hooks_lock = threading.Lock()
         self.public_url = "https://127.0.0.1"
-        self.router = Router(self._routes() + control.routes(self) + self._control_routes())
+        self.router = Router(self._routes() + control_routes(self) + self._control_routes())
         world.subscribe(self._on_world_event)
 
     def configure(self, **values: Any) -> dict:
@@ -722,7 +720,7 @@ class DataCenterApi(SandboxApi):
             ("POST", "/dc/oauth/expire", oauth_expire),
         ]
         return [
-            Route(method, control.PREFIX + path, handler, auth=False)
+            Route(method, CONTROL_PREFIX + path, handler, auth=False)
             for method, path, handler in table
         ]
 
