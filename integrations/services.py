@@ -1,5 +1,7 @@
-"""Writes to integrations and connectors, validated in one place for the API, the admin and
-``apply_config``. Every error names the field it is about."""
+"""The integrations app's one write door: the UI, the API, the admin, ``apply_config`` and the
+tasks write connectors, integrations, imports and links through these functions, and reach the
+sync engine only through them. Validated in one place; every error names the field it is
+about."""
 
 import logging
 import secrets as secrets_module
