@@ -1,20 +1,19 @@
 """What the integrations app plugs into the catalog (the catalog never imports integrations)."""
 
 from catalog.models import Entity
-from integrations.choices import IntegrationState, LinkState, SyncTrigger
-from integrations.models import ImportedEntity
-from integrations.tasks import sync_enqueue
+from integrations import services
+from integrations.choices import IntegrationState, LinkState
+from integrations.models import ImportedEntity, Integration
 
 
 def entity_refresh_from_source(entity: Entity) -> bool:
     """``POST /api/catalog/refresh``: sync the integrations the entity is linked to."""
-    integration_ids = set(
-        ImportedEntity.objects.filter(
-            entity=entity,
-            state=LinkState.LINKED,
-            integration__state=IntegrationState.ENABLED,
-        ).values_list("integration_id", flat=True)
+    linked = ImportedEntity.objects.filter(entity=entity, state=LinkState.LINKED)
+    integrations = list(
+        Integration.objects.filter(
+            pk__in=linked.values("integration_id"), state=IntegrationState.ENABLED
+        )
     )
-    for integration_id in integration_ids:
-        sync_enqueue(integration_id=integration_id, trigger=SyncTrigger.MANUAL)
-    return bool(integration_ids)
+    for integration in integrations:
+        services.integration_sync_request(integration=integration)
+    return bool(integrations)

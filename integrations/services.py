@@ -5,6 +5,7 @@ about."""
 
 import logging
 import secrets as secrets_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -402,10 +403,19 @@ def integration_sync_request(
     return SyncRequested(integration_id=integration.pk, full=full, detail=detail)
 
 
-def integration_sync(*, integration_id: int, trigger: str, full: bool | None = None) -> SyncRun:
-    """Run a sync now, in this process (a worker's task): ``full`` None lets the engine choose
-    (a full listing when one is due)."""
-    return engine_sync.integration_sync(integration_id=integration_id, trigger=trigger, full=full)
+def integration_sync(
+    *,
+    integration_id: int,
+    trigger: str,
+    full: bool | None = None,
+    on_progress: Callable[[SyncRun], None] | None = None,
+) -> SyncRun:
+    """Run a sync now, in this process (a worker's task, ``manage.py sync``): ``full`` None lets
+    the engine choose (a full listing when one is due); ``on_progress`` sees the run as it
+    goes."""
+    return engine_sync.integration_sync(
+        integration_id=integration_id, trigger=trigger, full=full, on_progress=on_progress
+    )
 
 
 def expired_claims_release() -> int:

@@ -23,8 +23,6 @@ from django.core.management.base import BaseCommand, CommandError
 from catalog.services import entities_upsert
 from integrations import services
 from integrations.choices import DiscoveredState, RecommendedAction, SyncTrigger
-from integrations.engine.imports import ImportRefused, discovered_import
-from integrations.engine.sync import integration_sync
 from integrations.management.commands.bitbucket_sandbox import sandbox_package
 from integrations.models import Connector, DiscoveredEntity, Integration, SyncRun
 from integrations.tasks import enqueue_due_integrations
@@ -170,11 +168,11 @@ class Command(BaseCommand):
         ).select_related("integration", "suggested_entity")
         merges = list(waiting.filter(recommended_action=RecommendedAction.MERGE)[:3])
         registers = list(waiting.filter(recommended_action=RecommendedAction.REGISTER)[:3])
-        for discovered in merges + registers:
-            try:
-                discovered_import(discovered=discovered)
-            except ImportRefused as exc:
-                self.stderr.write(f"  not imported: {exc}")
+        requests = [services.ImportRequest(discovered_id=row.pk) for row in merges + registers]
+        results = services.discovered_import_many(integration=integration, requests=requests)
+        for _, imported, error in results:
+            if imported is None:
+                self.stderr.write(f"  not imported: {error}")
         self.stdout.write(f"  imported {len(merges)} by merge and {len(registers)} by register")
 
     def _check(self, address: str) -> None:
@@ -245,7 +243,7 @@ class Command(BaseCommand):
             )
             sys.stderr.flush()
 
-        run = integration_sync(
+        run = services.integration_sync(
             integration_id=integration.pk, trigger=SyncTrigger.MANUAL, on_progress=progress
         )
         sys.stderr.write("\n")

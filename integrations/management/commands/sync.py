@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.choices import SyncState, SyncTrigger
-from integrations.engine.sync import integration_sync
 from integrations.models import Integration, SyncRun
+from integrations.services import integration_sync
 
 
 def run_outcome(run: SyncRun) -> str:
