@@ -6,11 +6,11 @@ import contextvars
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db import connection, transaction
-from django.db.models import Model, Q
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Entity, EntitySearch, Relation, Scope
@@ -19,6 +19,7 @@ from catalog.relations import INVERSE, declared_relations
 from catalog.rendering import entity_document
 from catalog.search import search_rows
 from catalog.validation import EntityValidationError, ValidationIssue, validate_entity_document
+from portal.bulk import instances_insert, rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -100,26 +101,24 @@ def _columns_from_document(document: dict) -> dict:
     }
 
 
-# The ingested properties of an entity about to be created: (metadata.integration items,
-# integration_properties).
-IngestedFor = Callable[[Entity], tuple[list, dict]]
-
-
 def entities_upsert(
     *,
     documents: Sequence[dict],
     scope: Scope | None = None,
     labels: Sequence[str] | None = None,
-    ingested: IngestedFor | None = None,
+    ingested: Mapping[str, tuple[list, dict]] | None = None,
+    uids: Mapping[str, uuid.UUID] | None = None,
 ) -> UpsertResult:
     """Validate and create-or-update entities by ref, atomically: all documents or none.
 
     Raises :class:`DocumentError` naming the first invalid document (and a duplicate ref within
     the batch) before anything is written.
 
-    ``ingested`` (the integrations engine registering entities) gives each entity this call
-    *creates* its ingested properties, so they are written and indexed with it rather than by a
-    second write of every new entity; entities that already existed keep theirs.
+    ``ingested`` (the integrations engine registering entities): ref key → (metadata.integration
+    items, integration_properties) of each entity this call *creates*, so they are written and
+    indexed with it rather than by a second write of every new entity; entities that already
+    existed keep theirs. ``uids``: ref key → the uid an entity this call creates gets, so the
+    links made beforehand can name it.
     """
     columns_by_key: dict[str, dict] = {}
     for index, document in enumerate(documents):
@@ -154,8 +153,10 @@ def entities_upsert(
             entity = existing.get(key)
             if entity is None:
                 entity = Entity(**columns, ref_key=key, etag=uuid.uuid4().hex)
-                if ingested is not None:
-                    entity.integration_links, entity.integration_properties = ingested(entity)
+                if uids and key in uids:
+                    entity.uid = uids[key]
+                if ingested and key in ingested:
+                    entity.integration_links, entity.integration_properties = ingested[key]
                 to_create.append(entity)
             elif any(getattr(entity, f) != columns[f] for f in columns):
                 for field, value in columns.items():
@@ -222,69 +223,13 @@ def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()
                 (entity.pk, target.key, INVERSE[declared.type], str(source), source.key)
             )
         rows += [(entity.pk, *row) for row in search_rows(entity_document(entity))]
-    _insert_rows(Relation, _RELATION_COLUMNS, relations)
-    _insert_rows(EntitySearch, _SEARCH_COLUMNS, rows)
+    rows_insert(Relation, _RELATION_COLUMNS, relations)
+    rows_insert(EntitySearch, _SEARCH_COLUMNS, rows)
     _entity_changes_record(written={entity.pk: entity.ref_key for entity in entities})
 
 
 _RELATION_COLUMNS = ("originating_entity_id", "source_key", "type", "target_ref", "target_key")
 _SEARCH_COLUMNS = ("entity_id", "key", "value", "original_value")
-
-
-def _insert_rows(model, columns: Sequence[str], rows: list[tuple]) -> None:
-    """Insert many rows of plain values: COPY on PostgreSQL (no model instances to build, no
-    statement to compile: several times faster for the tens of rows each entity indexes),
-    ``bulk_create`` elsewhere."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model.objects.bulk_create(objects, batch_size=1000)
-        return
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(column) for column in columns)
-    statement = f"COPY {quote(model._meta.db_table)} ({names}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def instances_insert(instances: Sequence[Model]) -> None:
-    """Insert new model instances (all of one model) as ``bulk_create`` does — defaults and
-    ``auto_now`` fields filled in, ids set on them — by COPY on PostgreSQL, the ids drawn from
-    the table's sequence first. ``bulk_create`` sends PostgreSQL its rows as arrays, which
-    psycopg quotes element by element in Python: for JSON documents that cost more than the
-    insert itself. A unique violation is an ``IntegrityError``, as from ``bulk_create``."""
-    if not instances:
-        return
-    model = type(instances[0])
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(instances, batch_size=500)
-        return
-    meta = model._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(instances)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    rows = []
-    for instance, pk in zip(instances, ids, strict=True):
-        instance.pk = pk
-        rows.append(
-            (
-                pk,
-                *(
-                    field.get_db_prep_save(field.pre_save(instance, True), connection)
-                    for field in fields
-                ),
-            )
-        )
-        instance._state.adding = False
-        instance._state.db = connection.alias
-    with connection.wrap_database_errors:
-        _insert_rows(model, [meta.pk.column, *(field.column for field in fields)], rows)
 
 
 def entity_delete(*, entity: Entity) -> None:
@@ -344,7 +289,7 @@ def _ingested_index(entities: list[Entity]) -> None:
         if entity.integration_properties:
             partial["integration_properties"] = entity.integration_properties
         rows += [(entity.pk, *row) for row in search_rows(partial) if _is_ingested_key(row[0])]
-    _insert_rows(EntitySearch, _SEARCH_COLUMNS, rows)
+    rows_insert(EntitySearch, _SEARCH_COLUMNS, rows)
 
 
 # Handlers that can refresh an entity from its source (the integrations app registers one).

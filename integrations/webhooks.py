@@ -24,12 +24,10 @@ import hashlib
 import hmac
 import inspect
 import logging
-from functools import cache
 
-from django.db import IntegrityError, connection
+from django.db import IntegrityError
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -39,6 +37,7 @@ from integrations.providers import registry
 from integrations.providers.base import WebhookEvent, WebhookPayloadError
 from integrations.tasks import webhook_delivery_enqueue
 from portal.api import error_body
+from portal.bulk import instance_get, instance_insert_new
 
 logger = logging.getLogger(__name__)
 
@@ -47,43 +46,15 @@ SIGNATURE_HEADER = "X-Hub-Signature"
 _BIGINT_MAX = 2**63 - 1  # ids beyond it cannot exist (and PostgreSQL would refuse to compare)
 
 
-@cache
-def _sql(statement: str) -> str:
-    """``statement`` with the tables and columns of the models it names filled in (once)."""
-    integration, delivery = Integration._meta, WebhookDelivery._meta
-    return statement.format(
-        integration=connection.ops.quote_name(integration.db_table),
-        delivery=connection.ops.quote_name(delivery.db_table),
-        **{f"i_{f.name}": connection.ops.quote_name(f.column) for f in integration.fields},
-        **{f"d_{f.name}": connection.ops.quote_name(f.column) for f in delivery.fields},
-    )
-
-
-# What the endpoint needs of an integration (no connector), in this order.
-_FIND_FIELDS = ["id", "provider", "state", "webhook_secret_encrypted"]
-_FIND = """
-    SELECT {i_id}, {i_provider}, {i_state}, {i_webhook_secret_encrypted} FROM {integration}
-    WHERE {i_id} = %s AND {i_provider} = %s
-"""
-# Columns in the order _record passes them; the unique constraint is webhook_delivery_unique.
-_RECORD = """
-    INSERT INTO {delivery} ({d_integration}, {d_delivery_id}, {d_event},
-        {d_repository_external_id}, {d_repository_name}, {d_received_at}, {d_processed_at},
-        {d_outcome}, {d_detail})
-    VALUES (%s, %s, %s, %s, %s, %s, NULL, %s, %s)
-    ON CONFLICT ({d_integration}, {d_delivery_id}) DO NOTHING
-    RETURNING {d_id}
-"""
+# What the endpoint needs of an integration (no connector).
+_FIND_FIELDS = ("id", "provider", "state", "webhook_secret_encrypted")
 
 
 def _integration_find(integration_id: int, provider: str) -> Integration | None:
     """The integration with only :data:`_FIND_FIELDS` loaded (as ``only()`` would load it)."""
     if not 0 < integration_id <= _BIGINT_MAX:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_FIND), [integration_id, provider])
-        row = cursor.fetchone()
-    return Integration.from_db(connection.alias, _FIND_FIELDS, row) if row else None
+    return instance_get(Integration, _FIND_FIELDS, id=integration_id, provider=provider)
 
 
 def signature_valid(secret: str, body: bytes, given: str) -> bool:
@@ -121,6 +92,9 @@ def _read_body(request: HttpRequest) -> bytes | None:
     return None if len(body) > MAX_BODY else body
 
 
+_DELIVERY_UNIQUE = ("integration", "delivery_id")  # the webhook_delivery_unique constraint
+
+
 def _record(
     integration: Integration,
     *,
@@ -135,17 +109,21 @@ def _record(
     by the unique constraint, so two concurrent redeliveries cannot both get through). Outside a
     transaction the statement commits by itself; a conflict is no error, so an enclosing
     transaction is never broken by a redelivery either."""
-    received_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [integration.pk, delivery_id[:200], event[:100], repository_external_id[:200]]
-    params += [repository_name[:255], received_at, outcome, detail]
+    delivery = WebhookDelivery(
+        integration_id=integration.pk,
+        delivery_id=delivery_id[:200],
+        event=event[:100],
+        repository_external_id=repository_external_id[:200],
+        repository_name=repository_name[:255],
+        outcome=outcome,
+        detail=detail,
+    )
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_sql(_RECORD), params)
-            row = cursor.fetchone()
+        inserted = instance_insert_new(delivery, unique=_DELIVERY_UNIQUE)
     except IntegrityError:
         # The integration was deleted since it was read: there is nothing left to deliver to.
         return None
-    return row[0] if row else None
+    return delivery.pk if inserted else None
 
 
 def _parse(integration: Integration, headers, body: bytes) -> WebhookEvent:

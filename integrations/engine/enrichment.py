@@ -1,6 +1,6 @@
-"""Catalog-file enrichment: a repository's catalog-info.yaml read into its record."""
+"""Catalog-file enrichment: a repository's catalog-info.yaml read into a copy of its record."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
@@ -13,9 +13,11 @@ from integrations.providers.base import Provider, ProviderError, RepoRecord
 
 @dataclass
 class CatalogFileReads:
-    """What one page's catalog-file reads did: how many were made, the repositories (external
-    ids) read, and those whose read failed, with why (their previous catalog info is kept)."""
+    """What one page's catalog-file reads did: the page's records with their catalog info, how
+    many reads were made, the repositories (external ids) read, and those whose read failed,
+    with why (their previous catalog info is kept)."""
 
+    records: list[RepoRecord] = field(default_factory=list)
     reads: int = 0
     read: list[str] = field(default_factory=list)
     failed: dict[str, RecordError] = field(default_factory=dict)
@@ -42,12 +44,14 @@ def _catalog_info(content: bytes | None) -> dict:
 def catalog_files_enrich(
     provider: Provider, integration: Integration, page: list[RepoRecord], *, budget: int
 ) -> CatalogFileReads:
-    """Put each repository's catalog-info.yaml (``data["catalog_info"]``) into its record: read
-    again only when the repository changed since the last read, at most ``budget`` reads. A
-    read refused for one repository (403, 404, retries exhausted) keeps what that record had
-    and is returned in ``failed``; credentials or budget failures raise."""
+    """The page's records with each repository's catalog-info.yaml (``data["catalog_info"]``),
+    as new records (the provider's are left as they were): read again only when the repository
+    changed since the last read, at most ``budget`` reads. A read refused for one repository
+    (403, 404, retries exhausted) keeps what that record had and is returned in ``failed``;
+    credentials or budget failures raise."""
     result = CatalogFileReads()
     if not provider.catalog_file:
+        result.records = list(page)
         return result
     previous = dict(
         DiscoveredEntity.objects.filter(
@@ -58,10 +62,10 @@ def catalog_files_enrich(
         stamp = record.updated_at.isoformat() if record.updated_at else None
         known = previous.get(record.external_id) or {}
         if "catalog_info" in known and (stamp is None or known.get("catalog_info_stamp") == stamp):
-            _keep(record, known)
+            result.records.append(_kept(record, known))
             continue
         if result.reads >= budget:  # read on a later run; keep what we had meanwhile
-            _keep(record, known)
+            result.records.append(_kept(record, known))
             continue
         result.reads += 1
         try:
@@ -72,16 +76,20 @@ def catalog_files_enrich(
             result.failed[record.external_id] = provider_record_error(
                 ProcessingStage.CATALOG_FILE, exc
             )
-            _keep(record, known)
+            result.records.append(_kept(record, known))
             continue
-        record.data["catalog_info"] = _catalog_info(content)
-        record.data["catalog_info_stamp"] = stamp
+        result.records.append(_with_catalog_info(record, _catalog_info(content), stamp))
         result.read.append(record.external_id)
     return result
 
 
-def _keep(record: RepoRecord, known: dict) -> None:
-    """The record keeps the catalog info it had (read again on a later run)."""
-    if "catalog_info" in known:
-        record.data["catalog_info"] = known["catalog_info"]
-        record.data["catalog_info_stamp"] = known.get("catalog_info_stamp")
+def _with_catalog_info(record: RepoRecord, catalog_info: dict, stamp: str | None) -> RepoRecord:
+    data = {**record.data, "catalog_info": catalog_info, "catalog_info_stamp": stamp}
+    return replace(record, data=data)
+
+
+def _kept(record: RepoRecord, known: dict) -> RepoRecord:
+    """The record with the catalog info it had (read again on a later run)."""
+    if "catalog_info" not in known:
+        return record
+    return _with_catalog_info(record, known["catalog_info"], known.get("catalog_info_stamp"))

@@ -3,6 +3,7 @@ ingested properties in step with what was discovered."""
 
 import copy
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -448,18 +449,20 @@ def discovered_import_new(
         # The links and ingested properties are written with the new entities (one write each,
         # not a write and a rewrite); the links' import time is fixed up front to match them.
         imported_at = timezone.now()
-        rows_by_key = {key: row for key, (row, _) in batch.items()}
         properties = _properties_of(integration)
-
-        def ingested(entity: Entity) -> tuple[list, dict]:
-            link = _link_item(integration, ImportAction.REGISTER, entity.uid, imported_at)
-            return [link], properties(rows_by_key[entity.ref_key].data)
-
+        uids = {key: uuid.uuid4() for key in batch}
+        ingested = {
+            key: (
+                [_link_item(integration, ImportAction.REGISTER, uids[key], imported_at)],
+                properties(row.data),
+            )
+            for key, (row, _) in batch.items()
+        }
         try:
             with transaction.atomic():
                 documents = [doc for _, doc in batch.values()]
                 result = entities_upsert(
-                    documents=documents, scope=integration.scope, ingested=ingested
+                    documents=documents, scope=integration.scope, ingested=ingested, uids=uids
                 )
                 entities = result.entities
         except DocumentError:

@@ -15,20 +15,18 @@ fetch was cut, are dropped), so re-running after a crash refetches at most what 
 and upserts by external id keep it duplicate-free.
 """
 
-import json
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.choices import DiscoveredState, SecondaryKind
 from integrations.engine.processing import RunErrors, provider_record_error, repository_scoped
+from integrations.engine.readahead import FirstSyncReads
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.base import (
     CommitRecord,
@@ -37,15 +35,14 @@ from integrations.providers.base import (
     ProviderUnavailable,
     PullRequestRecord,
 )
+from portal.bulk import rows_update, rows_upsert
 
 FIRST_SYNC_LIMIT = 50
 RUN_CAP = 5000
 FLUSH_REPOSITORIES = 200  # fetched items and states are written together, this many repos at once
-READ_AHEAD = 2  # first-sync reads under way on a worker thread ahead of the pass
 # Repositories in a row whose reads kept failing (retries exhausted) before the provider, not
 # the repositories, is taken to be down and the run fails.
 UNAVAILABLE_IN_A_ROW = 3
-_NOT_READ = object()  # a read ahead skipped: the pass had stopped
 
 
 @dataclass
@@ -100,44 +97,6 @@ def _fetcher(provider: Provider, kind: str) -> Callable:
     )
 
 
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _upsert(model, rows: list[dict], *, unique: list[str], update: list[str]) -> None:
-    """Create or update rows (column → value) by ``unique``. On PostgreSQL, one INSERT ... ON
-    CONFLICT reading all of them from a single JSON parameter: ``bulk_create`` sends arrays,
-    which psycopg quotes element by element in Python — for the raw payloads, most of a
-    flush's time."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(
-            [model(**row) for row in rows],
-            update_conflicts=True,
-            unique_fields=unique,
-            update_fields=update,
-            batch_size=500,
-        )
-        return
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    columns = list(rows[0])
-    names = ", ".join(quote(column) for column in columns)
-    assignments = ", ".join(f"{quote(column)} = EXCLUDED.{quote(column)}" for column in update)
-    # Identifiers from the model, quoted; the values are one parameter.
-    statement = (
-        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
-        f"FROM json_populate_recordset(NULL::{table}, %s::json) "
-        f"ON CONFLICT ({', '.join(quote(column) for column in unique)}) "
-        f"DO UPDATE SET {assignments}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [json.dumps(rows, default=_json_default)])
-
-
 def upsert_pull_requests(items: Iterable[tuple[int, PullRequestRecord]]) -> int:
     """Create or update pull requests, given as (discovered id, record), in bulk."""
     rows = [
@@ -158,7 +117,7 @@ def upsert_pull_requests(items: Iterable[tuple[int, PullRequestRecord]]) -> int:
     ]
     if rows:
         update = list(rows[0])[2:]
-        _upsert(PullRequest, rows, unique=["discovered_id", "external_id"], update=update)
+        rows_upsert(PullRequest, rows, unique=["discovered_id", "external_id"], update=update)
     return len(rows)
 
 
@@ -177,29 +136,13 @@ def upsert_commits(items: Iterable[tuple[int, CommitRecord]]) -> int:
         for discovered_id, item in items
     ]
     if rows:
-        _upsert(Commit, rows, unique=["discovered_id", "hash"], update=list(rows[0])[2:])
+        rows_upsert(Commit, rows, unique=["discovered_id", "hash"], update=list(rows[0])[2:])
     return len(rows)
 
 
 def _states_write(states: dict[int, dict]) -> None:
-    """Set ``secondary_state`` of these repositories: one UPDATE from a JSON parameter on
-    PostgreSQL (``bulk_update`` builds a CASE expression per row, in Python)."""
-    if not states:
-        return
-    if connection.vendor != "postgresql":
-        rows = [DiscoveredEntity(pk=pk, secondary_state=state) for pk, state in states.items()]
-        DiscoveredEntity.objects.bulk_update(rows, ["secondary_state"], batch_size=500)
-        return
-    values = [{"id": pk, "state": state} for pk, state in states.items()]
-    meta, quote = DiscoveredEntity._meta, connection.ops.quote_name
-    column = quote(meta.get_field("secondary_state").column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} AS discovered SET {column} = value.state "  # noqa: S608
-            "FROM json_to_recordset(%s::json) AS value(id bigint, state jsonb) "
-            f"WHERE discovered.{quote(meta.pk.column)} = value.id",
-            [json.dumps(values)],
-        )
+    """Set ``secondary_state`` of these repositories (id → state) in one statement."""
+    rows_update(DiscoveredEntity, {pk: {"secondary_state": state} for pk, state in states.items()})
 
 
 _UPSERT = {SecondaryKind.PULL_REQUESTS: upsert_pull_requests, SecondaryKind.COMMITS: upsert_commits}
@@ -233,10 +176,12 @@ class SecondarySync:
         # Fetched but not yet written: items by (repository, key) and repositories' new states.
         self._items: dict[str, dict[tuple[int, str], object]] = {kind: {} for kind in self.kinds}
         self._states: dict[int, dict] = {}
-        # Reads under way on the worker: (repository, kind) → (their arguments, future).
-        self._ahead: dict[tuple[int, str], tuple[tuple, Future]] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._halted = False  # no more reads ahead: one failed, or the pass stopped
+        self._reads_ahead = FirstSyncReads(
+            self._read_now,
+            start=start,
+            limit=FIRST_SYNC_LIMIT,
+            left=lambda kind: self.budget.left[kind],
+        )
 
     def _flush(self) -> None:
         """Write what was fetched since the last flush with the states that record it, in one
@@ -292,76 +237,15 @@ class SecondarySync:
         return items
 
     def _read(self, discovered, kind, *, since, until, limit) -> list:
-        """The provider's items: read ahead on the worker (see :meth:`_read_ahead`) or now."""
-        ahead = self._ahead.pop((discovered.pk, kind), None)
-        if ahead is not None:
-            arguments, future = ahead
-            if arguments == (since, until, limit):
-                items = future.result()  # its error, if any, is raised here, in order
-                if items is not _NOT_READ:
-                    return items
-            else:
-                future.cancel() or future.exception()  # not the read wanted: let it finish unused
-        read = _fetcher(self.provider, kind)(discovered.data, since=since, until=until, limit=limit)
+        """The provider's items: read ahead on the worker (see :mod:`.readahead`) or now."""
+        items = self._reads_ahead.take(discovered.pk, kind, (since, until, limit))
+        if items is None:
+            items = self._read_now(discovered.data, kind, since, until, limit)
+        return items
+
+    def _read_now(self, data: dict, kind: str, since, until, limit: int) -> list:
+        read = _fetcher(self.provider, kind)(data, since=since, until=until, limit=limit)
         return list(read)[:limit]
-
-    # -- reading ahead ------------------------------------------------------------------------
-
-    def _read_ahead(self, rows: Iterator[DiscoveredEntity], kind: str) -> Iterator:
-        """The first-sync pass's rows, each yielded once the reads of the next few are under way
-        on a worker thread, so they overlap the pass's writes and processing.
-
-        Only reads certain to be made exactly so by the pass are started: a first sync's
-        ``limit`` is ``FIRST_SYNC_LIMIT`` unless the cap is near, so a read is started only
-        while the budget left covers a full first sync beyond every read already under way.
-        The worker makes them one at a time in row order: the requests are the ones a pass
-        without it makes, in the same order, and a read's error is raised when its row's turn
-        comes (:meth:`_read`). Near the cap the pass reads as it goes."""
-        window: deque[DiscoveredEntity] = deque()
-        ahead = True
-        for row in rows:
-            window.append(row)
-            if ahead and not (row.secondary_state.get(kind) or {}).get("initialized"):
-                under_way = sum(1 for pk, kind_ in self._ahead if kind_ == kind)
-                if self.budget.left[kind] - FIRST_SYNC_LIMIT * under_way >= FIRST_SYNC_LIMIT:
-                    since = self.start  # as _fetch bounds a first sync
-                    arguments = (since, None, FIRST_SYNC_LIMIT)
-                    future = self._worker().submit(self._read_first, row.data, kind, since)
-                    self._ahead[(row.pk, kind)] = (arguments, future)
-                else:
-                    ahead = False  # this one is read in turn, and so is every later one
-            while len(window) > READ_AHEAD or (window and not ahead):
-                yield window.popleft()
-        yield from window
-
-    def _read_first(self, data: dict, kind: str, since: datetime | None):
-        """On the worker: one first-sync read. After a read failed (or the pass stopped) the
-        later ones are not made — the pass raises that error first, as it would have had it
-        read as it went."""
-        if self._halted:
-            return _NOT_READ
-        try:
-            read = _fetcher(self.provider, kind)(
-                data, since=since, until=None, limit=FIRST_SYNC_LIMIT
-            )
-            return list(read)[:FIRST_SYNC_LIMIT]
-        except BaseException:
-            self._halted = True
-            raise
-
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lantern-read")
-        return self._executor
-
-    def _stop_reading_ahead(self) -> None:
-        """Reads not started are dropped; one under way finishes (the client is not shared)."""
-        if self._executor is not None:
-            self._halted = True
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._ahead.clear()
-        self._halted = False
 
     # -- the three passes ---------------------------------------------------------------------
 
@@ -375,7 +259,7 @@ class SecondarySync:
                 rows = active.iterator(chunk_size=500)
                 passing = rows
                 if step == self._first_sync and self.provider.reads_in_background():
-                    passing = self._read_ahead(rows, kind)
+                    passing = self._reads_ahead.rows(rows, kind)
                 try:
                     for row in passing:
                         if self.budget.left[kind] <= 0:
@@ -394,7 +278,7 @@ class SecondarySync:
                             if len(self._states) >= FLUSH_REPOSITORIES:
                                 self._flush()
                 finally:
-                    self._stop_reading_ahead()
+                    self._reads_ahead.stop()
                     # Now, not when an error's traceback lets go of them: the database cursor
                     # must close in the transaction it was opened in.
                     passing.close()

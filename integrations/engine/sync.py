@@ -13,8 +13,7 @@
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -60,11 +59,12 @@ from integrations.engine.imports import (
 )
 from integrations.engine.orphans import orphans_clear
 from integrations.engine.processing import RunErrors
+from integrations.engine.readahead import ListingPages
 from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.engine.targeted import webhook_coalesced_drain, webhook_coalesced_followup
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers import registry
-from integrations.providers.base import Provider, ProviderError, RepoRecord
+from integrations.providers.base import Provider, ProviderError
 
 __all__ = [
     "ClaimLost",
@@ -81,46 +81,6 @@ LISTING_OVERLAP = timedelta(minutes=10)
 SWEEP_PER_RUN = 100
 CATALOG_FILE_READS_PER_RUN = 1000
 ProgressCallback = Callable[[SyncRun], None]
-
-
-_END = object()
-
-
-class _Listing:
-    """The listing's pages. With ``ahead`` (a provider whose reads may run on a worker thread),
-    the next page is read on a worker while the current one is written — asked for once the
-    current page's catalog files are read, so the requests are the ones made without it, in
-    the same order, and a page's error is raised when its turn comes."""
-
-    def __init__(self, pages: Iterator[list[RepoRecord]], *, ahead: bool):
-        self._pages = pages
-        self._executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lantern-listing")
-            if ahead
-            else None
-        )
-        self._next: Future | None = None
-
-    def read_next(self) -> None:
-        if self._executor is not None and self._next is None:
-            self._next = self._executor.submit(next, self._pages, _END)
-
-    def take(self) -> list[RepoRecord] | None:
-        """The next page; ``None`` after the last."""
-        if self._next is not None:
-            future, self._next = self._next, None
-            page = future.result()
-        else:
-            page = next(self._pages, _END)
-        return None if page is _END else page
-
-    def close(self) -> None:
-        """A page being read is waited for (the client is not shared), then paging stops."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-        close = getattr(self._pages, "close", None)
-        if close is not None:
-            close()
 
 
 def _sync_mode(integration: Integration, full: bool | None) -> tuple[str, datetime | None]:
@@ -208,55 +168,13 @@ def _integration_sync(
             run, SyncState.SKIPPED, message=f"Another sync (run {holder.first()}) is running"
         )
     logger.info("integrations.sync.started", extra=log_extra)
-    progress = on_progress or (lambda run: None)
-
-    beat = {"at": time.monotonic(), "every": min(HEARTBEAT_SECONDS, lock_ttl().total_seconds() / 4)}
-
-    def tick() -> None:
-        run.requests = provider.stats.requests
-        run.pages = provider.stats.pages
-        run.unchanged = provider.stats.unchanged
-        if time.monotonic() - beat["at"] >= beat["every"]:  # not one UPDATE per request
-            heartbeat(run)
-            beat["at"] = time.monotonic()
-        progress(run)
-
     try:
         provider = provider or registry.for_integration(integration)
-        index = correlation_index_build(integration=integration)
+        tick = _Progress(run, provider, on_progress)
         seen_at = timezone.now()
         errors = RunErrors(run)
-        listed: set[int] = set()
-        catalog_files_read = 0
-        pages = _Listing(
-            provider.iter_repositories(since=since, known=_stored_data(integration)),
-            ahead=provider.reads_in_background(),
-        )
-        try:
-            while (page := pages.take()) is not None:
-                reads = catalog_files_enrich(
-                    provider,
-                    integration,
-                    page,
-                    budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read,
-                )
-                catalog_files_read += reads.reads
-                pages.read_next()  # while this one is written
-                listed.update(
-                    _page_write(
-                        integration,
-                        run,
-                        page,
-                        reads=reads,
-                        index=index,
-                        seen_at=seen_at,
-                        errors=errors,
-                    )
-                )
-                beat["at"] = time.monotonic()
-                tick()
-        finally:
-            pages.close()
+        index = correlation_index_build(integration=integration)
+        listed = _listing_sync(integration, run, provider, since, index, seen_at, errors, tick)
         # What failed before for records this listing did not bring (an incremental one lists
         # only what changed) is tried again with the mappings and catalog as they are now.
         if integration.failed_before:
@@ -274,17 +192,7 @@ def _integration_sync(
             **({"last_full_sync_at": seen_at} if mode == SyncMode.FULL else {}),
         )
         if integration.secondary_kinds:
-            secondary = SecondarySync(
-                provider=provider,
-                kinds=integration.secondary_kinds,
-                start=start_datetime(integration),
-                on_progress=tick,
-                sweep=_sweep_candidates(integration, seen_at),
-                errors=errors,
-            )
-            secondary.run(integration.discovered.all())
-            run.pull_requests = secondary.budget.written["pull_requests"]
-            run.commits = secondary.budget.written["commits"]
+            _secondary_sync(integration, run, provider, seen_at, errors, tick)
         errors.flush()
         tick()
     except ProviderError as exc:
@@ -308,6 +216,91 @@ def _integration_sync(
     return _finish(run, SyncState.SUCCEEDED, integration=integration, provider=provider)
 
 
+class _Progress:
+    """Called after each step of a run: copies the provider's counters onto the run, extends
+    the claim (at most every ``HEARTBEAT_SECONDS``, and a quarter of the TTL: not one UPDATE per
+    request) and reports the run to ``on_progress``."""
+
+    def __init__(self, run: SyncRun, provider: Provider, on_progress: ProgressCallback | None):
+        self.run = run
+        self.provider = provider
+        self.report = on_progress or (lambda run: None)
+        self.every = min(HEARTBEAT_SECONDS, lock_ttl().total_seconds() / 4)
+        self.beat_at = time.monotonic()
+
+    def claim_renewed(self) -> None:
+        """A step renewed the claim itself (a page write starts with a heartbeat)."""
+        self.beat_at = time.monotonic()
+
+    def __call__(self) -> None:
+        stats = self.provider.stats
+        self.run.requests, self.run.pages, self.run.unchanged = (
+            stats.requests,
+            stats.pages,
+            stats.unchanged,
+        )
+        if time.monotonic() - self.beat_at >= self.every:
+            heartbeat(self.run)
+            self.beat_at = time.monotonic()
+        self.report(self.run)
+
+
+def _listing_sync(
+    integration: Integration,
+    run: SyncRun,
+    provider: Provider,
+    since: datetime | None,
+    index: CorrelationIndex,
+    seen_at: datetime,
+    errors: RunErrors,
+    tick: _Progress,
+) -> set[int]:
+    """Stream the listing page by page — each page's catalog files read, then the page written
+    while the next one is read — and return the ids of the records it listed."""
+    listed: set[int] = set()
+    catalog_files_read = 0
+    pages = ListingPages(
+        provider.iter_repositories(since=since, known=_stored_data(integration)),
+        ahead=provider.reads_in_background(),
+    )
+    try:
+        while (page := pages.take()) is not None:
+            reads = catalog_files_enrich(
+                provider, integration, page, budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read
+            )
+            catalog_files_read += reads.reads
+            pages.read_next()  # while this one is written
+            listed.update(
+                _page_write(integration, run, reads, index=index, seen_at=seen_at, errors=errors)
+            )
+            tick.claim_renewed()
+            tick()
+    finally:
+        pages.close()
+    return listed
+
+
+def _secondary_sync(
+    integration: Integration,
+    run: SyncRun,
+    provider: Provider,
+    seen_at: datetime,
+    errors: RunErrors,
+    tick: _Progress,
+) -> None:
+    secondary = SecondarySync(
+        provider=provider,
+        kinds=integration.secondary_kinds,
+        start=start_datetime(integration),
+        on_progress=tick,
+        sweep=_sweep_candidates(integration, seen_at),
+        errors=errors,
+    )
+    secondary.run(integration.discovered.all())
+    run.pull_requests = secondary.budget.written["pull_requests"]
+    run.commits = secondary.budget.written["commits"]
+
+
 def _stored_data(integration: Integration) -> Callable[[list[str]], dict[str, dict]]:
     """What the provider may compare a listed repository with (external id → its stored
     record), so it can skip the reads that would find it unchanged."""
@@ -324,17 +317,18 @@ def _stored_data(integration: Integration) -> Callable[[list[str]], dict[str, di
 def _page_write(
     integration: Integration,
     run: SyncRun,
-    page: list[RepoRecord],
-    *,
     reads: CatalogFileReads,
+    *,
     index: CorrelationIndex,
     seen_at: datetime,
     errors: RunErrors,
 ) -> list[int]:
-    """Write one listing page in one transaction: a crash never leaves new records without
-    their auto-import (a re-run would no longer see them as new). It starts by renewing the
-    claim: a run that stalled past the TTL (slow catalog-file reads) and lost it writes nothing,
-    and a takeover waits for a page being written to commit."""
+    """Write one listing page (its records with their catalog files, ``reads.records``) in one
+    transaction: a crash never leaves new records without their auto-import (a re-run would no
+    longer see them as new). It starts by renewing the claim: a run that stalled past the TTL
+    (slow catalog-file reads) and lost it writes nothing, and a takeover waits for a page being
+    written to commit."""
+    page = reads.records
     returned = set(
         DiscoveredEntity.objects.filter(
             integration=integration,

@@ -264,7 +264,7 @@ def _refresh_page(
     catalog files, upsert, auto-import of the new ones, refresh of the linked entities, then
     their secondary kinds. Returns what happened to each, in order."""
     index = _LazyIndex(integration)
-    catalog_files_enrich(provider, integration, records, budget=len(records))
+    records = catalog_files_enrich(provider, integration, records, budget=len(records)).records
     with transaction.atomic():  # as a sync page: new records and their auto-import together
         heartbeat(run)  # a refresh that lost its claim (stalled past the TTL) writes nothing
         created, rows = discovered_upsert_page(

@@ -47,7 +47,10 @@ def test_entities_created_in_bulk_are_indexed_once_with_their_ingested_propertie
     links = [{"integration_id": 1, "action": "REGISTER"}]
     result = entities_upsert(
         documents=[entity_document("Component", "alpha"), entity_document("Component", "beta")],
-        ingested=lambda entity: (links, {"Fake": {"name": entity.name}}),
+        ingested={
+            f"component:default/{name}": (links, {"Fake": {"name": name}})
+            for name in ("alpha", "beta")
+        },
     )
     assert result.created == 2
     for entity in result.entities:
@@ -61,7 +64,7 @@ def test_entities_created_in_bulk_are_indexed_once_with_their_ingested_propertie
     # An existing entity keeps its ingested properties: ``ingested`` is for new ones only.
     updated = entities_upsert(
         documents=[entity_document("Component", "alpha", title="Alpha")],
-        ingested=lambda entity: ([], {}),
+        ingested={"component:default/alpha": ([], {})},
     )
     assert updated.updated == 1
     assert Entity.objects.get(name="alpha").integration_links == links
