@@ -14,10 +14,10 @@ or an event Lantern does not act on is recorded as ignored (202), a redelivery o
 delivery id is acknowledged (200) without being processed again, and anything else is recorded
 and handed to the ``webhook_delivery_process`` task once the transaction commits (202).
 
-The accepting path is the hottest in Lantern (issue #8: hundreds of deliveries a second into one
-process), so it runs two short SQL statements and no ORM query compilation: the integration's
-id, state and secret in one ``SELECT``, and the delivery in one autocommitted ``INSERT ... ON
-CONFLICT DO NOTHING`` whose missing ``RETURNING`` row means a redelivery.
+The accepting path is the hottest in Lantern (bursts of deliveries into one process), so it
+runs two short prepared SQL statements (``portal.bulk``) and no ORM query compilation: the
+integration's id, state and secret in one ``SELECT``, and the delivery in one autocommitted
+``INSERT ... ON CONFLICT DO NOTHING`` whose missing ``RETURNING`` row means a redelivery.
 """
 
 import hashlib

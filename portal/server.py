@@ -10,10 +10,9 @@ def warm_and_freeze() -> None:
     collector's view.
 
     Modules, classes, URL patterns and settings live as long as the process. Left tracked, a
-    worker's full collection walks them all: about 90 ms in the middle of a request that
-    renders a page of 100 entities (about 12 ms once frozen), which is most of the catalog API's
-    p95 under load (issue #8). Freezing after the imports also keeps those pages shared between
-    forked workers.
+    worker's full collection walks them all, in the middle of whatever request triggers it:
+    that pause is most of the catalog API's tail latency under load. Freezing after the imports
+    also keeps those pages shared between forked workers.
     """
     get_resolver().url_patterns  # noqa: B018 (imports every view now, not in a first request)
     gc.freeze()
