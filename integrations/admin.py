@@ -65,6 +65,9 @@ class SecretTextarea(forms.Textarea):
 
 class ConnectorAdminForm(forms.ModelForm):
     provider = forms.ChoiceField(choices=_provider_choices)
+    auth_kind = forms.ChoiceField(
+        choices=lambda: [("", "---------"), *registry.auth_kind_choices()], label="Auth kind"
+    )
     base_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
     new_secrets = forms.CharField(
         required=False,
@@ -118,12 +121,33 @@ class ConnectorAdminForm(forms.ModelForm):
         return data
 
 
+class AuthKindFilter(admin.SimpleListFilter):
+    """The auth kinds the registered providers declare, by label."""
+
+    title = "auth kind"
+    parameter_name = "auth_kind__exact"
+
+    def lookups(self, request, model_admin):
+        return registry.auth_kind_choices()
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(auth_kind=value) if value else queryset
+
+
 @admin.register(Connector)
 class ConnectorAdmin(admin.ModelAdmin):
     form = ConnectorAdminForm
     formfield_overrides = URL_FIELD_OVERRIDES
-    list_display = ("name", "provider", "auth_kind", "health", "secrets_stored", "last_checked_at")
-    list_filter = ("provider", "auth_kind", "health")
+    list_display = (
+        "name",
+        "provider",
+        "auth_kind_label",
+        "health",
+        "secrets_stored",
+        "last_checked_at",
+    )
+    list_filter = ("provider", AuthKindFilter, "health")
     search_fields = ("name", "base_url")
     list_select_related = ("scope",)
     autocomplete_fields = ("scope",)
@@ -142,6 +166,10 @@ class ConnectorAdmin(admin.ModelAdmin):
         ("Health", {"fields": ("health", "last_error", "last_checked_at")}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Auth kind", ordering="auth_kind")
+    def auth_kind_label(self, obj: Connector) -> str:
+        return dict(registry.auth_kind_choices()).get(obj.auth_kind, obj.auth_kind)
 
     @admin.display(boolean=True, description="Secrets stored")
     def secrets_stored(self, obj: Connector) -> bool:

@@ -1,16 +1,7 @@
+"""Fixed value sets of the integrations app. Auth kinds are not here: each provider declares its
+own (``Provider.auth_kinds``), read through ``providers.registry.auth_kinds()``."""
+
 from django.db import models
-
-
-class AuthKind(models.TextChoices):
-    WORKSPACE_ACCESS_TOKEN = "workspace_access_token", "Workspace access token"
-    PROJECT_ACCESS_TOKEN = "project_access_token", "Project access token"
-    REPOSITORY_ACCESS_TOKEN = "repository_access_token", "Repository access token"
-    API_TOKEN = "api_token", "API token (email + token)"
-    APP_PASSWORD = "app_password", "App password (legacy)"
-    OAUTH_CONSUMER = "oauth_consumer", "OAuth consumer"
-    PERSONAL_ACCESS_TOKEN = "personal_access_token", "Personal access token"
-    OAUTH_APPLICATION_LINK = "oauth_application_link", "OAuth 2.0 application link"
-    NONE = "none", "None (tests)"
 
 
 class Health(models.TextChoices):

@@ -64,27 +64,13 @@ INTEGRATION_KEYS = {
 TARGET_KEYS = ("workspace", "projects", "repository_pattern")
 CORRELATION_KEYS = {"ingested", "catalog", "operator"}
 
-# Non-secret auth settings, stored in ``Connector.config`` (the secret ones are in
-# services.SECRET_KEYS_BY_AUTH and stored encrypted).
-PUBLIC_AUTH_KEYS_BY_KIND = {
-    choices.AuthKind.API_TOKEN: ("email",),
-    choices.AuthKind.APP_PASSWORD: ("username",),
-    choices.AuthKind.OAUTH_CONSUMER: ("client_id",),
-    choices.AuthKind.OAUTH_APPLICATION_LINK: ("client_id",),
-}
-PUBLIC_AUTH_KEYS = {key for keys in PUBLIC_AUTH_KEYS_BY_KIND.values() for key in keys}
-# What each auth kind needs at least: each item is a set of alternatives.
-REQUIRED_AUTH_KEYS = {
-    choices.AuthKind.WORKSPACE_ACCESS_TOKEN: [("token", "tokens")],
-    choices.AuthKind.PROJECT_ACCESS_TOKEN: [("token",)],
-    choices.AuthKind.REPOSITORY_ACCESS_TOKEN: [("token",)],
-    choices.AuthKind.API_TOKEN: [("email",), ("token",)],
-    choices.AuthKind.APP_PASSWORD: [("username",), ("app_password",)],
-    choices.AuthKind.OAUTH_CONSUMER: [("client_id",), ("client_secret",)],
-    choices.AuthKind.PERSONAL_ACCESS_TOKEN: [("token",)],
-    choices.AuthKind.OAUTH_APPLICATION_LINK: [("client_id",), ("client_secret",)],
-    choices.AuthKind.NONE: [],
-}
+
+def _public_auth_keys() -> set[str]:
+    """Keys any auth kind keeps in ``Connector.config``: they belong under ``auth:``. (Each
+    kind's public, secret and required keys are its provider's spec, ``registry.auth_kind``.)"""
+    return {key for spec in registry.auth_kinds().values() for key in spec.public_fields}
+
+
 # Secrets a provider obtains at run time (OAuth tokens): kept while the declared ones match.
 RUNTIME_SECRET_KEYS = {"access_token", "refresh_token"}
 
@@ -310,12 +296,13 @@ def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provide
         except ValidationError as exc:
             reader.error(kind_node, f"{where}.kind: {' '.join(exc.message_dict['auth_kind'])}")
             return
-    elif kind not in choices.AuthKind.values:
+    elif kind not in registry.auth_kinds():
         reader.error(kind_node, f"{where}.kind: unknown auth kind {kind!r}")
         return
     spec["auth_kind"] = kind
-    secret_keys = set(services.SECRET_KEYS_BY_AUTH[kind])
-    public_keys = set(PUBLIC_AUTH_KEYS_BY_KIND.get(kind, ()))
+    auth = registry.auth_kind(kind)
+    secret_keys = set(auth.secret_fields)
+    public_keys = set(auth.public_fields)
     for key, (key_node, value_node) in keys.items():
         label = f"{where}.{key}"
         if key in public_keys:
@@ -335,7 +322,7 @@ def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provide
             reader.error(key_node, f"{where}: unknown key {key!r} for {kind} (allowed: {allowed})")
     if "token" in keys and "tokens" in keys:
         reader.error(node, f"{where}: give either token or tokens, not both")
-    for alternatives in REQUIRED_AUTH_KEYS[kind]:
+    for alternatives in auth.required:
         if not any(key in keys for key in alternatives):
             reader.error(node, f"{where}: {' or '.join(alternatives)} is required for {kind}")
 
@@ -399,7 +386,7 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
         spec["lines"]["config"] = _line(config_node)
         if reader.mapping(config_node, f"{where}.config") is not None:
             config = reader.value(config_node)
-            clash = set(config) & PUBLIC_AUTH_KEYS
+            clash = set(config) & _public_auth_keys()
             if clash:
                 reader.error(
                     config_node,
@@ -772,7 +759,8 @@ def _connector_apply(spec: ConnectorSpec) -> tuple[Connector, Outcome]:
             desired[key] = spec.declared[key]
     base_config = spec.declared.get("config")
     if base_config is None:
-        base_config = {k: v for k, v in existing.config.items() if k not in PUBLIC_AUTH_KEYS}
+        public = _public_auth_keys()
+        base_config = {k: v for k, v in existing.config.items() if k not in public}
     desired["config"] = {**base_config, **spec.auth_public}
     changes = {key: value for key, value in desired.items() if getattr(existing, key) != value}
     if "scope" in spec.declared:

@@ -11,18 +11,15 @@ from integrations.models import Connector, Integration
 from integrations.providers import registry
 from integrations.selectors import connectors_visible, scopes_assignable
 
-# auth kind → (label of the identity field or None, config key, secret key)
-AUTH_FIELDS: dict[str, tuple[str | None, str | None, str | None]] = {
-    choices.AuthKind.WORKSPACE_ACCESS_TOKEN: (None, None, "token"),
-    choices.AuthKind.PROJECT_ACCESS_TOKEN: (None, None, "token"),
-    choices.AuthKind.REPOSITORY_ACCESS_TOKEN: (None, None, "token"),
-    choices.AuthKind.PERSONAL_ACCESS_TOKEN: (None, None, "token"),
-    choices.AuthKind.API_TOKEN: ("Account email", "email", "token"),
-    choices.AuthKind.APP_PASSWORD: ("Username", "username", "app_password"),
-    choices.AuthKind.OAUTH_CONSUMER: ("Client id", "client_id", "client_secret"),
-    choices.AuthKind.OAUTH_APPLICATION_LINK: ("Client id", "client_id", "client_secret"),
-    choices.AuthKind.NONE: (None, None, None),
-}
+
+def auth_fields(auth_kind: str) -> tuple[str | None, str | None, str | None]:
+    """``(label of the identity field or None, config key, secret key)`` of an auth kind, from
+    its provider's spec: the wizard's identity field writes the config key, its secret field
+    the secret key."""
+    spec = registry.auth_kinds().get(auth_kind)
+    if spec is None:
+        return None, None, None
+    return spec.identity_label, spec.identity_field, spec.form_secret_field
 
 
 def provider_choices() -> list[tuple[str, str]]:
@@ -42,11 +39,7 @@ class ConnectorForm(forms.Form):
 
     name = forms.CharField(max_length=100, label="Connector name")
     provider = forms.ChoiceField(label="Provider")
-    auth_kind = forms.ChoiceField(
-        label="Authentication",
-        choices=[(k, v) for k, v in choices.AuthKind.choices if k != choices.AuthKind.NONE],
-        initial=choices.AuthKind.WORKSPACE_ACCESS_TOKEN,
-    )
+    auth_kind = forms.ChoiceField(label="Authentication")
     identity = forms.CharField(
         required=False,
         max_length=255,
@@ -69,10 +62,13 @@ class ConnectorForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = provider_choices()
+        kinds = registry.auth_kind_choices()
+        self.fields["auth_kind"].choices = kinds
+        self.fields["auth_kind"].initial = kinds[0][0] if kinds else None
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        _, config_key, secret_key = AUTH_FIELDS.get(data["auth_kind"], (None, None, None))
+        _, config_key, secret_key = auth_fields(data["auth_kind"])
         config = {config_key: data["identity"]} if config_key and data["identity"] else {}
         secrets = {secret_key: data["secret"]} if secret_key and data["secret"] else {}
         return {

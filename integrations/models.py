@@ -20,7 +20,8 @@ class Connector(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=50)
-    auth_kind = models.CharField(max_length=40, choices=choices.AuthKind.choices)
+    # One of the auth kinds the registered providers declare (services check it).
+    auth_kind = models.CharField(max_length=40)
     base_url = models.URLField(max_length=500, blank=True)
     config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings (email…)")
     secrets_encrypted = models.TextField(blank=True, editable=False)

@@ -468,19 +468,6 @@ def imported_unlink(*, imported: ImportedEntity) -> ImportedEntity:
     return engine_imports.imported_unlink(imported=imported)
 
 
-SECRET_KEYS_BY_AUTH = {
-    choices.AuthKind.WORKSPACE_ACCESS_TOKEN: ("token", "tokens"),
-    choices.AuthKind.PROJECT_ACCESS_TOKEN: ("token",),
-    choices.AuthKind.REPOSITORY_ACCESS_TOKEN: ("token",),
-    choices.AuthKind.API_TOKEN: ("token",),
-    choices.AuthKind.APP_PASSWORD: ("app_password",),
-    choices.AuthKind.OAUTH_CONSUMER: ("client_secret", "refresh_token", "access_token"),
-    choices.AuthKind.PERSONAL_ACCESS_TOKEN: ("token",),
-    choices.AuthKind.OAUTH_APPLICATION_LINK: ("client_secret", "refresh_token", "access_token"),
-    choices.AuthKind.NONE: (),
-}
-
-
 def connector_validate(
     *, provider: str, auth_kind: str, secrets: dict | None = None, ca_pem: str = ""
 ):
@@ -503,15 +490,20 @@ def _connector_settings_validate(provider_class, *, ca_pem: str) -> None:
 
 
 def _auth_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
-    if auth_kind not in choices.AuthKind.values:
-        raise ValidationError({"auth_kind": f"Unknown auth kind {auth_kind!r}"})
-    if provider_class.auth_kinds and auth_kind not in provider_class.auth_kinds:
-        allowed = ", ".join(provider_class.auth_kinds)
+    """The auth kind is one a registered provider declares, and this provider's (when it
+    lists its own); the secrets are ones its spec stores."""
+    try:
+        spec = registry.auth_kind(auth_kind)
+    except registry.UnknownAuthKind as exc:
+        raise ValidationError({"auth_kind": str(exc)}) from None
+    supported = provider_class.auth_kind_keys()
+    if supported and auth_kind not in supported:
+        allowed = ", ".join(supported)
         raise ValidationError(
             {"auth_kind": f"{provider_class.name} supports these auth kinds: {allowed}"}
         )
     if secrets:
-        unknown = set(secrets) - set(SECRET_KEYS_BY_AUTH[auth_kind])
+        unknown = set(secrets) - set(spec.secret_fields)
         if unknown:
             raise ValidationError(
                 {"secrets": f"unknown secrets for {auth_kind}: {', '.join(sorted(unknown))}"}

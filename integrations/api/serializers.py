@@ -20,6 +20,7 @@ from integrations.models import (
     SyncRun,
     WebhookDelivery,
 )
+from integrations.providers import registry
 from integrations.selectors import connectors_visible, scopes_assignable
 
 
@@ -83,8 +84,17 @@ class UpdateFrequencyField(serializers.Field):
 # Connectors
 
 
+class AuthKindField(serializers.ChoiceField):
+    """One of the auth kinds the registered providers declare (read each time a serializer is
+    built, so a provider registered later is offered too)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=registry.auth_kind_choices(), **kwargs)
+
+
 class ConnectorSerializer(serializers.ModelSerializer):
     scope = serializers.SlugRelatedField(slug_field="path", read_only=True, allow_null=True)
+    auth_kind = AuthKindField(read_only=True)
     # Not a "uri": blank means the provider's own address (Bitbucket Cloud).
     base_url = serializers.CharField(
         read_only=True, help_text="Instance or API URL; blank for the provider's default"

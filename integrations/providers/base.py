@@ -3,7 +3,7 @@
 Records are plain dataclasses holding the raw JSON too; nothing here touches the database.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,6 +44,42 @@ class ProviderNotFound(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """The provider could not be reached or kept failing after retries."""
+
+
+@dataclass(frozen=True)
+class AuthKindSpec:
+    """One way to authenticate to a provider, declared by the provider (``Provider.auth_kinds``)
+    so that forms, the API, ``apply_config``, the admin and the services know it without a list
+    of their own.
+
+    ``public_fields`` are stored in the clear in ``Connector.config``; ``secret_fields`` are
+    stored encrypted (including tokens the provider obtains at run time); ``required``: what
+    must be given, each item a set of alternatives. The wizard's identity field writes the first
+    public field and its secret field the first secret field. ``build_credential(provider)``
+    returns the credentials the provider's client signs requests with.
+    """
+
+    key: str
+    label: str
+    public_fields: tuple[str, ...] = ()
+    secret_fields: tuple[str, ...] = ()
+    required: tuple[tuple[str, ...], ...] = ()
+    field_labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    help_text: str = ""
+    build_credential: "Callable[[Provider], list] | None" = field(default=None, compare=False)
+
+    @property
+    def identity_field(self) -> str | None:
+        return self.public_fields[0] if self.public_fields else None
+
+    @property
+    def identity_label(self) -> str | None:
+        key = self.identity_field
+        return self.field_labels.get(key, key) if key else None
+
+    @property
+    def form_secret_field(self) -> str | None:
+        return self.secret_fields[0] if self.secret_fields else None
 
 
 @dataclass(frozen=True)
@@ -139,7 +175,8 @@ class Provider:
     key: ClassVar[str]
     name: ClassVar[str]
     properties_key: ClassVar[str]
-    auth_kinds: ClassVar[tuple[str, ...]] = ()
+    # The ways to authenticate (empty: any auth kind a registered provider declares).
+    auth_kinds: ClassVar[tuple[AuthKindSpec, ...]] = ()
     # catalog path → JMESPath over RepoRecord.data
     default_field_mappings: ClassVar[dict[str, str]] = {}
     # A file in each repository's default branch that enriches its entity, if any.
@@ -170,6 +207,18 @@ class Provider:
         to overlap them with its database writes. Not when a read may write to the database
         itself (a credential renewing its token stores it): only the run's own thread may."""
         return False
+
+    @classmethod
+    def auth_kind_keys(cls) -> tuple[str, ...]:
+        return tuple(spec.key for spec in cls.auth_kinds)
+
+    def credentials(self) -> list:
+        """The credentials of the connector's auth kind, built as its spec says."""
+        kind = self.connector.auth_kind
+        spec = next((spec for spec in self.auth_kinds if spec.key == kind), None)
+        if spec is None or spec.build_credential is None:
+            raise ProviderAuthError(f"{self.name} does not support the auth kind {kind!r}")
+        return spec.build_credential(self)
 
     @classmethod
     def is_enabled(cls) -> tuple[bool, str]:

@@ -6,7 +6,7 @@ The engine reaches providers only through here, never by importing a provider mo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from integrations.providers.base import Provider
+from integrations.providers.base import AuthKindSpec, Provider
 
 _providers: dict[str, type[Provider]] = {}
 
@@ -33,11 +33,23 @@ class UnknownProvider(LookupError):
     pass
 
 
+class UnknownAuthKind(LookupError):
+    pass
+
+
 def register(provider_class: type[Provider]) -> type[Provider]:
+    """Register a provider; refused when its key is taken, or when one of its auth kinds has
+    the key of a different kind another provider declares (a provider may share another's
+    spec, the same object)."""
     key = provider_class.key
     existing = _providers.get(key)
     if existing is not None and existing is not provider_class:
         raise ValueError(f"A provider with key {key!r} is already registered ({existing!r})")
+    known = auth_kinds()
+    for spec in provider_class.auth_kinds:
+        other = known.get(spec.key)
+        if other is not None and other is not spec:
+            raise ValueError(f"{provider_class.name} redeclares the auth kind {spec.key!r}")
     _providers[key] = provider_class
     return provider_class
 
@@ -56,6 +68,27 @@ def get(key: str) -> type[Provider]:
 
 def all_providers() -> dict[str, type[Provider]]:
     return dict(_providers)
+
+
+def auth_kinds() -> dict[str, AuthKindSpec]:
+    """Every auth kind the registered providers declare, by key, in registration order."""
+    specs: dict[str, AuthKindSpec] = {}
+    for provider_class in _providers.values():
+        for spec in provider_class.auth_kinds:
+            specs.setdefault(spec.key, spec)
+    return specs
+
+
+def auth_kind(key: str) -> AuthKindSpec:
+    try:
+        return auth_kinds()[key]
+    except KeyError:
+        raise UnknownAuthKind(f"Unknown auth kind {key!r}") from None
+
+
+def auth_kind_choices() -> list[tuple[str, str]]:
+    """``(key, label)`` of every registered auth kind, for form and serializer choices."""
+    return [(spec.key, spec.label) for spec in auth_kinds().values()]
 
 
 def build(provider_class: type[Provider], *, connector, integration=None, **options) -> Provider:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from integrations.providers.base import (
+    AuthKindSpec,
     CommitRecord,
     ProbeResult,
     Provider,
@@ -22,6 +23,8 @@ from integrations.providers.base import (
 )
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+# The fake reads an in-process world: nothing to authenticate.
+NO_AUTH = AuthKindSpec(key="none", label="None (tests)")
 
 
 @dataclass
@@ -174,7 +177,7 @@ class FakeProvider(Provider):
     key = "fake"
     name = "Fake"
     properties_key = "Fake"
-    auth_kinds = ("none",)
+    auth_kinds = (NO_AUTH,)
     target_keys = ("workspace",)
     default_field_mappings = {
         "metadata.description": "description",

@@ -21,6 +21,7 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.providers.bitbucket_cloud import provider as cloud
 from tests.integrations.fake_provider import FakeProvider
 
 SECRET = "s3cr3t-token-value-42"
@@ -29,7 +30,7 @@ SECRET = "s3cr3t-token-value-42"
 class TokenProvider(FakeProvider):
     key = "admin_token"
     name = "Fake with tokens"
-    auth_kinds = ("workspace_access_token", "api_token")
+    auth_kinds = (cloud.WORKSPACE_ACCESS_TOKEN, cloud.API_TOKEN)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from integrations import services
 from integrations.config import ConfigError, config_apply, config_load
 from integrations.models import Connector, Integration
 from integrations.providers import registry
+from integrations.providers.bitbucket_cloud import provider as cloud
 from tests.integrations.fake_provider import FakeProvider
 from tests.integrations.test_private_ca import certificate_pem
 
@@ -49,7 +50,7 @@ class TokenProvider(FakeProvider):
 
     key = "fake_token"
     name = "Fake with tokens"
-    auth_kinds = ("workspace_access_token", "api_token", "oauth_consumer")
+    auth_kinds = (cloud.WORKSPACE_ACCESS_TOKEN, cloud.API_TOKEN, cloud.OAUTH_CONSUMER)
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 """The Bitbucket Cloud provider: a workspace's repositories, pull requests and commits."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from integrations.choices import AuthKind
 from integrations.providers.base import (
+    AuthKindSpec,
     ProbeResult,
     Provider,
     ProviderAuthError,
@@ -39,16 +39,16 @@ APP_PASSWORDS_RETIRED = (
     "to an API token (account e-mail + API token) or a workspace access token."
 )
 UNAUTHORIZED = {
-    AuthKind.WORKSPACE_ACCESS_TOKEN: "The access token was refused: it is wrong, expired or "
+    "workspace_access_token": "The access token was refused: it is wrong, expired or "
     "revoked. Create a new one (Workspace settings → Access tokens).",
-    AuthKind.PROJECT_ACCESS_TOKEN: "The project access token was refused: it is wrong, expired "
+    "project_access_token": "The project access token was refused: it is wrong, expired "
     "or revoked.",
-    AuthKind.REPOSITORY_ACCESS_TOKEN: "The repository access token was refused: it is wrong, "
+    "repository_access_token": "The repository access token was refused: it is wrong, "
     "expired or revoked.",
-    AuthKind.API_TOKEN: "The account e-mail or API token was refused: check both (an API token "
+    "api_token": "The account e-mail or API token was refused: check both (an API token "
     "is used with the Atlassian account's e-mail, not the username).",
-    AuthKind.APP_PASSWORD: "The username or app password was refused. " + APP_PASSWORDS_RETIRED,
-    AuthKind.OAUTH_CONSUMER: "The OAuth access token was refused: reconnect the connector.",
+    "app_password": "The username or app password was refused. " + APP_PASSWORDS_RETIRED,
+    "oauth_consumer": "The OAuth access token was refused: reconnect the connector.",
 }
 PROPERTY_KEYS = (
     "uuid",
@@ -78,17 +78,96 @@ def _oauth_token_url(api_url: str) -> str:
     return f"{origin}/site/oauth2/access_token"
 
 
+def _bearer_tokens(provider: "BitbucketCloudProvider") -> list:
+    secrets = provider.connector.secrets
+    tokens = secrets.get("tokens") or [secrets.get("token")]
+    return [BearerCredential(token) for token in tokens if token]
+
+
+def _basic(identity: str, secret: str) -> Callable[["BitbucketCloudProvider"], list]:
+    def build(provider: "BitbucketCloudProvider") -> list:
+        config, secrets = provider.connector.config or {}, provider.connector.secrets
+        return [BasicCredential(config.get(identity, ""), secrets.get(secret, ""))]
+
+    return build
+
+
+def _oauth_consumer(provider: "BitbucketCloudProvider") -> list:
+    config, secrets = provider.connector.config or {}, provider.connector.secrets
+    return [
+        OAuthCredential(
+            token_url=_oauth_token_url(provider.api_url),
+            client_id=config.get("client_id", ""),
+            client_secret=secrets.get("client_secret", ""),
+            tokens=secrets,
+            store=provider.store_tokens,
+            on_failure=provider.mark_down,
+        )
+    ]
+
+
+WORKSPACE_ACCESS_TOKEN = AuthKindSpec(
+    key="workspace_access_token",
+    label="Workspace access token",
+    secret_fields=("token", "tokens"),
+    required=(("token", "tokens"),),
+    build_credential=_bearer_tokens,
+)
+PROJECT_ACCESS_TOKEN = AuthKindSpec(
+    key="project_access_token",
+    label="Project access token",
+    secret_fields=("token",),
+    required=(("token",),),
+    build_credential=_bearer_tokens,
+)
+REPOSITORY_ACCESS_TOKEN = AuthKindSpec(
+    key="repository_access_token",
+    label="Repository access token",
+    secret_fields=("token",),
+    required=(("token",),),
+    build_credential=_bearer_tokens,
+)
+API_TOKEN = AuthKindSpec(
+    key="api_token",
+    label="API token (email + token)",
+    public_fields=("email",),
+    secret_fields=("token",),
+    required=(("email",), ("token",)),
+    field_labels={"email": "Account email"},
+    build_credential=_basic("email", "token"),
+)
+APP_PASSWORD = AuthKindSpec(
+    key="app_password",
+    label="App password (legacy)",
+    public_fields=("username",),
+    secret_fields=("app_password",),
+    required=(("username",), ("app_password",)),
+    field_labels={"username": "Username"},
+    help_text=APP_PASSWORDS_RETIRED,
+    build_credential=_basic("username", "app_password"),
+)
+OAUTH_CONSUMER = AuthKindSpec(
+    key="oauth_consumer",
+    label="OAuth consumer",
+    public_fields=("client_id",),
+    secret_fields=("client_secret", "refresh_token", "access_token"),
+    required=(("client_id",), ("client_secret",)),
+    field_labels={"client_id": "Client id"},
+    build_credential=_oauth_consumer,
+)
+
+
 class BitbucketCloudProvider(Provider):
     key = "bitbucket_cloud"
     name = "Bitbucket Cloud"
     properties_key = "BitbucketCloud"
     auth_kinds = (
-        AuthKind.WORKSPACE_ACCESS_TOKEN,
-        AuthKind.PROJECT_ACCESS_TOKEN,
-        AuthKind.REPOSITORY_ACCESS_TOKEN,
-        AuthKind.API_TOKEN,
-        AuthKind.APP_PASSWORD,
-        AuthKind.OAUTH_CONSUMER,
+        WORKSPACE_ACCESS_TOKEN,
+        PROJECT_ACCESS_TOKEN,
+        REPOSITORY_ACCESS_TOKEN,
+        API_TOKEN,
+        APP_PASSWORD,
+        OAUTH_CONSUMER,
     )
     target_keys = ("workspace", "projects", "repository_pattern")
     catalog_file = "catalog-info.yaml"
@@ -106,14 +185,14 @@ class BitbucketCloudProvider(Provider):
         self.api_url = connector.base_url or DEFAULT_API_URL
         self.client = client or BitbucketCloudClient(
             base_url=self.api_url,
-            credentials=self._credentials(),
+            credentials=self.credentials(),
             stats=self.stats,
             hourly_limit=self._hourly_limit(),
         )
 
     def reads_in_background(self) -> bool:
         # A refreshed OAuth token is stored in the database.
-        return self.connector.auth_kind != AuthKind.OAUTH_CONSUMER
+        return self.connector.auth_kind != OAUTH_CONSUMER.key
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -142,34 +221,6 @@ class BitbucketCloudProvider(Provider):
             return max(1, int(value)) if value else HOURLY_LIMIT
         except (TypeError, ValueError):
             return HOURLY_LIMIT
-
-    def _credentials(self):
-        connector = self.connector
-        secrets, config = connector.secrets, connector.config or {}
-        kind = connector.auth_kind
-        if kind in (
-            AuthKind.WORKSPACE_ACCESS_TOKEN,
-            AuthKind.PROJECT_ACCESS_TOKEN,
-            AuthKind.REPOSITORY_ACCESS_TOKEN,
-        ):
-            tokens = secrets.get("tokens") or [secrets.get("token")]
-            return [BearerCredential(token) for token in tokens if token]
-        if kind == AuthKind.API_TOKEN:
-            return [BasicCredential(config.get("email", ""), secrets.get("token", ""))]
-        if kind == AuthKind.APP_PASSWORD:
-            return [BasicCredential(config.get("username", ""), secrets.get("app_password", ""))]
-        if kind == AuthKind.OAUTH_CONSUMER:
-            return [
-                OAuthCredential(
-                    token_url=_oauth_token_url(self.api_url),
-                    client_id=config.get("client_id", ""),
-                    client_secret=secrets.get("client_secret", ""),
-                    tokens=secrets,
-                    store=self.store_tokens,
-                    on_failure=self.mark_down,
-                )
-            ]
-        raise ProviderAuthError(f"Bitbucket Cloud does not support the auth kind {kind!r}")
 
     @property
     def target(self) -> dict:

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
-from integrations.choices import AuthKind
 from integrations.providers.base import (
+    AuthKindSpec,
     CommitRecord,
     ProbeResult,
     Provider,
@@ -91,11 +91,48 @@ def version_check(version: Any) -> str | None:
     return None
 
 
+def _personal_access_token(provider: "BitbucketDataCenterProvider") -> list:
+    return [PersonalAccessToken(provider.connector.secrets.get("token", ""))]
+
+
+def _application_link(provider: "BitbucketDataCenterProvider") -> list:
+    connector = provider.connector
+    config, secrets_ = connector.config or {}, connector.secrets
+    return [
+        ApplicationLinkCredential(
+            endpoint=provider.token_endpoint(connector),
+            client_id=config.get("client_id", ""),
+            client_secret=secrets_.get("client_secret", ""),
+            tokens=secrets_,
+            store=provider.store_tokens,
+            on_failure=provider.mark_down,
+        )
+    ]
+
+
+PERSONAL_ACCESS_TOKEN = AuthKindSpec(
+    key="personal_access_token",
+    label="Personal access token",
+    secret_fields=("token",),
+    required=(("token",),),
+    build_credential=_personal_access_token,
+)
+OAUTH_APPLICATION_LINK = AuthKindSpec(
+    key="oauth_application_link",
+    label="OAuth 2.0 application link",
+    public_fields=("client_id",),
+    secret_fields=("client_secret", "refresh_token", "access_token"),
+    required=(("client_id",), ("client_secret",)),
+    field_labels={"client_id": "Client id"},
+    build_credential=_application_link,
+)
+
+
 class BitbucketDataCenterProvider(Provider):
     key = "bitbucket_dc"
     name = "Bitbucket Data Center"
     properties_key = "BitbucketDataCenter"
-    auth_kinds = (AuthKind.PERSONAL_ACCESS_TOKEN, AuthKind.OAUTH_APPLICATION_LINK)
+    auth_kinds = (PERSONAL_ACCESS_TOKEN, OAUTH_APPLICATION_LINK)
     target_keys = ("projects", "repository_pattern")
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
@@ -114,7 +151,7 @@ class BitbucketDataCenterProvider(Provider):
         self.instance_url = (connector.base_url or "").rstrip("/")
         self.client = client or BitbucketDataCenterClient(
             instance_url=self.instance_url,
-            credentials=self._credentials(),
+            credentials=self.credentials(),
             stats=self.stats,
             ca_pem=connector.ca_pem or "",
             retry=retry,
@@ -123,7 +160,7 @@ class BitbucketDataCenterProvider(Provider):
 
     def reads_in_background(self) -> bool:
         # A refreshed OAuth token is stored in the database.
-        return self.connector.auth_kind != AuthKind.OAUTH_APPLICATION_LINK
+        return self.connector.auth_kind != OAUTH_APPLICATION_LINK.key
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -160,25 +197,6 @@ class BitbucketDataCenterProvider(Provider):
             except (re.error, TypeError) as exc:
                 errors["repository_pattern"] = f"invalid regular expression: {exc}"
         return errors
-
-    def _credentials(self):
-        connector = self.connector
-        secrets_, config = connector.secrets, connector.config or {}
-        kind = connector.auth_kind
-        if kind == AuthKind.PERSONAL_ACCESS_TOKEN:
-            return [PersonalAccessToken(secrets_.get("token", ""))]
-        if kind == AuthKind.OAUTH_APPLICATION_LINK:
-            return [
-                ApplicationLinkCredential(
-                    endpoint=self.token_endpoint(connector),
-                    client_id=config.get("client_id", ""),
-                    client_secret=secrets_.get("client_secret", ""),
-                    tokens=secrets_,
-                    store=self.store_tokens,
-                    on_failure=self.mark_down,
-                )
-            ]
-        raise ProviderAuthError(f"Bitbucket Data Center does not support the auth kind {kind!r}")
 
     @property
     def target(self) -> dict:
@@ -316,7 +334,7 @@ class BitbucketDataCenterProvider(Provider):
         return None
 
     def _refused_message(self, exc: ProviderError) -> str:
-        if self.connector.auth_kind == AuthKind.OAUTH_APPLICATION_LINK:
+        if self.connector.auth_kind == OAUTH_APPLICATION_LINK.key:
             if "refresh" in exc.message or "not authorised" in exc.message:
                 return exc.message
             return "The OAuth access token was refused: reconnect the connector."

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from catalog.models import Scope, ScopeMembership
 from integrations.engine.sync import integration_sync
 from integrations.providers import registry
+from integrations.providers.bitbucket_cloud import provider as cloud
 from tests.integrations.conftest import component_doc
 from tests.integrations.fake_provider import FakeProvider
 
@@ -19,7 +20,7 @@ class TokenFakeProvider(FakeProvider):
 
     key = "fake_token"
     name = "Fake (token)"
-    auth_kinds = ("api_token", "app_password")
+    auth_kinds = (cloud.API_TOKEN, cloud.APP_PASSWORD)
 
 
 @pytest.fixture
