@@ -24,6 +24,21 @@ def budget_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
+class BearerCredential(Credential):
+    """A token sent as ``Authorization: Bearer`` (Cloud's access tokens, Data Center's personal
+    access tokens), with a request budget of its own."""
+
+    def __init__(self, token: str):
+        self._token = token
+        self.budget_key = budget_key(token)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def secrets(self) -> list[str]:
+        return [self._token, f"Bearer {self._token}"]
+
+
 def token_fields(body: dict, *, previous_refresh: str | None = None) -> dict:
     """What is stored of a token response (the refresh token is rotated when a new one comes)."""
     return {

@@ -18,7 +18,7 @@ from integrations.providers.http import (
     redact,
     ssl_context,
 )
-from integrations.providers.oauth import budget_key
+from integrations.providers.oauth import BearerCredential, budget_key  # noqa: F401 (the provider imports it from here)
 from integrations.providers.outbound import OutboundAddressError, guarded_transport
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
@@ -38,18 +38,6 @@ def retry_policy() -> RetryPolicy:
 
 def _basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-class BearerCredential(Credential):
-    def __init__(self, token: str):
-        self._token = token
-        self.budget_key = budget_key(token)
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def secrets(self) -> list[str]:
-        return [self._token, f"Bearer {self._token}"]
 
 
 class BasicCredential(Credential):

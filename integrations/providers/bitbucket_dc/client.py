@@ -20,7 +20,7 @@ from integrations.providers.http import (
     redact,
     ssl_context,
 )
-from integrations.providers.oauth import OAuthCredential, budget_key
+from integrations.providers.oauth import BearerCredential, OAuthCredential
 from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
 
 API_PATH = "/rest/api/1.0"
@@ -56,18 +56,8 @@ def dc_error_message(response: httpx.Response) -> str:
     return response.reason_phrase
 
 
-class PersonalAccessToken(Credential):
-    """An HTTP access token, sent as a Bearer token."""
-
-    def __init__(self, token: str):
-        self._token = token
-        self.budget_key = budget_key(token)
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def secrets(self) -> list[str]:
-        return [self._token, f"Bearer {self._token}"]
+# Data Center's HTTP access tokens are sent as Bearer tokens, like Cloud's.
+PersonalAccessToken = BearerCredential
 
 
 class TokenEndpoint:
