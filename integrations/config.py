@@ -43,9 +43,6 @@ CONNECTOR_KEYS = {"name", "provider", "base_url", "auth", "ca_pem_file", "config
 INTEGRATION_KEYS = {
     "name",
     "connector",
-    "workspace",
-    "projects",
-    "repository_pattern",
     "scope",
     "registration",
     "kind",
@@ -61,7 +58,7 @@ INTEGRATION_KEYS = {
     "labels",
     "vanish_threshold",
 }
-TARGET_KEYS = ("workspace", "projects", "repository_pattern")
+# An integration's target keys (workspace, projects, ...) are the providers' target fields.
 CORRELATION_KEYS = {"ingested", "catalog", "operator"}
 
 
@@ -403,17 +400,18 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
 def _read_target(
     reader: _Reader, spec: dict, keys: dict, where: str, provider_class
 ) -> dict | None:
-    declared = [key for key in TARGET_KEYS if key in keys]
+    fields = registry.target_fields()
+    declared = [key for key in fields if key in keys]
     if not declared:
         return None
     target: dict[str, Any] = {}
     for key in declared:
         value_node = keys[key][1]
         spec["lines"][f"target.{key}"] = _line(value_node)
-        if key == "projects":
-            projects = reader.strings(value_node, f"{where}.projects")
-            if projects is not None:
-                target[key] = projects
+        if fields[key].many:
+            items = reader.strings(value_node, f"{where}.{key}")
+            if items is not None:
+                target[key] = items
             continue
         value = reader.string(value_node, f"{where}.{key}")
         if value is None:
@@ -506,7 +504,7 @@ def _read_integration(
     if keys is None:
         return None
     where = reader.label(keys, f"integrations[{index}]", "integration")
-    reader.refuse_unknown(keys, INTEGRATION_KEYS, where)
+    reader.refuse_unknown(keys, INTEGRATION_KEYS | set(registry.target_fields()), where)
     spec: dict[str, Any] = {"line": _line(node), "lines": {}, "values": {}}
     values = spec["values"]
     lines = spec["lines"]

@@ -91,28 +91,24 @@ class SetupForm(forms.Form):
         empty_label="Choose a connector",
         error_messages={"required": "Choose a connector, or create one below."},
     )
-    workspace = forms.CharField(
-        required=False,
-        max_length=200,
-        label="Workspace",
-        help_text="The Bitbucket Cloud workspace slug.",
-    )
-    projects = forms.CharField(
-        required=False,
-        label="Projects",
-        help_text="Comma-separated project keys; empty for all projects.",
-    )
-    repository_pattern = forms.CharField(
-        required=False,
-        label="Repository name pattern",
-        help_text="A regular expression on repository names; empty for all.",
-    )
 
     def __init__(self, *args, user, instance: Integration | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.instance = instance
         self.fields["connector"].queryset = connectors_visible(user)
         self.fields["connector"].label_from_instance = lambda c: f"{c.name} ({c.provider})"
+        # What to discover: the target fields the registered providers declare.
+        self.target_fields = registry.target_fields()
+        for name, target_field in self.target_fields.items():
+            self.fields[name] = forms.CharField(
+                required=False,
+                max_length=target_field.max_length,
+                label=target_field.label,
+                help_text=target_field.help_text,
+            )
+
+    def target_bound_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.target_fields]
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -126,12 +122,10 @@ class SetupForm(forms.Form):
     def target(self) -> dict:
         data = self.cleaned_data
         target: dict = {}
-        if data.get("workspace"):
-            target["workspace"] = data["workspace"].strip()
-        if projects := _csv(data.get("projects", "")):
-            target["projects"] = projects
-        if data.get("repository_pattern"):
-            target["repository_pattern"] = data["repository_pattern"].strip()
+        for name, target_field in self.target_fields.items():
+            value = _csv(data.get(name, "")) if target_field.many else data.get(name, "").strip()
+            if value:
+                target[name] = value
         return target
 
     def clean(self):
@@ -152,13 +146,11 @@ class SetupForm(forms.Form):
     @staticmethod
     def initial_for(integration: Integration) -> dict:
         target = integration.target or {}
-        return {
-            "name": integration.name,
-            "connector": integration.connector_id,
-            "workspace": target.get("workspace", ""),
-            "projects": ", ".join(target.get("projects", [])),
-            "repository_pattern": target.get("repository_pattern", ""),
-        }
+        initial = {"name": integration.name, "connector": integration.connector_id}
+        for name, target_field in registry.target_fields().items():
+            value = target.get(name, [] if target_field.many else "")
+            initial[name] = ", ".join(value) if target_field.many else value
+        return initial
 
 
 class MappingForm(forms.Form):

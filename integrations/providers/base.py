@@ -83,6 +83,19 @@ class AuthKindSpec:
 
 
 @dataclass(frozen=True)
+class TargetField:
+    """One key of ``Integration.target`` a provider reads, as forms ask for it: text, or a
+    comma-separated list (``many``). Values are checked by ``Provider.validate_target``, whose
+    errors name the field."""
+
+    name: str
+    label: str
+    help_text: str = ""
+    many: bool = False
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     message: str
@@ -181,8 +194,16 @@ class Provider:
     default_field_mappings: ClassVar[dict[str, str]] = {}
     # A file in each repository's default branch that enriches its entity, if any.
     catalog_file: ClassVar[str | None] = None
+    # What an integration's target holds for this provider, as forms ask for it; its keys are
+    # ``target_keys`` unless the class names those itself.
+    target_fields: ClassVar[tuple[TargetField, ...]] = ()
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "target_fields" in cls.__dict__ and "target_keys" not in cls.__dict__:
+            cls.target_keys = tuple(f.name for f in cls.target_fields)
 
     def __init__(
         self,

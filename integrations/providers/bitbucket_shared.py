@@ -1,5 +1,19 @@
 """What the two Bitbucket providers share: their records carry the same keys, so the same
-default field mappings serve both."""
+default field mappings serve both, and their targets choose projects and a name pattern alike."""
+
+from integrations.providers.base import TargetField
+
+PROJECTS = TargetField(
+    name="projects",
+    label="Projects",
+    help_text="Comma-separated project keys; empty for all projects.",
+    many=True,
+)
+REPOSITORY_PATTERN = TargetField(
+    name="repository_pattern",
+    label="Repository name pattern",
+    help_text="A regular expression on repository names; empty for all.",
+)
 
 # A repository's catalog-info.yaml (``catalog_info``, read by the engine) comes first, then what
 # Bitbucket knows about the repository. Every value is valid where it goes by Backstage's rules,

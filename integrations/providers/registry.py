@@ -6,7 +6,7 @@ The engine reaches providers only through here, never by importing a provider mo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from integrations.providers.base import AuthKindSpec, Provider
+from integrations.providers.base import AuthKindSpec, Provider, TargetField
 
 _providers: dict[str, type[Provider]] = {}
 
@@ -84,6 +84,16 @@ def auth_kind(key: str) -> AuthKindSpec:
         return auth_kinds()[key]
     except KeyError:
         raise UnknownAuthKind(f"Unknown auth kind {key!r}") from None
+
+
+def target_fields() -> dict[str, TargetField]:
+    """Every target field the registered providers declare, by name, in registration order (a
+    field two providers share, such as Bitbucket's projects, once)."""
+    fields: dict[str, TargetField] = {}
+    for provider_class in _providers.values():
+        for target_field in provider_class.target_fields:
+            fields.setdefault(target_field.name, target_field)
+    return fields
 
 
 def auth_kind_choices() -> list[tuple[str, str]]:

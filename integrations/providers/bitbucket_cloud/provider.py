@@ -14,6 +14,7 @@ from integrations.providers.base import (
     ProviderNotFound,
     PullRequestRecord,
     RepoRecord,
+    TargetField,
 )
 from integrations.providers.bitbucket_cloud import records
 from integrations.providers.bitbucket_cloud.client import (
@@ -25,7 +26,11 @@ from integrations.providers.bitbucket_cloud.client import (
     OAuthCredential,
     bbql_time,
 )
-from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
+from integrations.providers.bitbucket_shared import (
+    BITBUCKET_FIELD_MAPPINGS,
+    PROJECTS,
+    REPOSITORY_PATTERN,
+)
 from integrations.providers.oauth import OAuthRefreshError
 
 REQUIRED_SCOPES = ("project", "repository", "pullrequest")
@@ -157,6 +162,14 @@ OAUTH_CONSUMER = AuthKindSpec(
 )
 
 
+WORKSPACE = TargetField(
+    name="workspace",
+    label="Workspace",
+    help_text="The Bitbucket Cloud workspace slug.",
+    max_length=200,
+)
+
+
 class BitbucketCloudProvider(Provider):
     key = "bitbucket_cloud"
     name = "Bitbucket Cloud"
@@ -169,7 +182,7 @@ class BitbucketCloudProvider(Provider):
         APP_PASSWORD,
         OAUTH_CONSUMER,
     )
-    target_keys = ("workspace", "projects", "repository_pattern")
+    target_fields = (WORKSPACE, PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
 

@@ -38,7 +38,11 @@ from integrations.providers.bitbucket_dc.client import (
     TokenEndpoint,
 )
 from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
-from integrations.providers.bitbucket_shared import BITBUCKET_FIELD_MAPPINGS
+from integrations.providers.bitbucket_shared import (
+    BITBUCKET_FIELD_MAPPINGS,
+    PROJECTS,
+    REPOSITORY_PATTERN,
+)
 from integrations.providers.http import RetryPolicy
 from integrations.providers.oauth import token_fields
 
@@ -133,7 +137,7 @@ class BitbucketDataCenterProvider(Provider):
     name = "Bitbucket Data Center"
     properties_key = "BitbucketDataCenter"
     auth_kinds = (PERSONAL_ACCESS_TOKEN, OAUTH_APPLICATION_LINK)
-    target_keys = ("projects", "repository_pattern")
+    target_fields = (PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
 
