@@ -4,13 +4,10 @@ an integration pointing at it, fast retries, and a comparable snapshot of what a
 import pytest
 from django.core.cache import cache
 
-from catalog.models import Entity
-from catalog.rendering import entity_document
 from integrations import services
-from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_cloud import client as client_module
-from integrations.providers.http import RetryPolicy
 from sandbox import World
+from tests.integrations.providers import contract
 from tests.sandbox.fixtures import SANDBOX_SCOPES, SANDBOX_TOKEN
 
 WS = "acme"
@@ -19,11 +16,7 @@ WS = "acme"
 @pytest.fixture(autouse=True)
 def cloud_test_settings(settings, monkeypatch):
     """Loopback allowed, per-test request budgets, and retries that wait milliseconds."""
-    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    cache.clear()  # the client-side budgets live in the cache, per credential and hour
-    monkeypatch.setattr(
-        client_module, "retry_policy", lambda: RetryPolicy(base_delay=0.005, max_delay=0.02)
-    )
+    contract.provider_test_settings(settings, monkeypatch, client_module, delays=(0.005, 0.02))
     yield
     cache.clear()
 
@@ -65,31 +58,4 @@ def make_integration(connector, *, name: str = "acme", workspace: str = WS, **va
 
 def snapshot() -> dict:
     """Everything a sync wrote, without ids, timestamps of the run or generated uids."""
-
-    def document(entity: Entity) -> dict:
-        doc = entity_document(entity)
-        doc["metadata"].pop("uid", None)
-        doc["metadata"].pop("etag", None)
-        for link in doc["metadata"].get("integration", []):
-            for key in ("integration_id", "imported_at", "linked_entity_uid"):
-                link.pop(key, None)
-        return doc
-
-    return {
-        "entities": sorted(
-            (document(e) for e in Entity.objects.all()), key=lambda d: d["metadata"]["name"]
-        ),
-        "discovered": sorted(
-            DiscoveredEntity.objects.values_list(
-                "external_id", "name", "state", "recommended_action", "data"
-            )
-        ),
-        "pull_requests": sorted(
-            PullRequest.objects.values_list(
-                "discovered__external_id", "external_id", "state", "title", "updated_on"
-            )
-        ),
-        "commits": sorted(
-            Commit.objects.values_list("discovered__external_id", "hash", "date", "message")
-        ),
-    }
+    return contract.snapshot(link_keys=("integration_id", "imported_at", "linked_entity_uid"))

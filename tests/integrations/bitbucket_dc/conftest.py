@@ -5,26 +5,19 @@ allowed, fast retries, and a comparable snapshot of what a sync wrote."""
 import pytest
 from django.core.cache import cache
 
-from catalog.models import Entity
-from catalog.rendering import entity_document
 from integrations import services
-from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.bitbucket_dc import client as client_module
-from integrations.providers.http import RetryPolicy
 from sandbox import SandboxServer, World
+from tests.integrations.providers import contract
 from tests.sandbox.fixtures import DC_TOKEN, dc_world_factory
 
 
 @pytest.fixture(autouse=True)
 def dc_test_settings(settings, monkeypatch):
     """The provider enabled, loopback allowed, and retries that wait milliseconds."""
-    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
     settings.BITBUCKET_DC_ENABLED = True
     settings.LANTERN_PUBLIC_URL = "https://lantern.example"
-    cache.clear()
-    monkeypatch.setattr(
-        client_module, "retry_policy", lambda: RetryPolicy(base_delay=0.002, max_delay=0.01)
-    )
+    contract.provider_test_settings(settings, monkeypatch, client_module, delays=(0.002, 0.01))
     yield
     cache.clear()
 
@@ -89,31 +82,6 @@ def requests_of(server, endpoint: str | None = None) -> list:
 
 def snapshot() -> dict:
     """Everything a sync wrote, without ids, timestamps of the run or generated uids."""
-
-    def document(entity: Entity) -> dict:
-        doc = entity_document(entity)
-        doc["metadata"].pop("uid", None)
-        doc["metadata"].pop("etag", None)
-        for link in doc["metadata"].get("integration", []):
-            for key in ("integration_id", "integration_name", "imported_at", "linked_entity_uid"):
-                link.pop(key, None)
-        return doc
-
-    return {
-        "entities": sorted(
-            (document(e) for e in Entity.objects.all()), key=lambda d: d["metadata"]["name"]
-        ),
-        "discovered": sorted(
-            DiscoveredEntity.objects.values_list(
-                "external_id", "name", "state", "recommended_action", "data"
-            )
-        ),
-        "pull_requests": sorted(
-            PullRequest.objects.values_list(
-                "discovered__external_id", "external_id", "state", "title", "updated_on"
-            )
-        ),
-        "commits": sorted(
-            Commit.objects.values_list("discovered__external_id", "hash", "date", "message")
-        ),
-    }
+    return contract.snapshot(
+        link_keys=("integration_id", "integration_name", "imported_at", "linked_entity_uid")
+    )
