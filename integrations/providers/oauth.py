@@ -67,6 +67,21 @@ class OAuthCredential(Credential):
         self.on_failure = on_failure
         self.budget_key = budget_key(client_id)
 
+    @classmethod
+    def for_provider(cls, provider, **options) -> "OAuthCredential":
+        """The credential of a provider's connector: the client id in its config, the client
+        secret and tokens in its secrets, renewals and failures handed to the provider's
+        callbacks; ``options`` are the subclass's own (its token endpoint)."""
+        config, secrets = provider.connector.config or {}, provider.connector.secrets
+        return cls(
+            client_id=config.get("client_id", ""),
+            client_secret=secrets.get("client_secret", ""),
+            tokens=secrets,
+            store=provider.store_tokens,
+            on_failure=provider.mark_down,
+            **options,
+        )
+
     def headers(self) -> dict[str, str]:
         if not self.tokens.get("access_token") or self.tokens.get("expires_at", 0) < time.time():
             self.refresh()

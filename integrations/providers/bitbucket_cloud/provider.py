@@ -98,17 +98,7 @@ def _basic(identity: str, secret: str) -> Callable[["BitbucketCloudProvider"], l
 
 
 def _oauth_consumer(provider: "BitbucketCloudProvider") -> list:
-    config, secrets = provider.connector.config or {}, provider.connector.secrets
-    return [
-        OAuthCredential(
-            token_url=_oauth_token_url(provider.api_url),
-            client_id=config.get("client_id", ""),
-            client_secret=secrets.get("client_secret", ""),
-            tokens=secrets,
-            store=provider.store_tokens,
-            on_failure=provider.mark_down,
-        )
-    ]
+    return [OAuthCredential.for_provider(provider, token_url=_oauth_token_url(provider.api_url))]
 
 
 WORKSPACE_ACCESS_TOKEN = AuthKindSpec(

@@ -100,18 +100,8 @@ def _personal_access_token(provider: "BitbucketDataCenterProvider") -> list:
 
 
 def _application_link(provider: "BitbucketDataCenterProvider") -> list:
-    connector = provider.connector
-    config, secrets_ = connector.config or {}, connector.secrets
-    return [
-        ApplicationLinkCredential(
-            endpoint=provider.token_endpoint(connector),
-            client_id=config.get("client_id", ""),
-            client_secret=secrets_.get("client_secret", ""),
-            tokens=secrets_,
-            store=provider.store_tokens,
-            on_failure=provider.mark_down,
-        )
-    ]
+    endpoint = provider.token_endpoint(provider.connector)
+    return [ApplicationLinkCredential.for_provider(provider, endpoint=endpoint)]
 
 
 PERSONAL_ACCESS_TOKEN = AuthKindSpec(
