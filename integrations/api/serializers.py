@@ -9,6 +9,7 @@ webhook secret.
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import flatten_choices_dict, to_choices_dict
 
 from catalog.api.serializers import JSONObjectField
 from integrations import choices, services
@@ -85,11 +86,30 @@ class UpdateFrequencyField(serializers.Field):
 
 
 class AuthKindField(serializers.ChoiceField):
-    """One of the auth kinds the registered providers declare (read each time a serializer is
-    built, so a provider registered later is offered too)."""
+    """One of the auth kinds the registered providers declare, read from the registry whenever
+    the choices are asked for (the schema, validation), so a provider registered later is
+    offered too: DRF builds a declared field once per serializer class."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=registry.auth_kind_choices(), **kwargs)
+        super().__init__(choices=[], **kwargs)
+
+    def _get_choices(self) -> dict:
+        self.grouped_choices = to_choices_dict(registry.auth_kind_choices())
+        self._choices = flatten_choices_dict(self.grouped_choices)
+        self.choice_strings_to_values = {str(key): key for key in self._choices}
+        return self._choices
+
+    def _set_choices(self, choices) -> None:
+        """The registry decides (what ``__init__`` passes is ignored)."""
+
+    def to_internal_value(self, data):
+        self._get_choices()
+        return super().to_internal_value(data)
+
+    def to_representation(self, value):
+        return value  # a stored key, shown as it is
+
+    choices = property(_get_choices, _set_choices)
 
 
 class ConnectorSerializer(serializers.ModelSerializer):

@@ -1,4 +1,5 @@
 import io
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -29,6 +30,11 @@ def test_demo_starts_a_sandbox_syncs_it_and_serves(settings, monkeypatch):
     # The hand-made look-alikes make Merge recommendations appear.
     assert DiscoveredEntity.objects.filter(recommended_action="merge").count() == 3
     assert "Demo admin: admin / " in out.getvalue()
+    # Its in-process scheduler stopped with it: it never enqueues syncs into later work.
+    beats = [thread for thread in threading.enumerate() if thread.name == "demo-beat"]
+    for thread in beats:
+        thread.join(timeout=5)
+    assert not any(thread.is_alive() for thread in beats)
 
 
 @pytest.mark.django_db

@@ -62,8 +62,11 @@ class Command(BaseCommand):
         if settings.BITBUCKET_DC_ENABLED:
             servers.append(self._data_center(repos, sandbox_port + 1 if sandbox_port else 0))
         worker = None
+        beat_stop = threading.Event()
         if celery_app.conf.task_always_eager:
-            threading.Thread(target=self._beat, daemon=True, name="demo-beat").start()
+            beat = threading.Thread(target=self._beat, args=(beat_stop,), daemon=True)
+            beat.name = "demo-beat"
+            beat.start()
         elif not check:  # a broker is configured: a real worker with beat runs the tasks
             worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "celery", "-A", "portal", "worker", "--beat", "-l", "info"]
@@ -82,6 +85,7 @@ class Command(BaseCommand):
             else:
                 call_command("runserver", address, use_reloader=False, insecure_serving=True)
         finally:
+            beat_stop.set()  # the scheduler stops with the demo, not with the process
             for server in servers:
                 server.stop()
             if worker is not None:
@@ -254,10 +258,10 @@ class Command(BaseCommand):
         )
         return run
 
-    def _beat(self) -> None:
-        """The in-process stand-in for Celery beat: enqueue due syncs every minute."""
-        while True:
-            time.sleep(60)
+    def _beat(self, stop: threading.Event) -> None:
+        """The in-process stand-in for Celery beat: enqueue due syncs every minute until the
+        demo stops."""
+        while not stop.wait(60):
             try:
                 enqueue_due_integrations()
             except Exception:  # keep the demo's scheduler alive whatever one sync does

@@ -1,5 +1,11 @@
+import json
+
+import pytest
 import yaml
 from django.core.management import call_command
+
+from integrations.providers import registry
+from tests.integrations.fake_provider import FakeProvider
 
 
 def test_integrations_api_is_documented_without_warnings_and_without_secrets(tmp_path, db):
@@ -68,3 +74,18 @@ def test_full_sync_processing_errors_and_source_gone_are_documented(tmp_path, db
         "examples",
     }
     assert "source_gone_since" in components["ImportedEntity"]["properties"]
+
+
+@pytest.mark.django_db
+def test_the_auth_kind_enum_follows_the_registry_after_the_schema_was_built_once(client):
+    def auth_kinds() -> list[str]:
+        schema = json.loads(client.get("/api/schema/?format=json").content)
+        return schema["components"]["schemas"]["AuthKindEnum"]["enum"]
+
+    before = auth_kinds()
+    registry.register(FakeProvider)
+    try:
+        assert auth_kinds() == [*before, "none"]
+    finally:
+        registry.unregister(FakeProvider.key)
+    assert auth_kinds() == before
