@@ -65,3 +65,6 @@ class TestBitbucketCloudContract(ProviderContract):
     @pytest.fixture
     def source(self, cloud_source):
         return cloud_source
+
+    def test_the_contract_runs_against_the_cloud_provider(self, source):
+        assert type(source.provider()) is BitbucketCloudProvider

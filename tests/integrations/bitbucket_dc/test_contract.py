@@ -65,3 +65,6 @@ class TestBitbucketDataCenterContract(ProviderContract):
     @pytest.fixture
     def source(self, dc_source):
         return dc_source
+
+    def test_the_contract_runs_against_the_data_center_provider(self, source):
+        assert type(source.provider()) is BitbucketDataCenterProvider

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.integrations.example_provider.provider import ExampleProvider
 from tests.integrations.providers.contract import ProviderContract
 
 
@@ -9,3 +10,6 @@ class TestExampleContract(ProviderContract):
     @pytest.fixture
     def source(self, example_source):
         return example_source
+
+    def test_the_contract_runs_against_the_example_provider(self, source):
+        assert type(source.provider()) is ExampleProvider
