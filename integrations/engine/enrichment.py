@@ -42,7 +42,12 @@ def _catalog_info(content: bytes | None) -> dict:
 
 
 def catalog_files_enrich(
-    provider: Provider, integration: Integration, page: list[RepoRecord], *, budget: int
+    provider: Provider,
+    integration: Integration,
+    page: list[RepoRecord],
+    *,
+    budget: int,
+    stored: dict[str, dict] | None = None,
 ) -> CatalogFileReads:
     """The page's records with each repository's catalog-info.yaml (``data["catalog_info"]``),
     as new records (the provider's are left as they were): read again only when the repository
@@ -53,11 +58,13 @@ def catalog_files_enrich(
     if not provider.catalog_file:
         result.records = list(page)
         return result
-    previous = dict(
-        DiscoveredEntity.objects.filter(
-            integration=integration, external_id__in=[r.external_id for r in page]
-        ).values_list("external_id", "data")
-    )
+    previous = stored
+    if previous is None:  # the page's stored records (external id → data), unless given
+        previous = dict(
+            DiscoveredEntity.objects.filter(
+                integration=integration, external_id__in=[r.external_id for r in page]
+            ).values_list("external_id", "data")
+        )
     for record in page:
         stamp = record.updated_at.isoformat() if record.updated_at else None
         known = previous.get(record.external_id) or {}

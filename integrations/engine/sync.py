@@ -12,6 +12,7 @@
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -64,7 +65,7 @@ from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.engine.targeted import webhook_coalesced_drain, webhook_coalesced_followup
 from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
 from integrations.providers import registry
-from integrations.providers.base import Provider, ProviderError
+from integrations.providers.base import Provider, ProviderError, RepoRecord
 
 __all__ = [
     "ClaimLost",
@@ -259,14 +260,19 @@ def _listing_sync(
     while the next one is read — and return the ids of the records it listed."""
     listed: set[int] = set()
     catalog_files_read = 0
+    stored = _StoredData(integration)
     pages = ListingPages(
-        provider.iter_repositories(since=since, known=_stored_data(integration)),
+        provider.iter_repositories(since=since, known=stored),
         ahead=provider.reads_in_background(),
     )
     try:
         while (page := pages.take()) is not None:
             reads = catalog_files_enrich(
-                provider, integration, page, budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read
+                provider,
+                integration,
+                page,
+                budget=CATALOG_FILE_READS_PER_RUN - catalog_files_read,
+                stored=stored.of_page(page),
             )
             catalog_files_read += reads.reads
             pages.read_next()  # while this one is written
@@ -301,17 +307,37 @@ def _secondary_sync(
     run.commits = secondary.budget.written["commits"]
 
 
-def _stored_data(integration: Integration) -> Callable[[list[str]], dict[str, dict]]:
-    """What the provider may compare a listed repository with (external id → its stored
-    record), so it can skip the reads that would find it unchanged."""
+class _StoredData:
+    """The stored records (external id → data) of the repositories being listed, read once per
+    page: the provider may ask for them while listing (to skip reads that would find a
+    repository unchanged, ``known``), and the catalog-file enrichment of that page needs them
+    too. The provider may ask on the listing's worker thread."""
 
-    def known(external_ids: list[str]) -> dict[str, dict]:
+    def __init__(self, integration: Integration):
+        self._integration = integration
+        self._lock = threading.Lock()
+        self._asked: dict[str, dict | None] = {}  # what the provider asked for and got
+
+    def _read(self, external_ids: list[str]) -> dict[str, dict]:
         rows = DiscoveredEntity.objects.filter(
-            integration=integration, external_id__in=external_ids
+            integration=self._integration, external_id__in=external_ids
         )
         return dict(rows.values_list("external_id", "data"))
 
-    return known
+    def __call__(self, external_ids: list[str]) -> dict[str, dict]:
+        stored = self._read(external_ids)
+        with self._lock:
+            self._asked.update({key: stored.get(key) for key in external_ids})
+        return stored
+
+    def of_page(self, page: list[RepoRecord]) -> dict[str, dict]:
+        """The page's stored records: those the provider asked for, else read now."""
+        ids = [record.external_id for record in page]
+        with self._lock:
+            if all(key in self._asked for key in ids):
+                taken = {key: self._asked.pop(key) for key in ids}
+                return {key: data for key, data in taken.items() if data is not None}
+        return self._read(ids)
 
 
 def _page_write(
@@ -329,18 +355,13 @@ def _page_write(
     (slow catalog-file reads) and lost it writes nothing, and a takeover waits for a page being
     written to commit."""
     page = reads.records
-    returned = set(
-        DiscoveredEntity.objects.filter(
-            integration=integration,
-            external_id__in=[record.external_id for record in page],
-            gone_at__isnull=False,
-        ).values_list("pk", flat=True)
-    )
     with transaction.atomic():
         heartbeat(run)
         created, rows = discovered_upsert_page(
             integration=integration, records=page, index=index, seen_at=seen_at
         )
+        # Known records keep the gone_at they had: those set were gone until this listing.
+        returned = [row.pk for row in rows if row.gone_at is not None]
         by_external_id = {row.external_id: row for row in rows}
         for external_id, error in reads.failed.items():
             row = by_external_id[external_id]
