@@ -347,9 +347,16 @@ def discovered_mark_gone(integration: Integration, run: SyncRun, seen_at: dateti
             extra={"integration_id": integration.pk, "run_id": run.pk, "vanished": count},
         )
         return
-    gone_ids = list(vanished.values_list("pk", flat=True))
-    # What failed for a repository that no longer exists no longer needs anyone's attention.
-    run.gone = DiscoveredEntity.objects.filter(pk__in=gone_ids).update(
-        state=DiscoveredState.GONE, gone_at=seen_at, processing_errors={}, error_since=None
+    run.gone = discovered_gone(
+        discovered_ids=list(vanished.values_list("pk", flat=True)), at=seen_at
     )
-    orphans_mark(discovered_ids=gone_ids)
+
+
+def discovered_gone(*, discovered_ids: list[int], at: datetime) -> int:
+    """Mark these records gone since ``at`` and their linked entities orphans; returns how
+    many. What failed for a repository that no longer exists no longer needs attention."""
+    gone = DiscoveredEntity.objects.filter(pk__in=discovered_ids).update(
+        state=DiscoveredState.GONE, gone_at=at, processing_errors={}, error_since=None
+    )
+    orphans_mark(discovered_ids=discovered_ids)
+    return gone

@@ -52,10 +52,13 @@ from integrations.engine.correlation import (
     correlation_index_build,
     index_entities,
 )
-from integrations.engine.discovery import discovered_upsert_page, recommendations_refresh
+from integrations.engine.discovery import (
+    discovered_gone,
+    discovered_upsert_page,
+    recommendations_refresh,
+)
 from integrations.engine.enrichment import catalog_files_enrich
 from integrations.engine.imports import discovered_import_new, imported_refresh
-from integrations.engine.orphans import orphans_mark
 from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.models import (
     DiscoveredEntity,
@@ -147,11 +150,7 @@ def _mark_gone(
                 f"{label} was not found, but the provider is not reachable as a whole either "
                 f"({probe.message}): not marking it gone"
             )
-    DiscoveredEntity.objects.filter(pk=row.pk).update(
-        state=DiscoveredState.GONE, gone_at=timezone.now(), processing_errors={}, error_since=None
-    )
-    orphans_mark(discovered_ids=[row.pk])
-    run.gone += 1
+    run.gone += discovered_gone(discovered_ids=[row.pk], at=timezone.now())
     if confirm:
         return f"{label}: gone (the provider no longer has it)"
     return f"{label}: gone (no longer selected by the integration's target)"
