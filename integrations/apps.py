@@ -1,4 +1,26 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+# The providers Lantern ships; ``LANTERN_EXTRA_PROVIDERS`` (comma-separated dotted class paths)
+# registers more, e.g. a provider a test suite defines, in worker processes too.
+BUILTIN_PROVIDERS: list[str] = [
+    "integrations.providers.bitbucket_cloud.provider.BitbucketCloudProvider",
+    "integrations.providers.bitbucket_dc.provider.BitbucketDataCenterProvider",
+]
+
+
+def providers_register() -> None:
+    """Register every provider, explicitly, with the connector writes the services make for
+    them (a provider never writes rows itself)."""
+    from integrations.providers import registry
+    from integrations.services import connector_mark_down, connector_tokens_store
+
+    registry.connector_writes_register(
+        registry.ConnectorWrites(store_tokens=connector_tokens_store, mark_down=connector_mark_down)
+    )
+    for dotted in [*BUILTIN_PROVIDERS, *settings.LANTERN_EXTRA_PROVIDERS]:
+        registry.register(import_string(dotted))
 
 
 class IntegrationsConfig(AppConfig):
@@ -8,9 +30,8 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from catalog.services import refresh_handler_register
         from integrations.handlers import entity_refresh_from_source
-        from integrations.providers import builtin
 
-        builtin.register_all()
+        providers_register()
         refresh_handler_register(entity_refresh_from_source)
 
         # Recommendations follow the catalog: entities created, renamed or deleted by anything
