@@ -18,6 +18,8 @@ from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
 from sandbox.auth import AuthError
 from sandbox.cloud.credentials import Principal, anonymous
 from sandbox.cloud.objects import CloudRenderer, content_type
+from sandbox.cloud.writes import CloudWrites
+from sandbox.control import PREFIX as CONTROL_PREFIX
 from sandbox.control import routes as control_routes
 from sandbox.query import QueryError, apply_fields, filter_documents, sort_documents
 from sandbox.routing import ApiError, PageInfo, Request, Response, Route, Router
@@ -35,6 +37,7 @@ from sandbox.world import (
     WorldError,
     WorldEvent,
 )
+from sandbox.writes import WriteFaults, write_control_routes
 
 DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100
@@ -102,7 +105,7 @@ class Hook:
     repository: str | None = None  # uuid; None for a workspace hook
 
 
-class CloudApi(SandboxApi):
+class CloudApi(CloudWrites, SandboxApi):
     kind = "cloud"
     hook_key = "uuid"
     handled_errors = (ApiError, WorldError, QueryError)
@@ -116,7 +119,13 @@ class CloudApi(SandboxApi):
         self.hooks: dict[str, Hook] = {}
         self.public_url = "http://127.0.0.1"
         self._hooks_lock = threading.Lock()
-        self.router = Router(self._routes() + control_routes(self))
+        self.writes = WriteFaults()
+        self.router = Router(
+            self._routes()
+            + self._write_routes()
+            + control_routes(self)
+            + write_control_routes(self, CONTROL_PREFIX)
+        )
         world.subscribe(self._on_world_event)
 
     def _routes(self) -> list[Route]:
@@ -158,7 +167,7 @@ class CloudApi(SandboxApi):
             Route("GET", f"{repo}/commits", self.commits_list, "repository", public=True),
             Route(
                 "GET",
-                f"{repo}/commits/{{revision}}",
+                f"{repo}/commits/{{revision:path}}",  # branch names may hold slashes
                 self.commits_list,
                 "repository",
                 public=True,
@@ -565,6 +574,7 @@ class CloudApi(SandboxApi):
         parents = [p.strip() for value in meta["parents"] for p in value.split(",") if p.strip()]
         with self.world.lock:
             repo = self._repository(request)
+            self._commit_conflict(request, repo, (meta["branch"] or [None])[-1])
             commit = self.world.commit_create(
                 workspace=repo.workspace,
                 slug=repo.slug,

@@ -441,6 +441,62 @@ class WorldMutations(WorldStore):
                 changes=[self._change(repo, branch, old, None, [])],
             )
 
+    def branch_create(
+        self, *, workspace: str, slug: str, branch: str, target: str, actor: str | None = None
+    ) -> str:
+        """A new branch at ``target`` (a branch name or hash), announced as a push that creates
+        it with no new commits; returns the tip's hash."""
+        with self.lock:
+            repo = self.repository(workspace, slug)
+            if branch in repo.branches:
+                raise Conflict(f"Branch {branch} already exists")
+            commit = repo.resolve(target)
+            if commit is None:
+                raise NotFound(f"Commit {target} not found")
+            repo.branches[branch] = commit.hash
+            if repo.mainbranch is None:
+                repo.mainbranch = branch
+            repo.updated_on = self.tick()
+            self._emit(
+                "push",
+                repo,
+                actor or self.default_actor(repo.workspace),
+                changes=[self._change(repo, branch, None, commit.hash, [])],
+            )
+            return commit.hash
+
+    def commits_import(
+        self,
+        *,
+        workspace: str,
+        slug: str,
+        branch: str,
+        commits: list[Commit],
+        tip: str,
+        actor: str | None = None,
+    ) -> None:
+        """Commits made elsewhere (a git push: their hashes are their git ids, parents first)
+        and the branch moved to ``tip``, as one push. A fast-forward only: the servers refuse
+        anything else before calling this."""
+        with self.lock:
+            repo = self.repository(workspace, slug)
+            for commit in commits:
+                repo.commits[commit.hash] = commit
+            if tip not in repo.commits:
+                raise NotFound(f"Commit {tip} not found")
+            old = repo.branches.get(branch)
+            if not commits:
+                if old is None:
+                    self.branch_create(
+                        workspace=workspace, slug=slug, branch=branch, target=tip, actor=actor
+                    )
+                    return
+                if old == tip:
+                    return
+            if commits and commits[-1].hash != tip:
+                raise Invalid("The imported commits must end with the new tip")
+            self._advance(repo, branch, commits or [repo.commits[tip]], actor=actor)
+
     def _advance(self, repo: Repository, branch: str, commits: list[Commit], *, actor) -> None:
         """Move a branch to the last of ``commits`` (already parented), as one push."""
         old = repo.branches.get(branch)
