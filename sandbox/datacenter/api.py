@@ -25,7 +25,9 @@ from sandbox.auth import AuthError
 from sandbox.control import PREFIX as CONTROL_PREFIX
 from sandbox.control import routes as control_routes
 from sandbox.datacenter.credentials import DC_NOT_PERMITTED, DcPrincipal
+from sandbox.datacenter.git import GitHosting
 from sandbox.datacenter.objects import DcIds, DcRenderer, webhook_date
+from sandbox.datacenter.writes import DcWrites
 from sandbox.routing import ApiError, Request, Response, Route, Router
 from sandbox.traffic import FaultInjector, RateLimitConfig, RateLimiter, RequestLog
 from sandbox.webhooks import WebhookSender
@@ -41,6 +43,7 @@ from sandbox.world import (
     World,
     WorldEvent,
 )
+from sandbox.writes import WriteFaults, write_control_routes
 
 API = "/rest/api/1.0"
 OAUTH = "/rest/oauth2/latest"
@@ -111,6 +114,7 @@ class DcError(ApiError):
 
     def document(self) -> dict:
         error = {"context": None, "message": self.message, "exceptionName": self.exception}
+        error.update(getattr(self, "extra", {}))  # e.g. a duplicate's ``existingPullRequest``
         return {"errors": [error]}
 
 
@@ -193,7 +197,7 @@ class DcWebhookSender(WebhookSender):
         return super()._post(url, body, headers)
 
 
-class DataCenterApi(SandboxApi):
+class DataCenterApi(DcWrites, SandboxApi):
     kind = "dc"
     hook_key = "id"
 
@@ -231,8 +235,21 @@ class DataCenterApi(SandboxApi):
         self._hook_serial = 0
         self._hooks_lock = threading.Lock()
         self.public_url = "https://127.0.0.1"
-        self.router = Router(self._routes() + control_routes(self) + self._control_routes())
+        self.writes = WriteFaults()
+        self.git = GitHosting(self)
+        self.router = Router(
+            self._routes()
+            + self._write_routes(API)
+            + self.git.routes()
+            + control_routes(self)
+            + self._control_routes()
+            + write_control_routes(self, CONTROL_PREFIX, on_upstream=self.git.synced)
+        )
         world.subscribe(self._on_world_event)
+
+    def stop(self) -> None:
+        super().stop()
+        self.git.close()
 
     def configure(self, **values: Any) -> dict:
         """Change what ``application-properties`` says (``version``, ``displayName``...) or the
