@@ -146,6 +146,7 @@ class ConnectorAdmin(admin.ModelAdmin):
         "health",
         "secrets_stored",
         "last_checked_at",
+        "last_success_at",
     )
     list_filter = ("provider", AuthKindFilter, "health")
     search_fields = ("name", "base_url")
@@ -156,6 +157,7 @@ class ConnectorAdmin(admin.ModelAdmin):
         "health",
         "last_error",
         "last_checked_at",
+        "last_success_at",
         "created_at",
         "updated_at",
     )
@@ -163,7 +165,7 @@ class ConnectorAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "provider", "auth_kind", "base_url", "scope")}),
         ("Credentials", {"fields": ("secrets_stored", "new_secrets")}),
         ("Settings", {"fields": ("config", "ca_pem")}),
-        ("Health", {"fields": ("health", "last_error", "last_checked_at")}),
+        ("Health", {"fields": ("health", "last_error", "last_checked_at", "last_success_at")}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
 

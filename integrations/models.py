@@ -31,7 +31,10 @@ class Connector(models.Model):
         max_length=10, choices=choices.Health.choices, default=choices.Health.UNKNOWN
     )
     last_error = models.TextField(blank=True)
+    # ``health`` is the last credential outcome (a probe, a sync, a token refresh), checked at
+    # ``last_checked_at``; ``last_success_at`` is when the credential last worked.
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,6 +5,7 @@ about."""
 
 import logging
 import secrets as secrets_module
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from catalog.validation import KIND_RE
 from integrations import choices
-from integrations.engine import claims, discovery, targeted
+from integrations.engine import claims, discovery, health, targeted
 from integrations.engine import imports as engine_imports
 from integrations.engine import sync as engine_sync
 from integrations.engine.imports import ImportRequest, entities_ingested_rebuild
@@ -31,6 +32,7 @@ from integrations.models import (
 )
 from integrations.providers import registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
+from integrations.providers.oauth import pkce_pair
 
 logger = logging.getLogger(__name__)
 
@@ -574,19 +576,91 @@ def connector_tokens_store(*, connector: Connector, tokens: dict) -> None:
         )
 
 
+def connector_health_record(*, connector: Connector, ok: bool, message: str = "") -> None:
+    """Record the last outcome of the connector's credential: up (with the time of this
+    success) or down with what went wrong and how to fix it."""
+    health.connector_health_record(connector=connector, ok=ok, message=message)
+
+
 def connector_mark_down(*, connector: Connector, message: str) -> None:
     """The connector's credential stopped working (e.g. a refused token refresh)."""
-    Connector.objects.filter(pk=connector.pk).update(
-        health=choices.Health.DOWN, last_error=message, last_checked_at=timezone.now()
-    )
+    connector_health_record(connector=connector, ok=False, message=message)
 
 
-def connector_oauth_complete(*, connector: Connector, code: str, verifier: str = "") -> None:
-    """Finish a provider's OAuth authorisation: exchange the code, store the tokens."""
-    tokens = registry.get(connector.provider).oauth_complete(
-        connector, code=code, verifier=verifier
-    )
+# How long a started authorisation may take before its state is refused.
+OAUTH_STATE_TTL_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class OAuthStart:
+    """A started browser authorisation: send the person to ``url``; keep ``pending`` (state,
+    PKCE verifier, expiry) server-side, in their session, for :func:`connector_oauth_complete`."""
+
+    url: str
+    pending: dict
+
+
+class OAuthFlowError(ValueError):
+    """A browser authorisation that cannot start or finish; the message says what to do."""
+
+
+def _browser_provider(connector: Connector):
+    provider_class = provider_class_get(connector.provider, "connector")
+    spec = next((s for s in provider_class.auth_kinds if s.key == connector.auth_kind), None)
+    if spec is None or not spec.browser_authorization:
+        raise OAuthFlowError(
+            f"Connector {connector.name} authenticates with {connector.auth_kind}, which needs "
+            "no browser authorisation: there is nothing to connect"
+        )
+    return provider_class
+
+
+def connector_oauth_start(*, connector: Connector) -> OAuthStart:
+    """Start the OAuth 2.0 authorization code flow (PKCE S256) of a connector whose auth kind
+    needs a person's consent (Data Center's application link). The state is single use and
+    expires after ``OAUTH_STATE_TTL_SECONDS``."""
+    provider_class = _browser_provider(connector)
+    if not (connector.config or {}).get("client_id"):
+        raise OAuthFlowError(
+            "The connector has no client id: copy it from the application link first"
+        )
+    state = secrets_module.token_urlsafe(24)
+    verifier, challenge = pkce_pair()
+    url = provider_class.oauth_authorize_url(connector, state=state, code_challenge=challenge)
+    pending = {
+        "state": state,
+        "verifier": verifier,
+        "expires_at": time.time() + OAUTH_STATE_TTL_SECONDS,
+    }
+    logger.info("integrations.connector.oauth_started", extra={"connector_id": connector.pk})
+    return OAuthStart(url=url, pending=pending)
+
+
+def connector_oauth_complete(
+    *, connector: Connector, code: str, state: str, pending: dict | None
+) -> None:
+    """Finish a browser authorisation: the returned ``state`` must be the one ``pending`` holds
+    (what :func:`connector_oauth_start` kept for this connector in this session, popped by the
+    caller so it serves once) and not expired; then the code is exchanged with the PKCE
+    verifier, the tokens are stored encrypted and the connector is marked up. A refused code
+    (``invalid_grant``) raises the provider's ``ProviderAuthError``; the stored tokens and the
+    health stay as they were (a replayed code says nothing of them)."""
+    provider_class = _browser_provider(connector)
+    expected = str((pending or {}).get("state", ""))
+    if not expected or not state or not secrets_module.compare_digest(expected, state):
+        raise OAuthFlowError(
+            "This authorisation was not started from this browser session for this connector, "
+            "or was already used: click Connect again"
+        )
+    if float(pending.get("expires_at", 0)) < time.time():
+        raise OAuthFlowError("The authorisation took too long and expired: click Connect again")
+    if not code:
+        raise OAuthFlowError("Bitbucket sent no authorization code back: click Connect again")
+    verifier = str(pending.get("verifier", ""))
+    tokens = provider_class.oauth_complete(connector, code=code, verifier=verifier)
     connector_tokens_store(connector=connector, tokens=tokens)
+    connector_health_record(connector=connector, ok=True)
+    logger.info("integrations.connector.oauth_completed", extra={"connector_id": connector.pk})
 
 
 class ConnectorInUse(ValueError):
@@ -610,7 +684,8 @@ def connector_delete(*, connector: Connector) -> None:
 
 def connector_test(*, connector: Connector, target: dict | None = None) -> ProbeResult:
     """Probe a connector (for a target such as ``{"workspace": ...}``): credentials and
-    reachability. A saved connector's health is recorded. Returns the provider's ProbeResult."""
+    reachability. A saved connector's health is recorded, unless the failure is the target's.
+    Returns the provider's ProbeResult."""
     provider_class = provider_class_get(connector.provider, "connector")
     integration = Integration(connector=connector, provider=connector.provider)
     integration.target = target or {}
@@ -618,16 +693,14 @@ def connector_test(*, connector: Connector, target: dict | None = None) -> Probe
         provider = registry.build(provider_class, connector=connector, integration=integration)
         result = provider.probe()
     except ProviderError as exc:
-        result = ProbeResult(False, exc.message)
-    if connector.pk:
-        Connector.objects.filter(pk=connector.pk).update(
-            health=choices.Health.UP if result.ok else choices.Health.DOWN,
-            last_error="" if result.ok else result.message,
-            last_checked_at=timezone.now(),
-        )
+        result = ProbeResult(False, exc.message, target_error=not health.connector_failed(exc))
+    # A failure of the target (a wrong workspace or project) is the integration's: the result
+    # says so, and the connector keeps its health.
+    if connector.pk and not result.target_error:
+        connector_health_record(connector=connector, ok=result.ok, message=result.message)
     logger.info(
         "integrations.connector.tested",
-        extra={"connector_id": connector.pk, "ok": result.ok},
+        extra={"connector_id": connector.pk, "ok": result.ok, "target": result.target_error},
     )
     return result
 

@@ -9,6 +9,7 @@ templates render no mutating control without it.
 
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -55,6 +56,7 @@ from integrations.forms import (
 )
 from integrations.models import (
     Commit,
+    Connector,
     DiscoveredEntity,
     ImportedEntity,
     Integration,
@@ -63,9 +65,11 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.providers.base import ProviderError
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
     MergeTargetUnresolved,
+    connectors_visible,
     discovered_list,
     imported_list,
     integrations_visible,
@@ -902,3 +906,143 @@ def entity_commits(request: HttpRequest, namespace: str, kind: str, name: str) -
     context = entity_page_context(entity, "commits", request)
     context["page"] = _page(request, queryset.order_by("-date", "-pk").distinct(), 25)
     return render(request, "integrations/commit_list.html", context)
+
+
+# --- connectors and their browser authorisation ----------------------------------------------
+
+# The session's pending browser authorisations, by connector id (state, PKCE verifier, expiry).
+OAUTH_SESSION_KEY = "connector_oauth"
+# What the connector page says for ``?bitbucket_error=<code>``: what happened, and the fix.
+AUTHORISATION_ERRORS = {
+    "access_denied": (
+        "The authorisation was declined in Bitbucket: nothing was connected.",
+        "Click Connect again and choose Allow on Bitbucket's page.",
+    ),
+    "invalid_grant": (
+        "Bitbucket refused the authorization code (invalid_grant).",
+        "Check that the application link's redirect URL is exactly the one shown below, then "
+        "click Connect again (a code is single use and expires after a few minutes).",
+    ),
+    "invalid_client": (
+        "Bitbucket refused the client id or secret (invalid_client).",
+        "Copy the client id and secret again from the application link into the connector.",
+    ),
+    "invalid_state": (
+        "The authorisation answer did not match one started from this browser session.",
+        "Click Connect again, and finish in the same browser within ten minutes.",
+    ),
+}
+
+
+def _connector_for(request: HttpRequest, pk: int) -> Connector:
+    return get_object_or_404(connectors_visible(request.user), pk=pk)
+
+
+def _browser_spec(connector: Connector):
+    """The connector's auth kind spec when it is authorised in a browser (Connect), else None."""
+    try:
+        provider_class = registry.get(connector.provider)
+    except registry.UnknownProvider:
+        return None
+    spec = next((s for s in provider_class.auth_kinds if s.key == connector.auth_kind), None)
+    return spec if spec is not None and spec.browser_authorization else None
+
+
+@require_GET
+@login_required
+def connector_list(request: HttpRequest) -> HttpResponse:
+    connectors = connectors_visible(request.user).annotate(integration_count=Count("integrations"))
+    return render(request, "integrations/connector_list.html", {"connectors": connectors})
+
+
+@require_GET
+@login_required
+def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    connector = _connector_for(request, pk)
+    spec = _browser_spec(connector)
+    code = request.GET.get("bitbucket_error", "")
+    problem = AUTHORISATION_ERRORS.get(code)
+    if code and problem is None:
+        problem = (f"Bitbucket answered the authorisation with {code!r}.", "Click Connect again.")
+    context = {
+        "connector": connector,
+        "integrations": integrations_visible(request.user).filter(connector=connector),
+        "can_edit": request.user.has_perm(EDIT_PERMISSION),
+        "browser_authorization": spec is not None,
+        "connected": spec is not None and bool(connector.secrets.get("refresh_token")),
+        "redirect_uri": (
+            registry.get(connector.provider).oauth_redirect_uri(connector) if spec else ""
+        ),
+        "authorisation_error": {"code": code, "what": problem[0], "fix": problem[1]}
+        if problem
+        else None,
+    }
+    return render(request, "integrations/connector_detail.html", context)
+
+
+@require_POST
+@edit_required
+def connector_connect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start the browser authorisation: keep its state in the session, go to Bitbucket."""
+    connector = _connector_for(request, pk)
+    try:
+        started = services.connector_oauth_start(connector=connector)
+    except (services.OAuthFlowError, ValidationError) as exc:
+        messages.error(request, f"Cannot connect {connector.name}: {_first_message(exc)}")
+        return redirect("integrations:connector-detail", pk=pk)
+    pending = request.session.get(OAUTH_SESSION_KEY, {})
+    pending[str(connector.pk)] = started.pending
+    request.session[OAUTH_SESSION_KEY] = pending
+    return redirect(started.url)
+
+
+@require_GET
+@edit_required
+def connector_oauth_callback(request: HttpRequest, connector_id: int) -> HttpResponse:
+    """Where Bitbucket sends the person back: check the state (single use: it leaves the session
+    now), exchange the code, and show the outcome on the connector page."""
+    connector = _connector_for(request, connector_id)
+    pending_all = request.session.get(OAUTH_SESSION_KEY, {})
+    pending = pending_all.pop(str(connector.pk), None)
+    request.session[OAUTH_SESSION_KEY] = pending_all
+    detail = reverse("integrations:connector-detail", args=[connector.pk])
+    error = request.GET.get("error", "")
+    if error:
+        described = request.GET.get("error_description", "")
+        if described:
+            messages.error(request, f"Bitbucket: {described}")
+        return redirect(f"{detail}?{urlencode({'bitbucket_error': error})}")
+    try:
+        services.connector_oauth_complete(
+            connector=connector,
+            code=request.GET.get("code", ""),
+            state=request.GET.get("state", ""),
+            pending=pending,
+        )
+    except services.OAuthFlowError as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{detail}?{urlencode({'bitbucket_error': 'invalid_state'})}")
+    except ProviderError as exc:
+        messages.error(request, exc.message)
+        code = next((c for c in AUTHORISATION_ERRORS if c in exc.message), "")
+        return redirect(f"{detail}?{urlencode({'bitbucket_error': code})}" if code else detail)
+    messages.success(request, f"Connector {connector.name} is connected to Bitbucket.")
+    return redirect(detail)
+
+
+@require_POST
+@edit_required
+def connector_test_view(request: HttpRequest, pk: int) -> HttpResponse:
+    connector = _connector_for(request, pk)
+    result = services.connector_test(connector=connector)
+    if result.ok:
+        messages.success(request, f"Connection OK: {result.message}")
+    else:
+        messages.error(request, f"Connection failed: {result.message}")
+    return redirect("integrations:connector-detail", pk=pk)
+
+
+def _first_message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return str(exc)

@@ -51,15 +51,21 @@ def readyz(request) -> JsonResponse:
     broker = _broker()
     connectors = []
     if database["ok"]:
+        # Each connector's last outcome (a test, a sync, a token refresh): reported, not
+        # counted against readiness, since one revoked credential does not stop the others.
         connectors = [
             {
                 "name": name,
                 "provider": provider,
                 "health": health,
                 "last_checked_at": checked.isoformat() if checked else None,
+                "last_success_at": succeeded.isoformat() if succeeded else None,
+                "last_error": error,
             }
-            for name, provider, health, checked in Connector.objects.values_list(
-                "name", "provider", "health", "last_checked_at"
+            for name, provider, health, checked, succeeded, error in (
+                Connector.objects.values_list(
+                    "name", "provider", "health", "last_checked_at", "last_success_at", "last_error"
+                )
             )
         ]
     ready = database["ok"] and broker["ok"]

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from integrations import webhooks
 from integrations.urls import entity_tab_patterns
+from integrations.views import connector_oauth_callback
 from portal import health, views
 
 urlpatterns = [
@@ -15,6 +16,12 @@ urlpatterns = [
     path("catalog/", include("catalog.urls")),
     path("catalog/", include(entity_tab_patterns)),
     path("integrations/", include("integrations.urls")),
+    # The redirect URL of a Data Center application link (what its admin registers there).
+    path(
+        "org/bitbucket-dc/<int:connector_id>/callback",
+        connector_oauth_callback,
+        name="connector-oauth-callback-dc",
+    ),
     path("api/catalog/", include("catalog.api.urls")),
     path("api/integrations/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

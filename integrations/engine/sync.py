@@ -53,6 +53,7 @@ from integrations.engine.discovery import (
     recommendations_refresh,
 )
 from integrations.engine.enrichment import CatalogFileReads, catalog_files_enrich
+from integrations.engine.health import connector_failed, connector_health_record
 from integrations.engine.imports import (
     discovered_errors_retry,
     discovered_import_new,
@@ -198,6 +199,8 @@ def _integration_sync(
         tick()
     except ProviderError as exc:
         logger.warning("integrations.sync.failed", extra={**log_extra, "error": exc.message})
+        if connector_failed(exc):
+            connector_health_record(connector=integration.connector, ok=False, message=exc.message)
         return _finish(
             run, SyncState.FAILED, error=exc.message, integration=integration, provider=provider
         )
@@ -210,6 +213,8 @@ def _integration_sync(
             integration=integration,
             provider=provider,
         )
+    # The listing went through: the credential works (what failed was per repository).
+    connector_health_record(connector=integration.connector, ok=True)
     if run.errors:
         logger.warning("integrations.sync.partial", extra={**log_extra, "errors": run.errors})
         return _finish(run, SyncState.PARTIAL, integration=integration, provider=provider)

@@ -67,6 +67,9 @@ class AuthKindSpec:
     field_labels: Mapping[str, str] = field(default_factory=dict, compare=False)
     help_text: str = ""
     build_credential: "Callable[[Provider], list] | None" = field(default=None, compare=False)
+    # The kind's tokens come from a person authorising Lantern in the provider's web UI (the
+    # connector page's Connect: ``Provider.oauth_authorize_url`` and ``oauth_complete``).
+    browser_authorization: bool = False
 
     @property
     def identity_field(self) -> str | None:
@@ -97,9 +100,15 @@ class TargetField:
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """What a probe found. ``target_error``: the failure is the target's (no such workspace or
+    project, or no access to it) rather than the connector's (its address, TLS or credential),
+    so the connector's health is left as it is: a wrong workspace typed in the wizard does not
+    mark a working connector down."""
+
     ok: bool
     message: str
     details: dict = field(default_factory=dict)
+    target_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +268,26 @@ class Provider:
 
     def probe(self) -> ProbeResult:
         raise NotImplementedError
+
+    @classmethod
+    def oauth_redirect_uri(cls, connector: "Connector") -> str:
+        """Where the provider sends the person back after the authorisation: what the admin
+        registers with the provider (for example a Data Center application link)."""
+        raise NotImplementedError(f"{cls.name} has no browser authorisation")
+
+    @classmethod
+    def oauth_authorize_url(cls, connector: "Connector", *, state: str, code_challenge: str) -> str:
+        """Where a person authorises Lantern for ``connector`` (OAuth 2.0 authorization code
+        with PKCE S256): only providers whose auth kinds declare ``browser_authorization``
+        implement it. Cloud's OAuth consumer uses client credentials and needs no browser."""
+        raise NotImplementedError(f"{cls.name} has no browser authorisation")
+
+    @classmethod
+    def oauth_complete(cls, connector: "Connector", *, code: str, verifier: str) -> dict:
+        """Exchange an authorization code for tokens (``access_token``, ``refresh_token``,
+        ``expires_at``), which the caller stores encrypted on the connector; a refusal is a
+        ``ProviderAuthError`` whose message says what to fix."""
+        raise NotImplementedError(f"{cls.name} has no browser authorisation")
 
     def iter_repositories(
         self,

@@ -7,7 +7,9 @@ refresh stays hand-written rather than authlib's: the failure messages, the conn
 and Cloud's client-credentials fallback are what the tests pin.
 """
 
+import base64
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from typing import NoReturn
@@ -22,6 +24,24 @@ class OAuthRefreshError(ProviderAuthError):
 
 def budget_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(verifier, S256 challenge)``: the challenge goes in the authorize URL, the
+    verifier (kept server-side) with the code, so a stolen code alone is worth nothing."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+# What a refused renewal asks a person to do, by the token endpoint's ``error``.
+REFRESH_FIXES = {
+    "invalid_grant": (
+        "the refresh token was revoked, expired or already used; reconnect the connector "
+        "(Connect on its page) to authorise Lantern again"
+    ),
+    "invalid_client": "the client id or secret was refused; copy both again into the connector",
+}
 
 
 class BearerCredential(Credential):
@@ -108,11 +128,12 @@ class OAuthCredential(Credential):
         refresh_token = self.tokens.get("refresh_token")
         status, body, fallback = self.token_request(refresh_token)
         if status != 200 or not body.get("access_token"):
-            reason = body.get("error_description") or body.get("error") or fallback
-            self.fail(
-                f"The OAuth token refresh was refused ({reason}): reconnect the connector",
-                status=status,
-            )
+            error = str(body.get("error") or "")
+            reason = body.get("error_description") or error or fallback
+            fix = REFRESH_FIXES.get(error, "reconnect the connector")
+            if error in REFRESH_FIXES:
+                fix = f"{error} — {fix}"
+            self.fail(f"The OAuth token refresh was refused ({reason}): {fix}", status=status)
         self.tokens = token_fields(body, previous_refresh=refresh_token)
         self.store(self.tokens)
         return True

@@ -13,6 +13,7 @@ A user's personal project is ``~USER`` (``type: PERSONAL``, with its ``owner``);
 are in ``/repos`` and answer under ``/projects/~user/repos/...`` and ``/users/user/repos/...``.
 """
 
+import html
 import re
 import threading
 from dataclasses import dataclass
@@ -20,8 +21,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.api_base import SandboxApi, oauth_redirect, oauth_token_response
-from sandbox.auth import AuthError
+from sandbox.api_base import (
+    SandboxApi,
+    oauth_error_response,
+    oauth_redirect,
+    oauth_token_response,
+)
+from sandbox.auth import AuthError, OAuthError
 from sandbox.control import PREFIX as CONTROL_PREFIX
 from sandbox.control import routes as control_routes
 from sandbox.datacenter.credentials import DC_NOT_PERMITTED, DcPrincipal
@@ -47,6 +53,31 @@ from sandbox.writes import WriteFaults, write_control_routes
 
 API = "/rest/api/1.0"
 OAUTH = "/rest/oauth2/latest"
+# What the consent page posts back of the authorize request.
+AUTHORIZE_PARAMS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+CONSENT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Authorize access - Bitbucket</title></head>
+<body>
+<main>
+<h1>Authorize {client}</h1>
+<p>Signed in as <strong>{user}</strong>.</p>
+<p>{client} wants to access your Bitbucket account with these permissions: {scopes}.</p>
+<form method="post">
+{hidden}
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</main>
+</body></html>
+"""
 DEFAULT_LIMIT = 25
 DEFAULT_MAX_LIMIT = 1000
 DC_FAULT_PATHS = r"^/rest/api/"
@@ -290,7 +321,8 @@ class DataCenterApi(DcWrites, SandboxApi):
             Route("GET", f"{project}/webhooks/{{hook_id}}", self.hook_get),
             Route("PUT", f"{project}/webhooks/{{hook_id}}", self.hook_update),
             Route("DELETE", f"{project}/webhooks/{{hook_id}}", self.hook_delete),
-            Route("GET", f"{OAUTH}/authorize", self.oauth_authorize, auth=False),
+            Route("GET", f"{OAUTH}/authorize", self.oauth_consent, auth=False),
+            Route("POST", f"{OAUTH}/authorize", self.oauth_authorize, auth=False),
             Route("POST", f"{OAUTH}/token", self.oauth_token, auth=False),
         ]
 
@@ -692,15 +724,42 @@ class DataCenterApi(DcWrites, SandboxApi):
 
     # -- handlers: OAuth 2.0 (application links) ----------------------------------------------
 
+    def oauth_consent(self, request: Request) -> Response:
+        """The consent page a person sees: which application asks for what, as whom, with
+        Allow and Deny; the answer is posted back with the request's parameters."""
+        credentials = self.world.credentials.dc
+        try:
+            client = credentials.consent_client(request.arg("client_id", ""))
+        except OAuthError as exc:
+            return oauth_error_response(exc)
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(key)}" value="{html.escape(value)}">'
+            for key, value in request.query
+            if key in AUTHORIZE_PARAMS
+        )
+        scopes = html.escape(request.arg("scope") or " ".join(client.scopes))
+        page = CONSENT_PAGE.format(
+            client=html.escape(client.client_id),
+            user=html.escape(credentials.consent_user()),
+            scopes=scopes,
+            hidden=hidden,
+        )
+        return Response.text(page, content_type="text/html; charset=utf-8")
+
     def oauth_authorize(self, request: Request) -> Response:
+        """The consent page's answer (``decision=allow`` or ``deny``): a redirect with a code or
+        with ``error=access_denied``. Parameters come from the form, or the query string."""
+        values = dict(request.query)
+        values.update(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         return oauth_redirect(
             self.world.credentials.dc.authorize,
-            client_id=request.arg("client_id", ""),
-            redirect_uri=request.arg("redirect_uri"),
-            response_type=request.arg("response_type", ""),
-            state=request.arg("state"),
-            code_challenge=request.arg("code_challenge", ""),
-            code_challenge_method=request.arg("code_challenge_method", ""),
+            client_id=values.get("client_id", ""),
+            redirect_uri=values.get("redirect_uri"),
+            response_type=values.get("response_type", ""),
+            state=values.get("state"),
+            code_challenge=values.get("code_challenge", ""),
+            code_challenge_method=values.get("code_challenge_method", ""),
+            approved=values.get("decision") == "allow",
         )
 
     def oauth_token(self, request: Request) -> Response:
@@ -730,11 +789,21 @@ class DataCenterApi(DcWrites, SandboxApi):
         def oauth_expire(request: Request) -> Response:
             return Response.json({"expired": credentials.expire_access_tokens()})
 
+        def oauth_revoke(request: Request) -> Response:
+            revoked = credentials.revoke_client(request.json()["client_id"])
+            return Response.json({"revoked": revoked}, status=200 if revoked else 404)
+
+        def token_revoke(request: Request) -> Response:
+            revoked = credentials.revoke_token(request.json()["token"])
+            return Response.json({"revoked": revoked}, status=200 if revoked else 404)
+
         table = [
             ("POST", "/dc/tokens", token_add),
             ("POST", "/dc/oauth-clients", client_add),
             ("PUT", "/dc/settings", settings_put),
             ("POST", "/dc/oauth/expire", oauth_expire),
+            ("POST", "/dc/oauth/revoke", oauth_revoke),
+            ("POST", "/dc/tokens/revoke", token_revoke),
         ]
         return [
             Route(method, CONTROL_PREFIX + path, handler, auth=False)

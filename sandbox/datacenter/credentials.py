@@ -212,6 +212,21 @@ class DcCredentials:
 
     # -- OAuth 2.0 (application links) ----------------------------------------------------------
 
+    def consent_client(self, client_id: str) -> DcOAuthClient:
+        """The application link a consent page is shown for; an unknown one is an error page,
+        never a redirect (nothing says where to)."""
+        with self.world.lock:
+            client = self.clients.get(client_id)
+            if client is None:
+                raise OAuthError("invalid_client", f"Invalid client_id {client_id!r}")
+            return client
+
+    def consent_user(self) -> str:
+        """Who the consent page says is signed in (the world's first member)."""
+        with self.world.lock:
+            account = self.world.account(self.parent._default_user())
+            return account.display_name if account else "admin"
+
     def authorize(
         self,
         *,
@@ -221,16 +236,23 @@ class DcCredentials:
         state: str | None,
         code_challenge: str = "",
         code_challenge_method: str = "",
+        approved: bool = True,
     ) -> str:
-        """The redirect after the user approves (always, for the configured user). The redirect
-        URI is recorded and checked when the code is exchanged, as the token endpoint does."""
+        """The redirect after the user's answer on the consent page: a code when ``approved``
+        (for the first member), ``error=access_denied`` when declined. The redirect URI is
+        recorded and checked when the code is exchanged, as the token endpoint does."""
         with self.world.lock:
             client = self.clients.get(client_id)
             if client is None:
                 raise OAuthError("invalid_client", f"Invalid client_id {client_id!r}")
             target = redirect_uri or client.redirect_uri
             params: dict[str, str]
-            if response_type != "code":
+            if not approved:
+                params = {
+                    "error": "access_denied",
+                    "error_description": "The user declined the authorisation",
+                }
+            elif response_type != "code":
                 params = refused_response_type(response_type)
             elif code_challenge and code_challenge_method != "S256":
                 params = {
@@ -295,6 +317,24 @@ class DcCredentials:
     def expire_access_tokens(self) -> int:
         with self.world.lock:
             return expire_grants(self.access, self.world.clock.timestamp())
+
+    def revoke_client(self, client_id: str) -> int:
+        """What a user revoking the application's access does: every access and refresh token
+        of the application link stops working. Returns how many were revoked."""
+        with self.world.lock:
+            grants = [
+                grant
+                for grant in (*self.access.values(), *self.refresh.values())
+                if grant.consumer == client_id and not grant.revoked
+            ]
+            for grant in grants:
+                grant.revoked = True
+            return len(grants)
+
+    def revoke_token(self, token: str) -> bool:
+        """Delete a personal access token (``add_token`` with the same value restores it)."""
+        with self.world.lock:
+            return self.tokens.pop(token, None) is not None
 
     # -- JSON ---------------------------------------------------------------------------------
 

@@ -28,7 +28,14 @@ def test_readyz_reports_database_broker_and_connector_health(client, db):
     assert body["database"]["ok"] is True
     assert body["broker"] == {"ok": True, "mode": "in-process"}
     assert body["connectors"] == [
-        {"name": "acme", "provider": "bitbucket_cloud", "health": "down", "last_checked_at": None}
+        {
+            "name": "acme",
+            "provider": "bitbucket_cloud",
+            "health": "down",
+            "last_checked_at": None,
+            "last_success_at": None,
+            "last_error": "",
+        }
     ]
 
 

@@ -317,18 +317,18 @@ REDIRECT = "https://lantern.example/org/bitbucket-dc/1/callback"
 
 def _authorize(server, redirect_uri=REDIRECT, verifier: str = "v" * 50) -> str:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    response = httpx.get(
-        f"{server.url}/rest/oauth2/latest/authorize",
-        params={
-            "client_id": "lantern",
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "state": "xyz",
-            "code_challenge": challenge.decode().rstrip("="),
-            "code_challenge_method": "S256",
-        },
-        verify=trust(server),
-    )
+    params = {
+        "client_id": "lantern",
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "state": "xyz",
+        "code_challenge": challenge.decode().rstrip("="),
+        "code_challenge_method": "S256",
+    }
+    url = f"{server.url}/rest/oauth2/latest/authorize"
+    consent = httpx.get(url, params=params, verify=trust(server))
+    assert consent.status_code == 200 and 'value="allow"' in consent.text
+    response = httpx.post(url, data={**params, "decision": "allow"}, verify=trust(server))
     assert response.status_code == 302
     query = parse_qs(urlsplit(response.headers["Location"]).query)
     assert query["state"] == ["xyz"]

@@ -266,6 +266,7 @@ class BitbucketCloudProvider(Provider):
                 f"No workspace {workspace!r} is visible to this connector: check the workspace "
                 "slug (a workspace access token only sees its own workspace).",
                 details,
+                target_error=True,
             )
         except ProviderAuthError as exc:
             if exc.status == 403 and step_scope:

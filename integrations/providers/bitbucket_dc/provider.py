@@ -5,10 +5,7 @@ Behind ``BITBUCKET_DC_ENABLED``: while it is off, :meth:`is_enabled` says so and
 refuse to create connectors and integrations for it.
 """
 
-import base64
-import hashlib
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -119,6 +116,7 @@ OAUTH_APPLICATION_LINK = AuthKindSpec(
     required=(("client_id",), ("client_secret",)),
     field_labels={"client_id": "Client id"},
     build_credential=_application_link,
+    browser_authorization=True,
 )
 
 
@@ -206,8 +204,8 @@ class BitbucketDataCenterProvider(Provider):
 
     # -- OAuth 2.0 application links ------------------------------------------------------------
 
-    @staticmethod
-    def oauth_redirect_uri(connector) -> str:
+    @classmethod
+    def oauth_redirect_uri(cls, connector) -> str:
         """What the admin enters as the application link's redirect URL in Data Center."""
         base = settings.LANTERN_PUBLIC_URL.rstrip("/")
         return f"{base}/org/bitbucket-dc/{connector.pk}/callback"
@@ -217,12 +215,9 @@ class BitbucketDataCenterProvider(Provider):
         return TokenEndpoint(instance_url=connector.base_url or "", ca_pem=connector.ca_pem or "")
 
     @classmethod
-    def oauth_start(cls, connector) -> tuple[str, str, str]:
-        """``(authorize URL, state, PKCE verifier)``: the caller keeps state and verifier (in
-        the session) for :meth:`oauth_complete`."""
-        state = secrets.token_urlsafe(24)
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    def oauth_authorize_url(cls, connector, *, state: str, code_challenge: str) -> str:
+        """The instance's consent page for the application link (``client_id`` in the
+        connector's config), asking for read access to repositories."""
         query = urlencode(
             {
                 "client_id": (connector.config or {}).get("client_id", ""),
@@ -230,17 +225,18 @@ class BitbucketDataCenterProvider(Provider):
                 "response_type": "code",
                 "scope": OAUTH_SCOPES,
                 "state": state,
-                "code_challenge": challenge.decode().rstrip("="),
+                "code_challenge": code_challenge,
                 "code_challenge_method": "S256",
             }
         )
         base = (connector.base_url or "").rstrip("/")
-        return f"{base}{OAUTH_PATH}/authorize?{query}", state, verifier
+        return f"{base}{OAUTH_PATH}/authorize?{query}"
 
     @classmethod
     def oauth_complete(cls, connector, *, code: str, verifier: str = "") -> dict:
-        """Exchange the authorization code for tokens, which the caller stores on the connector
-        (``services.connector_oauth_complete``)."""
+        """Exchange the authorization code at the instance's token endpoint (never retried: a
+        code is single-use); the caller stores the tokens (``services.connector_oauth_complete``).
+        """
         redirect_uri = cls.oauth_redirect_uri(connector)
         status, body = cls.token_endpoint(connector).post(
             {
@@ -256,11 +252,17 @@ class BitbucketDataCenterProvider(Provider):
             return token_fields(body)
         error = body.get("error") or f"HTTP {status}"
         if error == "invalid_grant":
+            said = body.get("error_description") or ""
+            quoted = f" ({said})" if said else ""
+            mismatch = (
+                "a redirect URL mismatch: the application link's redirect URL must be exactly "
+                f"{redirect_uri}"
+            )
+            replay = "the code expired or was already used: click Connect again"
+            first, then = (mismatch, replay) if "redirect" in said.lower() else (replay, mismatch)
             raise ProviderAuthError(
-                "Bitbucket Data Center refused the authorization code (invalid_grant). The usual "
-                "cause is a redirect URL mismatch: the application link's redirect URL must be "
-                f"exactly {redirect_uri}. Otherwise the code expired or was already used: start "
-                "the authorisation again.",
+                f"Bitbucket Data Center refused the authorization code (invalid_grant){quoted}. "
+                f"The usual cause is {first}. Otherwise {then}.",
                 status=status,
             )
         if error == "invalid_client":
@@ -280,6 +282,9 @@ class BitbucketDataCenterProvider(Provider):
         details: dict = {"url": self.instance_url}
         if not self.instance_url.lower().startswith("https://"):
             return ProbeResult(False, HTTPS_ONLY, details)
+        # Once the credential is accepted, a project missing or unreadable is the target's
+        # problem, not the connector's.
+        accepted = False
         try:
             properties = self.client.application_properties()
             version = properties.get("version")
@@ -288,12 +293,15 @@ class BitbucketDataCenterProvider(Provider):
             if refused:
                 return ProbeResult(False, refused, details)
             page = self.client.repositories_page(limit=1)
+            accepted = True
             details["repositories_visible"] = bool(page.get("values"))
             for key in self.projects:
                 refused = self._project_check(key)
                 if refused:
-                    return ProbeResult(False, refused, details)
+                    return ProbeResult(False, refused, details, target_error=True)
         except ProviderAuthError as exc:
+            if accepted:
+                return ProbeResult(False, exc.message, details, target_error=True)
             if exc.status == 401:
                 return ProbeResult(False, self._refused_message(exc), details)
             return ProbeResult(False, exc.message, details)

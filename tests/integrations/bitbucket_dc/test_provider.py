@@ -433,10 +433,11 @@ def _oauth_connector(server, *, redirect_uri: str | None = None):
 
 
 def _approve(server, authorize_url: str) -> str:
-    """The browser's part: follow the authorize URL, read the code off the redirect."""
+    """The browser's part: open the consent page, Allow, read the code off the redirect."""
     context = httpx.create_ssl_context()
     context.load_verify_locations(cadata=server.ca_pem)
-    response = httpx.get(authorize_url, verify=context)
+    assert httpx.get(authorize_url, verify=context).status_code == 200
+    response = httpx.post(authorize_url, data={"decision": "allow"}, verify=context)
     assert response.status_code == 302
     return parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
 
@@ -447,12 +448,16 @@ def test_an_application_link_authorises_syncs_and_refreshes(sandbox):
     connector = _oauth_connector(server)
     redirect = BitbucketDataCenterProvider.oauth_redirect_uri(connector)
     assert redirect == f"https://lantern.example/org/bitbucket-dc/{connector.pk}/callback"
-    url, state, verifier = BitbucketDataCenterProvider.oauth_start(connector)
-    query = parse_qs(urlsplit(url).query)
+    started = services.connector_oauth_start(connector=connector)
+    state = started.pending["state"]
+    query = parse_qs(urlsplit(started.url).query)
     assert query["redirect_uri"] == [redirect] and query["state"] == [state]
     assert query["code_challenge_method"] == ["S256"]
     services.connector_oauth_complete(
-        connector=connector, code=_approve(server, url), verifier=verifier
+        connector=connector,
+        code=_approve(server, started.url),
+        state=state,
+        pending=started.pending,
     )
     connector.refresh_from_db()
     first = connector.secrets
@@ -471,10 +476,13 @@ def test_an_application_link_authorises_syncs_and_refreshes(sandbox):
 def test_invalid_grant_is_explained_as_a_redirect_uri_mismatch(sandbox):
     server = sandbox.default
     connector = _oauth_connector(server, redirect_uri="https://old.example/callback")
-    url, _, verifier = BitbucketDataCenterProvider.oauth_start(connector)
+    started = services.connector_oauth_start(connector=connector)
     with pytest.raises(ProviderAuthError) as refused:
         services.connector_oauth_complete(
-            connector=connector, code=_approve(server, url), verifier=verifier
+            connector=connector,
+            code=_approve(server, started.url),
+            state=started.pending["state"],
+            pending=started.pending,
         )
     message = refused.value.message
     assert "invalid_grant" in message and "redirect URL mismatch" in message
