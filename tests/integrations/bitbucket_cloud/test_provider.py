@@ -499,7 +499,7 @@ def test_after_one_repository_changes_only_it_is_refetched(sandbox):
         [
             LISTING,
             f"{REPO}/pullrequests",
-            f"{REPO}/commits/{{revision}}",
+            f"{REPO}/commits/{{revision:path}}",
             f"{REPO}/src/{{commit}}/{{path:path}}",
         ]
     )
