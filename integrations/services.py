@@ -724,7 +724,7 @@ def integration_webhook_register(*, integration: Integration) -> str:
     except (NotImplementedError, ProviderError) as exc:
         outcome, detail = _registration_outcome(exc)
         return _integration_registration_store(integration, outcome, detail)
-    host, events = _subscription_host(integration.connector), provider.webhook_events()
+    host, events = _subscription_host(integration.connector), sorted(provider.webhook_events)
     outcomes: list[tuple[str, str]] = []
     for scope in scopes:
         with transaction.atomic():
@@ -786,6 +786,33 @@ def _subscriptions_leave(integration: Integration, *, keep: set[tuple[str, str]]
         if not subscription.integrations.exists():
             args = (subscription.pk, integration.connector_id)
             transaction.on_commit(lambda args=args: webhook_subscription_release.delay(*args))
+
+
+def integrations_covering(
+    *, connector: Connector, target: dict, exclude_id: int | None = None
+) -> list[Integration]:
+    """The integrations already on the workspace (Cloud) or instance and projects (Data
+    Center) a new target names — what the wizard warns about: one integration per workspace is
+    the advice, and two that import one repository conflict. Data Center targets without
+    projects cover every project, so they overlap any other on the instance."""
+    host = _subscription_host(connector)
+    found = []
+    candidates = Integration.objects.filter(provider=connector.provider).select_related("connector")
+    if exclude_id is not None:
+        candidates = candidates.exclude(pk=exclude_id)
+    for other in candidates:
+        if _subscription_host(other.connector) != host:
+            continue
+        theirs = other.target or {}
+        if "workspace" in target or "workspace" in theirs:
+            if (theirs.get("workspace") or "").lower() != (target.get("workspace") or "").lower():
+                continue
+        mine = {key.upper() for key in target.get("projects") or []}
+        their_projects = {key.upper() for key in theirs.get("projects") or []}
+        if mine and their_projects and not mine & their_projects:
+            continue
+        found.append(other)
+    return found
 
 
 def integration_webhook_unregister(*, connector: Connector, target: dict, url: str) -> int:

@@ -199,6 +199,8 @@ class Provider:
     target_fields: ClassVar[tuple[TargetField, ...]] = ()
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
+    # The events Lantern's hooks subscribe to (empty: the provider's defaults).
+    webhook_events: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -321,10 +323,6 @@ class Provider:
         """A target covering one webhook scope: what a provider built only to remove that
         scope's hook (after its last integration went) is given."""
         return {}
-
-    def webhook_events(self) -> list[str]:
-        """The events Lantern's hooks subscribe to (empty: the provider's defaults)."""
-        return []
 
     @classmethod
     def webhook_concerns(cls, target: dict, event: WebhookEvent) -> bool:

@@ -26,6 +26,7 @@ from integrations.providers.bitbucket_cloud.client import (
     OAuthCredential,
     bbql_time,
 )
+from integrations.providers.bitbucket_cloud.webhooks import EVENTS as WEBHOOK_EVENTS
 from integrations.providers.bitbucket_shared import (
     BITBUCKET_FIELD_MAPPINGS,
     PROJECTS,
@@ -175,6 +176,7 @@ class BitbucketCloudProvider(Provider):
     target_fields = (WORKSPACE, PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
+    webhook_events = WEBHOOK_EVENTS
 
     def __init__(
         self,
@@ -402,11 +404,6 @@ class BitbucketCloudProvider(Provider):
     def webhook_scope_target(cls, scope: str) -> dict:
         kind, _, workspace = scope.partition(":")
         return {"workspace": workspace} if kind == "workspace" else {}
-
-    def webhook_events(self) -> list[str]:
-        from .webhooks import EVENTS
-
-        return sorted(EVENTS)
 
     def _scope_workspace(self, scope: str | None) -> str:
         if scope is None:

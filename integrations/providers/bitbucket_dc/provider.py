@@ -38,6 +38,7 @@ from integrations.providers.bitbucket_dc.client import (
     TokenEndpoint,
 )
 from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
+from integrations.providers.bitbucket_dc.webhooks import EVENTS as WEBHOOK_EVENTS
 from integrations.providers.bitbucket_shared import (
     BITBUCKET_FIELD_MAPPINGS,
     PROJECTS,
@@ -130,6 +131,7 @@ class BitbucketDataCenterProvider(Provider):
     target_fields = (PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
+    webhook_events = WEBHOOK_EVENTS
 
     def __init__(
         self,
@@ -539,11 +541,6 @@ class BitbucketDataCenterProvider(Provider):
     def webhook_scope_target(cls, scope: str) -> dict:
         project_key, _ = cls._scope_subject(scope)
         return {"projects": [project_key]}
-
-    def webhook_events(self) -> list[str]:
-        from integrations.providers.bitbucket_dc.webhooks import EVENTS
-
-        return sorted(EVENTS)
 
     @staticmethod
     def _scope_subject(scope: str) -> tuple[str, str | None]:

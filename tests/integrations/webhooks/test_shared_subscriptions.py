@@ -246,3 +246,16 @@ def test_dc_one_hook_per_project_delivered_to_the_integrations_on_it(dc_sandbox)
     assert sorted(hook.project for hook in lantern_hooks(dc_sandbox)) == [p1, p2]
     services.integration_delete(integration=both)
     assert [hook.project for hook in lantern_hooks(dc_sandbox)] == [p2]
+
+
+def test_the_webhooks_page_names_the_subscription_and_who_shares_it(
+    cloud_sandbox, client, make_user
+):
+    first, second = cloud_integrations(cloud_sandbox, {}, {})
+    (subscription,) = WebhookSubscription.objects.all()
+    client.force_login(make_user("viewer"))
+    body = client.get(f"/integrations/{first.pk}/webhooks/").content.decode()
+    assert f'id="subscription-{subscription.pk}"' in body
+    assert subscription.url in body and f"workspace:{WS}" in body
+    assert second.name in body
+    assert "Registered on the provider" in body
