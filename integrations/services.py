@@ -297,6 +297,8 @@ def integration_update(*, integration: Integration, **values) -> Integration:
         setattr(integration, field, value)
     integration.full_clean(exclude=["connector", "scope"])
     integration.save()
+    if integration.is_enabled and ({"target", "connector"} & set(values)):
+        _webhook_register_enqueue(integration)  # joins the new subjects' hooks, leaves the old
     if rules is not None or mappings is not None or "name" in values:
         linked = ImportedEntity.objects.filter(
             integration=integration, state=choices.LinkState.LINKED

@@ -259,3 +259,14 @@ def test_the_webhooks_page_names_the_subscription_and_who_shares_it(
     assert subscription.url in body and f"workspace:{WS}" in body
     assert second.name in body
     assert "Registered on the provider" in body
+
+
+def test_dc_changing_the_projects_moves_the_integration_to_their_hooks(dc_sandbox):  # noqa: F811
+    keys = sorted({repo.project_key for repo in dc_sandbox.world.iter_repositories()})
+    (moving,) = dc_integrations(dc_sandbox, [keys[0]])
+    assert [hook.project for hook in lantern_hooks(dc_sandbox)] == [keys[0]]
+    services.integration_update(integration=moving, target={"projects": [keys[1]]})
+    assert [hook.project for hook in lantern_hooks(dc_sandbox)] == [keys[1]]
+    (subscription,) = WebhookSubscription.objects.all()
+    assert subscription.scope_key == f"project:{keys[1]}"
+    assert list(subscription.integrations.all()) == [moving]
