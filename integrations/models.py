@@ -149,6 +149,62 @@ class Integration(models.Model):
         return f"{base}/webhooks/{self.provider.replace('_', '-')}/{self.pk}"
 
 
+class WebhookSubscription(models.Model):
+    """One Bitbucket webhook shared by every integration whose target is on its subject.
+
+    Bitbucket delivers each event once per hook, so seven integrations on one workspace with a
+    hook each would receive every event seven times. Lantern registers one hook per subject
+    instead — a Cloud workspace, a Data Center project, or a Data Center repository when an
+    integration covers every project — with one secret, and the intake routes each delivery
+    to the integrations it concerns. ``scope_key`` names the subject (``workspace:<slug>``,
+    ``project:<KEY>``, ``repository:<KEY>/<slug>``); ``host`` is the connector's base URL
+    (empty: the provider's default), so two instances never share a row.
+    """
+
+    provider = models.CharField(max_length=50)
+    host = models.CharField(max_length=500, blank=True)
+    scope_key = models.CharField(max_length=400)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    events = models.JSONField(default=list, blank=True)
+    integrations = models.ManyToManyField(
+        Integration, blank=True, related_name="webhook_subscriptions"
+    )
+    registration = models.CharField(
+        max_length=12, choices=choices.WebhookRegistration.choices, blank=True, editable=False
+    )
+    registration_detail = models.TextField(blank=True, editable=False)
+    remote_id = models.CharField(max_length=200, blank=True, editable=False)
+    registered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rejected_count = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "host", "scope_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "host", "scope_key"], name="webhook_subscription_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.host or 'default'} {self.scope_key}"
+
+    @property
+    def secret(self) -> str:
+        return decrypt_json(self.secret_encrypted).get("secret", "")
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = encrypt_json({"secret": value}) if value else ""
+
+    @property
+    def url(self) -> str:
+        """Where the provider posts this subscription's deliveries."""
+        base = settings.LANTERN_PUBLIC_URL.rstrip("/")
+        return f"{base}/webhooks/{self.provider.replace('_', '-')}/subscriptions/{self.pk}"
+
+
 class CorrelationRule(models.Model):
     """How a discovered record finds its catalog entity: JMESPath on each side, compared."""
 

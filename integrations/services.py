@@ -29,6 +29,7 @@ from integrations.models import (
     ImportedEntity,
     Integration,
     SyncRun,
+    WebhookSubscription,
 )
 from integrations.providers import registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
@@ -298,6 +299,8 @@ def integration_update(*, integration: Integration, **values) -> Integration:
         setattr(integration, field, value)
     integration.full_clean(exclude=["connector", "scope"])
     integration.save()
+    if integration.is_enabled and ({"target", "connector"} & set(values)):
+        _webhook_register_enqueue(integration)  # joins the new subjects' hooks, leaves the old
     if rules is not None or mappings is not None or "name" in values:
         linked = ImportedEntity.objects.filter(
             integration=integration, state=choices.LinkState.LINKED
@@ -316,7 +319,8 @@ def integration_update(*, integration: Integration, **values) -> Integration:
 
 
 def _webhook_register_enqueue(integration: Integration) -> None:
-    """Register the integration's hook after commit, when automatic registration is on."""
+    """Register the integration's hooks (join its subscriptions) after commit, when automatic
+    registration is on."""
     if not settings.LANTERN_WEBHOOKS_AUTO_REGISTER:
         return
     from integrations.tasks import webhook_register
@@ -326,14 +330,31 @@ def _webhook_register_enqueue(integration: Integration) -> None:
 
 
 def _webhook_unregister_enqueue(integration: Integration) -> None:
-    """Remove the integration's hook after commit (what it needs is read now: the integration
-    may be deleted by then), when automatic registration is on."""
+    """The integration leaves its webhook subscriptions now (in this transaction); a
+    subscription it was the last one on has its hook removed after commit. An integration
+    registered before hooks were shared has its own hook removed (what that needs is read now:
+    the integration may be deleted by then). Only with automatic registration on."""
     if not settings.LANTERN_WEBHOOKS_AUTO_REGISTER:
         return
-    from integrations.tasks import webhook_unregister
+    from integrations.tasks import webhook_subscription_release, webhook_unregister
 
-    args = (integration.connector_id, integration.target, integration.webhook_url)
-    transaction.on_commit(lambda: webhook_unregister.delay(*args))
+    subscriptions = list(integration.webhook_subscriptions.all())
+    if not subscriptions:
+        if integration.webhook_registration:
+            args = (integration.connector_id, integration.target, integration.webhook_url)
+            transaction.on_commit(lambda: webhook_unregister.delay(*args))
+        return
+    connector_id = integration.connector_id
+    for subscription in subscriptions:
+        subscription.integrations.remove(integration)
+        if not subscription.integrations.exists():
+            subscription_id = subscription.pk
+            transaction.on_commit(
+                lambda pk=subscription_id: webhook_subscription_release.delay(pk, connector_id)
+            )
+    Integration.objects.filter(pk=integration.pk).update(
+        webhook_registration="", webhook_registration_detail=""
+    )
 
 
 def integration_suspend(*, integration: Integration) -> Integration:
@@ -708,24 +729,116 @@ def connector_test(*, connector: Connector, target: dict | None = None) -> Probe
 # --- webhook registration -------------------------------------------------------------------
 
 
-def integration_webhook_register(*, integration: Integration) -> str:
-    """Register (or bring up to date) the integration's hook on the provider and record the
-    outcome: ``registered``; ``manual`` when the provider or the credential cannot (the
-    integration page then shows URL, secret and events to set up by hand); ``failed``."""
-    provider = registry.for_integration(integration)
-    try:
-        provider.ensure_webhook(integration.webhook_url, integration.webhook_secret)
-    except NotImplementedError as exc:
-        outcome, detail = choices.WebhookRegistration.MANUAL, str(exc)
-    except ProviderAuthError as exc:
-        outcome = choices.WebhookRegistration.MANUAL
-        detail = (
+def _subscription_host(connector: Connector) -> str:
+    """The instance a hook lives on: the connector's base URL, normalised (empty: the
+    provider's default address)."""
+    return (connector.base_url or "").strip().rstrip("/").lower()
+
+
+def _registration_outcome(exc: Exception | None) -> tuple[str, str]:
+    if exc is None:
+        return choices.WebhookRegistration.REGISTERED, ""
+    if isinstance(exc, NotImplementedError):
+        return choices.WebhookRegistration.MANUAL, str(exc)
+    if isinstance(exc, ProviderAuthError):
+        return choices.WebhookRegistration.MANUAL, (
             f"{exc.message}. Add the webhook by hand, or give the credential the webhook scope."
         )
-    except ProviderError as exc:
-        outcome, detail = choices.WebhookRegistration.FAILED, exc.message
-    else:
-        outcome, detail = choices.WebhookRegistration.REGISTERED, ""
+    return choices.WebhookRegistration.FAILED, getattr(exc, "message", str(exc))
+
+
+def _subscription_ensure(provider, subscription: WebhookSubscription, events: list[str]) -> str:
+    """Register (or update) the subscription's hook on the provider; stores and returns the
+    outcome."""
+    remote_id, error = "", None
+    try:
+        remote_id = provider.ensure_webhook(
+            subscription.url, subscription.secret, events or None, scope=subscription.scope_key
+        )
+    except (NotImplementedError, ProviderError) as exc:
+        error = exc
+    outcome, detail = _registration_outcome(error)
+    subscription.registration, subscription.registration_detail = outcome, detail[:2000]
+    subscription.events = events
+    if outcome == choices.WebhookRegistration.REGISTERED:
+        subscription.remote_id = (remote_id or "")[:200]
+        subscription.registered_at = timezone.now()
+    subscription.save()
+    logger.info(
+        "integrations.webhook.subscription_registration",
+        extra={"subscription_id": subscription.pk, "outcome": outcome},
+    )
+    return outcome
+
+
+_OUTCOME_RANK = {
+    choices.WebhookRegistration.FAILED: 0,
+    choices.WebhookRegistration.MANUAL: 1,
+    choices.WebhookRegistration.REGISTERED: 2,
+}
+
+
+def integration_webhook_register(*, integration: Integration) -> str:
+    """Join the integration to the webhook subscription of each subject its target is on (a
+    Cloud workspace, Data Center projects or repositories) and record the outcome:
+    ``registered``; ``manual`` when the provider or the credential cannot (the webhooks page
+    then shows the subscription's URL, secret and events to set up by hand); ``failed``.
+
+    A subscription's hook is registered once, by the first integration that needs it, and
+    brought up to date when its events change or an earlier attempt did not register it; the
+    others only join it. Its row is locked meanwhile, so two integrations starting together
+    never register two hooks. An integration registered before hooks were shared has its own
+    hook (posting to :attr:`Integration.webhook_url`) removed once it has joined."""
+    provider = registry.for_integration(integration)
+    previously_own_hook = (
+        integration.webhook_registration == choices.WebhookRegistration.REGISTERED
+        and not integration.webhook_subscriptions.exists()
+    )
+    try:
+        scopes = provider.webhook_scopes()
+    except (NotImplementedError, ProviderError) as exc:
+        outcome, detail = _registration_outcome(exc)
+        return _integration_registration_store(integration, outcome, detail)
+    host, events = _subscription_host(integration.connector), sorted(provider.webhook_events)
+    outcomes: list[tuple[str, str]] = []
+    for scope in scopes:
+        with transaction.atomic():
+            subscription, created = WebhookSubscription.objects.select_for_update().get_or_create(
+                provider=integration.provider, host=host, scope_key=scope
+            )
+            if created or not subscription.secret:
+                subscription.secret = secrets_module.token_urlsafe(32)
+                subscription.save(update_fields=["secret_encrypted", "updated_at"])
+            subscription.integrations.add(integration)
+            due = (
+                created
+                or subscription.registration != choices.WebhookRegistration.REGISTERED
+                or sorted(subscription.events or []) != sorted(events)
+            )
+            if due:
+                _subscription_ensure(provider, subscription, events)
+            outcomes.append((subscription.registration, subscription.registration_detail))
+    _subscriptions_leave(integration, keep={(host, scope) for scope in scopes})
+    outcome, detail = (
+        min(outcomes, key=lambda item: _OUTCOME_RANK.get(item[0], 0))
+        if outcomes
+        else (
+            choices.WebhookRegistration.MANUAL,
+            "The integration's target names no subject a hook can be registered on",
+        )
+    )
+    if previously_own_hook and outcome == choices.WebhookRegistration.REGISTERED:
+        try:
+            provider.remove_webhook(integration.webhook_url)
+        except (NotImplementedError, ProviderError) as exc:
+            logger.warning(
+                "integrations.webhook.own_hook_removal_failed",
+                extra={"integration_id": integration.pk, "error": str(exc)},
+            )
+    return _integration_registration_store(integration, outcome, detail)
+
+
+def _integration_registration_store(integration: Integration, outcome: str, detail: str) -> str:
     Integration.objects.filter(pk=integration.pk).update(
         webhook_registration=outcome, webhook_registration_detail=detail[:2000]
     )
@@ -736,8 +849,50 @@ def integration_webhook_register(*, integration: Integration) -> str:
     return outcome
 
 
+def _subscriptions_leave(integration: Integration, *, keep: set[tuple[str, str]]) -> None:
+    """Leave the subscriptions the integration's target is no longer on (a changed target or
+    connector); one left without integrations has its hook removed after commit."""
+    from integrations.tasks import webhook_subscription_release
+
+    for subscription in integration.webhook_subscriptions.all():
+        if (subscription.host, subscription.scope_key) in keep:
+            continue
+        subscription.integrations.remove(integration)
+        if not subscription.integrations.exists():
+            args = (subscription.pk, integration.connector_id)
+            transaction.on_commit(lambda args=args: webhook_subscription_release.delay(*args))
+
+
+def integrations_covering(
+    *, connector: Connector, target: dict, exclude_id: int | None = None
+) -> list[Integration]:
+    """The integrations already on the workspace (Cloud) or instance and projects (Data
+    Center) a new target names — what the wizard warns about: one integration per workspace is
+    the advice, and two that import one repository conflict. Data Center targets without
+    projects cover every project, so they overlap any other on the instance."""
+    host = _subscription_host(connector)
+    found = []
+    candidates = Integration.objects.filter(provider=connector.provider).select_related("connector")
+    if exclude_id is not None:
+        candidates = candidates.exclude(pk=exclude_id)
+    for other in candidates:
+        if _subscription_host(other.connector) != host:
+            continue
+        theirs = other.target or {}
+        if "workspace" in target or "workspace" in theirs:
+            if (theirs.get("workspace") or "").lower() != (target.get("workspace") or "").lower():
+                continue
+        mine = {key.upper() for key in target.get("projects") or []}
+        their_projects = {key.upper() for key in theirs.get("projects") or []}
+        if mine and their_projects and not mine & their_projects:
+            continue
+        found.append(other)
+    return found
+
+
 def integration_webhook_unregister(*, connector: Connector, target: dict, url: str) -> int:
-    """Remove the hooks posting to ``url`` (after suspend or delete); best effort."""
+    """Remove the hooks posting to ``url`` — an integration's own hook, from before hooks were
+    shared — after suspend or delete; best effort."""
     shell = Integration(connector=connector, provider=connector.provider, target=target)
     provider_class = registry.get(connector.provider)
     provider = registry.build(provider_class, connector=connector, integration=shell)
@@ -750,15 +905,63 @@ def integration_webhook_unregister(*, connector: Connector, target: dict, url: s
         return 0
 
 
+def webhook_subscription_release(*, subscription_id: int, connector: Connector) -> int:
+    """Remove a subscription's hook from the provider and forget it, when no integration uses
+    it any more (one that joined since keeps it); best effort, returns the hooks removed."""
+    with transaction.atomic():
+        subscription = (
+            WebhookSubscription.objects.select_for_update().filter(pk=subscription_id).first()
+        )
+        if subscription is None or subscription.integrations.exists():
+            return 0
+        removed = 0
+        try:
+            provider_class = registry.get(connector.provider)
+            target = provider_class.webhook_scope_target(subscription.scope_key)
+            shell = Integration(connector=connector, provider=connector.provider, target=target)
+            provider = registry.build(provider_class, connector=connector, integration=shell)
+            removed = provider.remove_webhook(subscription.url, scope=subscription.scope_key)
+        except (NotImplementedError, ProviderError, ValueError) as exc:
+            logger.warning(
+                "integrations.webhook.release_failed",
+                extra={"subscription_id": subscription.pk, "error": str(exc)},
+            )
+        subscription.delete()
+    logger.info(
+        "integrations.webhook.subscription_released",
+        extra={"subscription_id": subscription_id, "removed": removed},
+    )
+    return removed
+
+
 @transaction.atomic
 def integration_webhook_secret_rotate(*, integration: Integration) -> Integration:
-    """A new secret on the provider and in Lantern together: the hook is updated first, so the
-    provider never signs with a secret Lantern does not know."""
-    previous = integration.webhook_secret
+    """New secrets on the provider and in Lantern together: the integration's own (its
+    per-integration endpoint, for a hook added by hand) and each of its subscriptions' — a
+    shared hook is updated once, for every integration on it. A registered hook is updated
+    first, so the provider never signs with a secret Lantern does not know."""
     integration.webhook_secret = secrets_module.token_urlsafe(32)
     integration.save(update_fields=["webhook_secret_encrypted", "updated_at"])
-    if integration_webhook_register(integration=integration) == choices.WebhookRegistration.FAILED:
-        integration.webhook_secret = previous
-        integration.save(update_fields=["webhook_secret_encrypted", "updated_at"])
-        raise ValidationError({"webhook": "The provider refused the new secret; nothing changed"})
+    subscriptions = list(integration.webhook_subscriptions.select_for_update())
+    registered = [
+        s for s in subscriptions if s.registration == choices.WebhookRegistration.REGISTERED
+    ]
+    provider = registry.for_integration(integration) if registered else None
+    for subscription in subscriptions:
+        subscription.secret = secrets_module.token_urlsafe(32)
+        if subscription not in registered:
+            subscription.save(update_fields=["secret_encrypted", "updated_at"])
+            continue
+        try:
+            provider.ensure_webhook(
+                subscription.url,
+                subscription.secret,
+                subscription.events or None,
+                scope=subscription.scope_key,
+            )
+        except (NotImplementedError, ProviderError) as exc:
+            raise ValidationError(
+                {"webhook": f"The provider refused the new secret ({exc}); nothing changed"}
+            ) from exc
+        subscription.save(update_fields=["secret_encrypted", "updated_at"])
     return integration

@@ -72,6 +72,16 @@ def webhook_unregister(connector_id: int, target: dict, url: str) -> int:
     return services.integration_webhook_unregister(connector=connector, target=target, url=url)
 
 
+@shared_task(name="integrations.webhook_subscription_release")
+def webhook_subscription_release(subscription_id: int, connector_id: int) -> int:
+    connector = Connector.objects.filter(pk=connector_id).first()
+    if connector is None:
+        return 0
+    return services.webhook_subscription_release(
+        subscription_id=subscription_id, connector=connector
+    )
+
+
 # --- recommendations that follow the catalog --------------------------------------------------
 
 # Beyond this many entities changed at once, one recompute of every record through a fresh

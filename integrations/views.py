@@ -252,15 +252,36 @@ def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
                 messages.error(request, "Fill in the connector and target to test the connection.")
         elif setup.is_valid():
             _wizard_store(request, "setup", request.POST)
+            covering = _covering_warning(setup)
+            if covering:
+                messages.warning(request, covering)
             return redirect("integrations:wizard", step="mapping")
         else:
             messages.error(request, "Please correct the errors below.")
     elif not setup.is_bound:
         setup = SetupForm(user=request.user)
+    covering = _covering_warning(setup) if setup.is_bound and setup.is_valid() else ""
     return render(
         request,
         "integrations/integration_wizard_setup.html",
-        _wizard_context("setup", form=setup, connector_form=connector_form),
+        _wizard_context(
+            "setup", form=setup, connector_form=connector_form, covering_warning=covering
+        ),
+    )
+
+
+def _covering_warning(setup: SetupForm) -> str:
+    """Non-blocking: the integrations already on the chosen workspace or instance and
+    projects."""
+    others = services.integrations_covering(
+        connector=setup.cleaned_data["connector"], target=setup.target()
+    )
+    if not others:
+        return ""
+    names = ", ".join(other.name for other in others)
+    return (
+        "One integration per workspace is the advice; these already cover it: "
+        f"{names}. A repository both would import is flagged as a conflict on the later one."
     )
 
 
@@ -678,8 +699,16 @@ def integration_webhooks(request: HttpRequest, pk: int) -> HttpResponse:
         events = list(getattr(registry.get(integration.provider), "webhook_events", ()))
     except registry.UnknownProvider:
         events = []
+    subscriptions = [
+        (
+            subscription,
+            [other for other in subscription.integrations.all() if other.pk != integration.pk],
+        )
+        for subscription in integration.webhook_subscriptions.prefetch_related("integrations")
+    ]
     context.update(
         webhook_url=integration.webhook_url,
+        subscriptions=subscriptions,
         events=events,
         page=_page(request, WebhookDelivery.objects.filter(integration=integration), 25),
     )

@@ -166,6 +166,51 @@ def instance_insert_new(instance: Model, *, unique: Sequence[str]) -> bool:
     return True
 
 
+def instances_insert_new(instances: Sequence[Model], *, unique: Sequence[str]) -> list[bool]:
+    """:func:`instance_insert_new` for several instances of one model in one statement (one
+    ``VALUES`` row each): per instance, in order, whether it was inserted (its id set) or a
+    row with its ``unique`` values existed."""
+    if not instances:
+        return []
+    model = type(instances[0])
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    keyed = [meta.get_field(name) for name in unique]
+    params, keys = [], []
+    for instance in instances:
+        values = _prepared(instance, fields)
+        params.extend(values)
+        by_field = dict(zip(fields, values, strict=True))
+        keys.append(tuple(by_field[field] for field in keyed))
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_new_many(model, tuple(unique), len(instances)), params)
+        inserted = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
+    result = []
+    for instance, key in zip(instances, keys, strict=True):
+        pk = inserted.get(key)
+        if pk is not None:
+            instance.pk = pk
+            instance._state.adding = False
+            instance._state.db = connection.alias
+        result.append(pk is not None)
+    return result
+
+
+@cache
+def _insert_new_many(model: type[Model], unique: tuple[str, ...], rows: int) -> str:
+    meta, quote = model._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    columns = [quote(meta.get_field(name).column) for name in unique]
+    row = f"({', '.join(['%s'] * len(fields))})"
+    return (
+        f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([row] * rows)} "
+        f"ON CONFLICT ({', '.join(columns)}) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {', '.join(columns)}"
+    )
+
+
 @cache
 def _select(model: type[Model], fields: tuple[str, ...], where: tuple[str, ...]):
     meta, quote = model._meta, connection.ops.quote_name

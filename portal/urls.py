@@ -38,4 +38,16 @@ urlpatterns = [
         {"provider": "bitbucket_dc"},
         name="webhook-bitbucket-dc",
     ),
+    path(
+        "webhooks/bitbucket-cloud/subscriptions/<int:subscription_id>",
+        webhooks.subscription_webhook_receive,
+        {"provider": "bitbucket_cloud"},
+        name="webhook-subscription-bitbucket-cloud",
+    ),
+    path(
+        "webhooks/bitbucket-dc/subscriptions/<int:subscription_id>",
+        webhooks.subscription_webhook_receive,
+        {"provider": "bitbucket_dc"},
+        name="webhook-subscription-bitbucket-dc",
+    ),
 ]

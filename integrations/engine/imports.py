@@ -63,6 +63,49 @@ class ImportRequest:
     entity_type: str | None = None
 
 
+IMPORTED_ELSEWHERE = "imported by another integration"
+
+
+def _host(integration: Integration) -> str:
+    return (integration.connector.base_url or "").strip().rstrip("/").lower()
+
+
+def repositories_imported_elsewhere(
+    *, integration: Integration, external_ids: Iterable[str]
+) -> dict[str, tuple[str, str]]:
+    """The repositories (by external id) that another integration of the same provider and
+    instance has linked to a catalog entity: ``{external id: (its name, the entity's ref)}``.
+    One repository is one entity: a second integration that covers it (overlapping targets)
+    must not register or merge it again."""
+    ids = [external_id for external_id in external_ids if external_id]
+    if not ids:
+        return {}
+    links = (
+        ImportedEntity.objects.filter(
+            state=LinkState.LINKED,
+            discovered__external_id__in=ids,
+            integration__provider=integration.provider,
+        )
+        .exclude(integration_id=integration.pk)
+        .select_related("integration__connector", "entity", "discovered")
+    )
+    host = _host(integration)
+    found: dict[str, tuple[str, str]] = {}
+    for link in links:
+        if _host(link.integration) == host:
+            found.setdefault(link.discovered.external_id, (link.integration.name, link.entity.ref))
+    return found
+
+
+def _imported_elsewhere(discovered: DiscoveredEntity, holder: tuple[str, str]) -> ImportRefused:
+    other, entity_ref = holder
+    return ImportRefused(
+        f"{discovered.name} is already imported by integration {other} (as {entity_ref})",
+        reason=IMPORTED_ELSEWHERE,
+        holder=other,
+    )
+
+
 def entity_name_from(raw: str) -> str:
     """A Backstage-valid entity name from a repository name or slug: the name itself when it
     is valid, else what ``to_entity_name()`` makes of it (the same for the same name, so a
@@ -180,6 +223,13 @@ def discovered_import(
         raise ImportRefused(f"{discovered.name} no longer exists in the source")
     if discovered.imports.filter(state=LinkState.LINKED).exists():
         raise ImportRefused(f"{discovered.name} is already imported")
+    elsewhere = repositories_imported_elsewhere(
+        integration=integration, external_ids=[discovered.external_id]
+    )
+    if discovered.external_id in elsewhere:
+        refusal = _imported_elsewhere(discovered, elsewhere[discovered.external_id])
+        _conflict_record(discovered, refusal)
+        raise refusal
     behaviour = integration.registration
     if action is None:
         # A register-only integration registers even when correlation suggests an entity.
@@ -208,6 +258,14 @@ def discovered_import(
             )
         return _merge(discovered, target, user)
     return _register(discovered, entity_type, user)
+
+
+def _conflict_record(discovered: DiscoveredEntity, refusal: ImportRefused) -> None:
+    """Keep the conflict on the record (stage import), as a run's refusal is kept, so the UI,
+    API and CLI show it with the record's other errors until the import succeeds."""
+    errors = RunErrors()
+    errors.fail(discovered.pk, discovered.name, refusal_error(ProcessingStage.IMPORT, refusal, []))
+    errors.flush()
 
 
 @transaction.atomic
@@ -323,6 +381,17 @@ def refusal_error(stage: str, exc: ImportRefused, mappings: list) -> RecordError
                 "settings → mappings)."
             ),
         )
+    if exc.reason == IMPORTED_ELSEWHERE:
+        return RecordError(
+            stage,
+            str(exc),
+            reason=IMPORTED_ELSEWHERE,
+            hint=(
+                f"imported by integration {exc.holder}; unlink it there first, or narrow this "
+                "integration's target (projects, repository pattern) so that it no longer "
+                "covers the repository."
+            ),
+        )
     return RecordError(stage, str(exc), reason=exc.reason)
 
 
@@ -410,7 +479,13 @@ def discovered_import_new(
             },
         )
 
+    elsewhere = repositories_imported_elsewhere(
+        integration=integration, external_ids=[row.external_id for row in rows]
+    )
     for row in rows:
+        if row.external_id in elsewhere:
+            refused(row, _imported_elsewhere(row, elsewhere[row.external_id]))
+            continue
         if behaviour == Registration.MERGE and row.suggested_entity_id is None:
             done.append(row.pk)  # waits for a user to pick the entity
             continue

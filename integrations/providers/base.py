@@ -208,6 +208,8 @@ class Provider:
     target_fields: ClassVar[tuple[TargetField, ...]] = ()
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
+    # The events Lantern's hooks subscribe to (empty: the provider's defaults).
+    webhook_events: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -339,12 +341,34 @@ class Provider:
     def read_file(self, repo: RepoRecord | dict, path: str) -> bytes | None:
         raise NotImplementedError
 
-    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
-        """Register (or update: events, secret) the integration's hook on the provider."""
+    def webhook_scopes(self) -> list[str]:
+        """The subjects the integration's hooks live on, as scope keys
+        (``workspace:<slug>``, ``project:<KEY>``, ``repository:<KEY>/<slug>``): integrations
+        with the same scope key on one host share one hook (``WebhookSubscription``)."""
         raise NotImplementedError(f"{self.name} cannot register webhooks")
 
-    def remove_webhook(self, url: str) -> int:
-        """Delete the hooks posting to ``url``; returns how many."""
+    @classmethod
+    def webhook_scope_target(cls, scope: str) -> dict:
+        """A target covering one webhook scope: what a provider built only to remove that
+        scope's hook (after its last integration went) is given."""
+        return {}
+
+    @classmethod
+    def webhook_concerns(cls, target: dict, event: WebhookEvent) -> bool:
+        """Whether a delivery's repository is one an integration with ``target`` selects (the
+        semantics of :meth:`in_target`, answered from the payload without any request)."""
+        return True
+
+    def ensure_webhook(
+        self, url: str, secret: str, events: list[str] | None = None, *, scope: str | None = None
+    ) -> str:
+        """Register (or update: events, secret) the hook posting to ``url`` on one scope (all
+        of the integration's without one); returns the remote hook id(s), comma separated."""
+        raise NotImplementedError(f"{self.name} cannot register webhooks")
+
+    def remove_webhook(self, url: str, *, scope: str | None = None) -> int:
+        """Delete the hooks posting to ``url`` (on one scope, or all of the integration's);
+        returns how many."""
         raise NotImplementedError(f"{self.name} cannot remove webhooks")
 
     def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:

@@ -26,6 +26,7 @@ from integrations.providers.bitbucket_cloud.client import (
     OAuthCredential,
     bbql_time,
 )
+from integrations.providers.bitbucket_cloud.webhooks import EVENTS as WEBHOOK_EVENTS
 from integrations.providers.bitbucket_shared import (
     BITBUCKET_FIELD_MAPPINGS,
     PROJECTS,
@@ -175,6 +176,7 @@ class BitbucketCloudProvider(Provider):
     target_fields = (WORKSPACE, PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
+    webhook_events = WEBHOOK_EVENTS
 
     def __init__(
         self,
@@ -305,9 +307,23 @@ class BitbucketCloudProvider(Provider):
         return not pattern or re.search(pattern, record.data["name"]) is not None
 
     def in_target(self, record: RepoRecord) -> bool:
-        projects = self.target.get("projects") or []
-        in_projects = not projects or record.data.get("project_key") in projects
-        return in_projects and self._wanted(record)
+        return self.target_includes(self.target, record.data)
+
+    @classmethod
+    def target_includes(cls, target: dict, data: dict) -> bool:
+        """The target's filters (projects, name pattern) over a repository's record data."""
+        projects = target.get("projects") or []
+        if projects and data.get("project_key") not in projects:
+            return False
+        pattern = target.get("repository_pattern")
+        return not pattern or re.search(pattern, data.get("name") or "") is not None
+
+    @classmethod
+    def webhook_concerns(cls, target: dict, event) -> bool:
+        from .webhooks import event_repository
+
+        data = event_repository(event)
+        return data is None or cls.target_includes(target, data)
 
     def iter_repositories(
         self, since: datetime | None = None, known=None
@@ -382,23 +398,45 @@ class BitbucketCloudProvider(Provider):
         """Lazily: only listed when the workspace hook is refused and repositories need one."""
         return (record.data["slug"] for page in self.iter_repositories() for record in page)
 
-    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
+    def webhook_scopes(self) -> list[str]:
+        return [f"workspace:{self.workspace}"]
+
+    @classmethod
+    def webhook_scope_target(cls, scope: str) -> dict:
+        kind, _, workspace = scope.partition(":")
+        return {"workspace": workspace} if kind == "workspace" else {}
+
+    def _scope_workspace(self, scope: str | None) -> str:
+        if scope is None:
+            return self.workspace
+        kind, _, workspace = scope.partition(":")
+        if kind != "workspace" or not workspace:
+            raise ValueError(f"Not a Bitbucket Cloud webhook scope: {scope!r}")
+        return workspace
+
+    def ensure_webhook(
+        self, url: str, secret: str, events: list[str] | None = None, *, scope: str | None = None
+    ) -> str:
         from .webhooks import EVENTS, ensure_webhook
 
-        ensure_webhook(
+        hooks = ensure_webhook(
             self.client,
-            workspace=self.workspace,
+            workspace=self._scope_workspace(scope),
             url=url,
             secret=secret,
             events=events or EVENTS,
             repositories=self._repository_slugs(),
         )
+        return ",".join(str(hook.get("uuid") or "") for hook in hooks if isinstance(hook, dict))
 
-    def remove_webhook(self, url: str) -> int:
+    def remove_webhook(self, url: str, *, scope: str | None = None) -> int:
         from .webhooks import remove_webhook
 
         return remove_webhook(
-            self.client, workspace=self.workspace, url=url, repositories=self._repository_slugs()
+            self.client,
+            workspace=self._scope_workspace(scope),
+            url=url,
+            repositories=self._repository_slugs(),
         )
 
     @staticmethod

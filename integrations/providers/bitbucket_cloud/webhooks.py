@@ -153,3 +153,18 @@ def remove_webhook(client, *, workspace: str, url: str, repositories: Iterable[s
             continue
         removed += delete_hooks(client.http, base, hooks, id_key="uuid")
     return removed
+
+
+def event_repository(event: WebhookEvent) -> dict | None:
+    """What the target filters read of the delivery's repository (``project_key``, ``name``,
+    ``slug``, as in the listing's record data); ``None`` for an event without one."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    repository = payload.get("repository")
+    if event.ignored or not isinstance(repository, dict):
+        return None
+    project = repository.get("project") if isinstance(repository.get("project"), dict) else {}
+    return {
+        "project_key": project.get("key") or "",
+        "name": repository.get("name") or event.repository_name or "",
+        "slug": event.repository_name or "",
+    }

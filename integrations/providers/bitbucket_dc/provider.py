@@ -35,6 +35,7 @@ from integrations.providers.bitbucket_dc.client import (
     TokenEndpoint,
 )
 from integrations.providers.bitbucket_dc.tls import CertificateError, ca_pem_validate
+from integrations.providers.bitbucket_dc.webhooks import EVENTS as WEBHOOK_EVENTS
 from integrations.providers.bitbucket_shared import (
     BITBUCKET_FIELD_MAPPINGS,
     PROJECTS,
@@ -128,6 +129,7 @@ class BitbucketDataCenterProvider(Provider):
     target_fields = (PROJECTS, REPOSITORY_PATTERN)
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
+    webhook_events = WEBHOOK_EVENTS
 
     def __init__(
         self,
@@ -358,10 +360,24 @@ class BitbucketDataCenterProvider(Provider):
         return not pattern or re.search(pattern, name) is not None
 
     def in_target(self, record: RepoRecord) -> bool:
-        projects = self.projects
-        if projects and record.data.get("project_key", "").upper() not in projects:
+        return self.target_includes(self.target, record.data)
+
+    @classmethod
+    def target_includes(cls, target: dict, data: dict) -> bool:
+        """The target's filters (projects, name pattern) over a repository's record data."""
+        projects = {key.upper() for key in target.get("projects") or []}
+        if projects and (data.get("project_key") or "").upper() not in projects:
             return False
-        return self._wanted({"name": record.data.get("name"), "slug": record.data.get("slug")})
+        pattern = target.get("repository_pattern")
+        name = data.get("name") or data.get("slug") or ""
+        return not pattern or re.search(pattern, name) is not None
+
+    @classmethod
+    def webhook_concerns(cls, target: dict, event) -> bool:
+        from integrations.providers.bitbucket_dc.webhooks import event_repository
+
+        data = event_repository(event)
+        return data is None or cls.target_includes(target, data)
 
     def _record(self, raw: dict, stored: dict | None = None) -> RepoRecord:
         """A repository with its default branch and newest commit (its "updated" time).
@@ -523,12 +539,39 @@ class BitbucketDataCenterProvider(Provider):
             for record in page
         ]
 
-    def ensure_webhook(self, url: str, secret: str, events: list[str] | None = None) -> None:
+    def webhook_scopes(self) -> list[str]:
+        return [
+            f"repository:{key}/{slug}" if slug else f"project:{key}"
+            for key, slug in self._hook_subjects()
+        ]
+
+    @classmethod
+    def webhook_scope_target(cls, scope: str) -> dict:
+        project_key, _ = cls._scope_subject(scope)
+        return {"projects": [project_key]}
+
+    @staticmethod
+    def _scope_subject(scope: str) -> tuple[str, str | None]:
+        kind, _, rest = scope.partition(":")
+        if kind == "project" and rest:
+            return rest, None
+        key, _, slug = rest.partition("/")
+        if kind == "repository" and key and slug:
+            return key, slug
+        raise ValueError(f"Not a Bitbucket Data Center webhook scope: {scope!r}")
+
+    def _subjects_of(self, scope: str | None) -> list[tuple[str, str | None]]:
+        return self._hook_subjects() if scope is None else [self._scope_subject(scope)]
+
+    def ensure_webhook(
+        self, url: str, secret: str, events: list[str] | None = None, *, scope: str | None = None
+    ) -> str:
         from integrations.providers.bitbucket_dc import webhooks
 
         self._https_check()
-        for project_key, slug in self._hook_subjects():
-            webhooks.ensure_webhook(
+        ids = []
+        for project_key, slug in self._subjects_of(scope):
+            hook = webhooks.ensure_webhook(
                 self.client,
                 project_key=project_key,
                 repository_slug=slug,
@@ -536,14 +579,16 @@ class BitbucketDataCenterProvider(Provider):
                 secret=secret,
                 events=events or webhooks.EVENTS,
             )
+            ids.append(str(hook.get("id", "")) if isinstance(hook, dict) else "")
+        return ",".join(ids)
 
-    def remove_webhook(self, url: str) -> int:
+    def remove_webhook(self, url: str, *, scope: str | None = None) -> int:
         from integrations.providers.bitbucket_dc import webhooks
 
         self._https_check()
         return sum(
             webhooks.remove_webhook(self.client, project_key=key, repository_slug=slug, url=url)
-            for key, slug in self._hook_subjects()
+            for key, slug in self._subjects_of(scope)
         )
 
     @staticmethod

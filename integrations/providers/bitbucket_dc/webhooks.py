@@ -138,3 +138,18 @@ def remove_webhook(
     base = _subject(project_key, repository_slug)
     hooks = hooks_posting_to(http.iter_start_pages(base), url)
     return delete_hooks(http, base, hooks, id_key="id")
+
+
+def event_repository(event: WebhookEvent) -> dict | None:
+    """What the target filters read of the delivery's repository (``project_key``, ``name``,
+    ``slug``, as in the listing's record data); ``None`` for an event without one."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    repository = None if event.ignored else _repository(event.event, payload)
+    if not isinstance(repository, dict):
+        return None
+    project = repository.get("project") if isinstance(repository.get("project"), dict) else {}
+    return {
+        "project_key": project.get("key") or "",
+        "name": repository.get("name") or "",
+        "slug": repository.get("slug") or "",
+    }

@@ -28,8 +28,9 @@ from tests.integrations.engine.test_valid_values import (  # noqa: F401 (fixture
 )
 
 HINT = "integration settings → mappings"
-# A page's auto-import with its refusals recorded: lookups, one upsert, bulk links, one error write.
-QUERIES = 17
+# A page's auto-import with its refusals recorded: lookups (the repositories other integrations
+# imported included), one upsert, bulk links, one error write.
+QUERIES = 18
 SPACED = {"data pipeline (v2)", "Café Über Service", "Personal Notes"}
 
 

@@ -154,7 +154,15 @@ def test_suspended_integration_skips_sync_and_resumes_when_enabled(world, engine
 def test_delete_integration_keeps_entities_and_removes_its_records(world, make_integration):
     world.add_repo("svc", prs=3, commits=4, description="from the repo")
     integration = make_integration(auto_import=True)
-    other = make_integration("other", auto_import=True)
+    mirror = services.connector_create(
+        name="mirror",
+        provider="fake",
+        auth_kind="none",
+        base_url="https://mirror.example",
+        config={"world": world.name},
+    )
+    # Another instance (a mirror) of the same repository: its own repository, one entity.
+    other = services.integration_create(connector=mirror, name="other", auto_import=True)
     sync_ok(integration)
     sync_ok(other)  # other merges into the same entity
     svc = entity("svc")

@@ -31,7 +31,9 @@ def make_integration(server, token: str = SANDBOX_TOKEN) -> Integration:
 
 
 def our_hooks(server, integration) -> list:
-    return [hook for hook in server.api.hooks.values() if hook.url == integration.webhook_url]
+    """The hooks posting to the integration's own endpoint or a subscription it is on."""
+    urls = {integration.webhook_url, *(s.url for s in integration.webhook_subscriptions.all())}
+    return [hook for hook in server.api.hooks.values() if hook.url in urls]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -42,7 +44,7 @@ def test_enabling_registers_suspending_removes_resuming_registers_again(
     integration.refresh_from_db()
     assert integration.webhook_registration == WebhookRegistration.REGISTERED
     (hook,) = our_hooks(cloud_sandbox, integration)
-    assert hook.secret == integration.webhook_secret
+    assert hook.secret == integration.webhook_subscriptions.get().secret
 
     services.integration_suspend(integration=integration)
     assert our_hooks(cloud_sandbox, integration) == []
@@ -56,20 +58,22 @@ def test_rotating_the_secret_changes_it_on_the_provider_and_in_lantern(
     auto_register, cloud_sandbox
 ):
     integration = make_integration(cloud_sandbox)
-    before = integration.webhook_secret
+    before = integration.webhook_secret, integration.webhook_subscriptions.get().secret
     services.integration_webhook_secret_rotate(integration=integration)
     integration.refresh_from_db()
-    assert integration.webhook_secret != before
+    subscription = integration.webhook_subscriptions.get()
+    assert integration.webhook_secret != before[0] and subscription.secret != before[1]
     (hook,) = our_hooks(cloud_sandbox, integration)
-    assert hook.secret == integration.webhook_secret
+    assert hook.secret == subscription.secret
 
 
 @pytest.mark.django_db(transaction=True)
 def test_deleting_the_integration_removes_its_hook(auto_register, cloud_sandbox):
     integration = make_integration(cloud_sandbox)
-    url = integration.webhook_url
+    urls = {hook.url for hook in our_hooks(cloud_sandbox, integration)}
+    assert urls
     services.integration_delete(integration=integration)
-    assert [hook for hook in cloud_sandbox.api.hooks.values() if hook.url == url] == []
+    assert [hook for hook in cloud_sandbox.api.hooks.values() if hook.url in urls] == []
 
 
 @pytest.mark.django_db(transaction=True)
