@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integrations", "0009_connector_auth_kind_from_providers"),
+        ("integrations", "0010_connector_health"),
     ]
 
     operations = [
