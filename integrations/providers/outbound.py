@@ -1,8 +1,11 @@
 """The outbound-address guard, shared by every provider.
 
 Before a request, the host is resolved and every address checked against loopback, private,
-link-local (cloud metadata), CGNAT, unspecified, multicast and reserved ranges, IPv4 and IPv6
-(including IPv4-mapped forms). Only ``LANTERN_OUTBOUND_ALLOWLIST`` — exact host names or CIDRs —
+link-local (cloud metadata), CGNAT, unspecified, multicast and reserved ranges, IPv4 and IPv6.
+IPv6 forms that carry an IPv4 address are judged by that address too: IPv4-mapped
+(``::ffff:0:0/96``) and NAT64 (``64:ff9b::/96``) by it alone, 6to4 (``2002::/16``) and Teredo
+(``2001::/32``) refused when it is internal; the rest of ``::/8`` (IPv4-compatible ``::/96``
+among it) is refused outright. Only ``LANTERN_OUTBOUND_ALLOWLIST`` — exact host names or CIDRs —
 relaxes it (tests, the sandbox, on-premise installs).
 """
 
@@ -32,14 +35,18 @@ _FORBIDDEN_NETWORKS = [
         "224.0.0.0/4",
         "240.0.0.0/4",
         "255.255.255.255/32",
-        "::/128",
-        "::1/128",
+        "::/8",  # unspecified, loopback, IPv4-compatible (::/96), SIIT and the rest reserved
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): a network's own translator
+        "100::/64",  # discard-only
+        "2001:db8::/32",  # documentation
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",  # deprecated site-local
         "ff00::/8",
-        "64:ff9b::/96",
     )
 ]
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class OutboundAddressError(ProviderError):
@@ -56,11 +63,38 @@ def _allowlist() -> tuple[set[str], list]:
     return hosts, networks
 
 
-def address_forbidden(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+def _in_forbidden_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(ip in network for network in _FORBIDDEN_NETWORKS if ip.version == network.version)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped (last 32 bits), NAT64 (last 32 bits),
+    6to4 (bits 16-48), Teredo (its server and its de-obfuscated client)."""
+    if ip in _IPV4_MAPPED:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
+def address_forbidden(address: str) -> bool:
+    """Whether Lantern must not connect to ``address`` (an IPv4 or IPv6 literal).
+
+    A packet to a mapped or NAT64 address goes to the IPv4 address inside it, so that address
+    alone decides; a 6to4 or Teredo address is refused when the IPv4 address it tunnels through
+    is internal, and otherwise judged as IPv6."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(ip)
+        if any(_in_forbidden_network(v4) for v4 in embedded):
+            return True
+        if ip in _IPV4_MAPPED or ip in _NAT64:
+            return False
+    return _in_forbidden_network(ip)
 
 
 def resolve(host: str, port: int) -> list[str]:
