@@ -7,11 +7,17 @@ IPv6 forms that carry an IPv4 address are judged by that address too: IPv4-mappe
 (``2001::/32``) refused when it is internal; the rest of ``::/8`` (IPv4-compatible ``::/96``
 among it) is refused outright. Only ``LANTERN_OUTBOUND_ALLOWLIST`` — exact host names or CIDRs —
 relaxes it (tests, the sandbox, on-premise installs).
+
+Requests may leave through a proxy: the connector's own ``proxy_url``, else ``HTTPS_PROXY`` /
+``HTTP_PROXY`` unless ``NO_PROXY`` names the host (:func:`proxy_for`). The guard then applies to
+the target each request is for, checked before anything is sent; the proxy itself is an address
+the administrator chose and is not refused.
 """
 
 import ipaddress
 import socket
 import ssl
+import urllib.request
 from urllib.parse import urlsplit
 
 import httpcore
@@ -166,3 +172,121 @@ def guarded_transport(ssl_context: ssl.SSLContext) -> httpx.HTTPTransport:
         ssl_context=ssl_context, network_backend=GuardedNetworkBackend()
     )
     return transport
+
+
+# -- proxies -----------------------------------------------------------------------------------
+
+
+def _no_proxy_networks(no_proxy: str) -> list:
+    networks = []
+    for item in no_proxy.replace(" ", "").split(","):
+        try:
+            networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def proxy_bypassed(host: str, port: int | None = None) -> bool:
+    """Whether ``NO_PROXY`` (or ``no_proxy``) names ``host``: exact names, domain suffixes
+    (``example.com`` and ``.example.com`` cover its subdomains), ``*``, ``host:port``, and IP
+    addresses or CIDRs, as curl reads it."""
+    proxies = urllib.request.getproxies_environment()
+    no_proxy = proxies.get("no", "")
+    if not no_proxy:
+        return False
+    host = host.strip("[]")
+    if urllib.request.proxy_bypass_environment(f"{host}:{port}" if port else host, proxies):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    networks = _no_proxy_networks(no_proxy)
+    return any(ip in network for network in networks if ip.version == network.version)
+
+
+def proxy_for(url: str | httpx.URL, connector_proxy: str = "") -> str:
+    """The proxy a request to ``url`` goes through, ``""`` for a direct connection: the
+    connector's own proxy for every request, else the environment's ``HTTPS_PROXY`` /
+    ``HTTP_PROXY`` (by the target's scheme; ``ALL_PROXY`` after them) unless ``NO_PROXY`` names
+    the host."""
+    if connector_proxy:
+        return connector_proxy
+    url = httpx.URL(str(url))
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all") or ""
+    if not proxy or proxy_bypassed(url.host, url.port):
+        return ""
+    return proxy
+
+
+def proxy_url_validate(proxy_url: str) -> str | None:
+    """Why ``proxy_url`` cannot be a connector's proxy, or None. The reason never quotes the
+    URL (it may carry a password)."""
+    if not proxy_url:
+        return None
+    try:
+        url = httpx.URL(proxy_url)
+    except (httpx.InvalidURL, TypeError):
+        return "is not a URL"
+    if url.scheme not in ("http", "https"):
+        return "must be an http:// or https:// proxy URL (host and port)"
+    if not url.host:
+        return "names no proxy host"
+    if url.path not in ("", "/") or url.query:
+        return "must be only scheme, optional user:password@, host and port"
+    return None
+
+
+def proxy_label(proxy_url: str) -> str:
+    """A proxy as ``host:port``: what messages, logs and the probe say, never its credentials."""
+    if not proxy_url:
+        return ""
+    url = httpx.URL(proxy_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.host}:{port}"
+
+
+def proxied_target_check(host: str, port: int) -> None:
+    """The guard for a request sent through a proxy: the target is checked like a direct
+    connection's, except that an allowlisted host name passes without being resolved here
+    (where only the proxy can resolve names, the Bitbucket hosts are listed in the allowlist)."""
+    allowed_hosts, _ = _allowlist()
+    if host.lower().strip("[]") in allowed_hosts:
+        return
+    host_check(host, port)
+
+
+class RoutingTransport(httpx.BaseTransport):
+    """Each request direct (through :class:`GuardedNetworkBackend`) or through its proxy, chosen
+    per request by :func:`proxy_for`, so every redirect hop is routed and checked on its own.
+
+    A proxied request's target is checked before anything is sent, the proxy included; an
+    ``https://`` target is reached by CONNECT and its TLS verified end to end with the
+    connector's trust (``ssl_context``)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, proxy_url: str = ""):
+        self._ssl_context = ssl_context
+        self._proxy_url = proxy_url
+        self._direct: httpx.HTTPTransport | None = None
+        self._proxied: dict[str, httpx.HTTPTransport] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = proxy_for(request.url, self._proxy_url)
+        if not proxy:
+            if self._direct is None:
+                self._direct = guarded_transport(self._ssl_context)
+            return self._direct.handle_request(request)
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        proxied_target_check(request.url.host, port)
+        transport = self._proxied.get(proxy)
+        if transport is None:
+            transport = httpx.HTTPTransport(verify=self._ssl_context, proxy=httpx.Proxy(proxy))
+            self._proxied[proxy] = transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        for transport in [self._direct, *self._proxied.values()]:
+            if transport is not None:
+                transport.close()
