@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urljoin
 
 import httpx
-from django.core.cache import cache
 
 from integrations.providers.base import (
     ProviderAuthError,
@@ -30,6 +29,7 @@ from integrations.providers.base import (
     ProviderUnavailable,
     RequestStats,
 )
+from integrations.providers.budget import budget_store, current_window
 from integrations.providers.outbound import (
     OutboundAddressError,
     RoutingTransport,
@@ -123,26 +123,63 @@ class StaticCredential(Credential):
 
 
 class RequestBudget:
-    """Requests per credential per clock hour, kept in the shared cache (so every worker of a
-    deployment with a shared cache counts together) and stopped short of the provider's limit."""
+    """Requests per credential per clock hour, counted in the shared store
+    (:mod:`~integrations.providers.budget`: every worker process and host counts together) and
+    stopped short of the provider's limit by ``margin``.
+
+    What the server announces is kept below too: its ``X-RateLimit-Limit`` replaces the
+    configured limit for that credential (a smaller one wins; a scaled access token's larger one
+    is used), and ``X-RateLimit-Remaining`` or ``X-RateLimit-NearLimit: true`` (under 20% left)
+    raise the shared count to what the server says is spent, so requests made elsewhere with
+    the same token are counted too."""
+
+    NEAR_LIMIT_SPENT = 0.8
 
     def __init__(self, per_hour: int | None, *, margin: float = 0.95):
-        self.limit = int(per_hour * margin) if per_hour else None
+        self.per_hour = per_hour
+        self.margin = margin
+        self._announced: dict[str, int] = {}
 
-    def _key(self, budget_key: str) -> str:
-        return f"lantern:budget:{budget_key}:{int(time.time() // 3600)}"
+    @property
+    def limit(self) -> int | None:
+        return int(self.per_hour * self.margin) if self.per_hour else None
+
+    def limit_for(self, budget_key: str) -> int | None:
+        announced = self._announced.get(budget_key)
+        if announced:
+            return max(1, int(announced * self.margin))
+        return self.limit
 
     def take(self, budget_key: str) -> bool:
-        if self.limit is None:
+        limit = self.limit_for(budget_key)
+        if limit is None:
             return True
-        key = self._key(budget_key)
-        cache.add(key, 0, timeout=3700)
-        try:
-            used = cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=3700)
-            used = 1
-        return used <= self.limit
+        return budget_store().take(budget_key, current_window()) <= limit
+
+    def observe(self, budget_key: str, headers: httpx.Headers) -> None:
+        """Learn the credential's limit and spent requests from a response's headers."""
+        announced = _header_int(headers, "X-RateLimit-Limit")
+        if announced:
+            self._announced[budget_key] = announced
+        limit = announced or self.per_hour
+        if not limit:
+            return
+        spent = None
+        remaining = _header_int(headers, "X-RateLimit-Remaining")
+        if remaining is not None:
+            spent = max(0, limit - remaining)
+        if headers.get("X-RateLimit-NearLimit", "").lower() == "true":
+            spent = max(spent or 0, int(limit * self.NEAR_LIMIT_SPENT))
+        if spent:
+            budget_store().raise_to(budget_key, current_window(), spent)
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int | None:
+    try:
+        value = int(headers.get(name, ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -370,6 +407,8 @@ class ProviderHttp:
                 last_problem = f"{type(exc).__name__}"
                 self._backoff(attempt, None, last_problem, url)
                 continue
+            if auth:
+                self.budget.observe(credential.budget_key, response.headers)
             if response.status_code == 407:
                 proxy = self._proxy(url)
                 raise ProviderError(PROXY_AUTH_REFUSED.format(proxy=proxy), status=407)
