@@ -288,3 +288,19 @@ def test_each_redirect_hop_through_a_proxy_is_checked_before_it_is_sent(
     with pytest.raises(OutboundAddressError, match="10.1.2.3"):
         http.request("GET", "/start", auth=False)
     assert proxy.targets == [("GET", f"{redirect_to_internal}/start")]
+
+
+@pytest.mark.django_db
+def test_check_integration_says_which_proxy_was_used_never_its_credentials(cloud):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    with TestProxy(credentials=("lantern", PROXY_PASSWORD)) as own:
+        connector = cloud_connector(cloud, proxy_url=own.url)
+        services.integration_create(connector=connector, name="acme", target={"workspace": "acme"})
+        out = StringIO()
+        call_command("check_integration", "acme", stdout=out)
+    text = out.getvalue()
+    assert f"route: proxy {own.address}" in text
+    assert PROXY_PASSWORD not in text and "lantern:" not in text
