@@ -78,6 +78,18 @@ class ConnectorAdminForm(forms.ModelForm):
             "secret; leave blank to keep them. Stored secrets are never displayed."
         ),
     )
+    new_proxy_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="New proxy URL",
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        help_text=(
+            "http(s)://[user:password@]host:port for this connector's requests; leave blank to "
+            "keep the stored one (blank and none stored: HTTPS_PROXY / HTTP_PROXY / NO_PROXY). "
+            'Timeouts go in config: "connect_timeout", "read_timeout" (seconds, at most 300).'
+        ),
+    )
+    remove_proxy = forms.BooleanField(required=False, label="Remove the connector's proxy")
 
     class Meta:
         model = Connector
@@ -113,9 +125,13 @@ class ConnectorAdminForm(forms.ModelForm):
                 secrets=data.get("new_secrets"),
                 ca_pem=data.get("ca_pem") or "",
             )
+            services.connector_network_validate(
+                proxy_url=data.get("new_proxy_url") or "", config=data.get("config") or {}
+            )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
-                field = {"secrets": "new_secrets"}.get(field, field)
+                field = {"secrets": "new_secrets", "proxy_url": "new_proxy_url"}.get(field, field)
+                field = "config" if field.startswith("config.") else field
                 for message in messages:
                     self.add_error(field if field in self.fields else None, message)
         return data
@@ -154,6 +170,7 @@ class ConnectorAdmin(admin.ModelAdmin):
     autocomplete_fields = ("scope",)
     readonly_fields = (
         "secrets_stored",
+        "proxy_shown",
         "health",
         "last_error",
         "last_checked_at",
@@ -165,6 +182,7 @@ class ConnectorAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "provider", "auth_kind", "base_url", "scope")}),
         ("Credentials", {"fields": ("secrets_stored", "new_secrets")}),
         ("Settings", {"fields": ("config", "ca_pem")}),
+        ("Network", {"fields": ("proxy_shown", "new_proxy_url", "remove_proxy")}),
         ("Health", {"fields": ("health", "last_error", "last_checked_at", "last_success_at")}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
@@ -172,6 +190,10 @@ class ConnectorAdmin(admin.ModelAdmin):
     @admin.display(description="Auth kind", ordering="auth_kind")
     def auth_kind_label(self, obj: Connector) -> str:
         return dict(registry.auth_kind_choices()).get(obj.auth_kind, obj.auth_kind)
+
+    @admin.display(description="Proxy")
+    def proxy_shown(self, obj: Connector) -> str:
+        return obj.proxy_display or "— (the environment's HTTPS_PROXY / HTTP_PROXY, if any)"
 
     @admin.display(boolean=True, description="Secrets stored")
     def secrets_stored(self, obj: Connector) -> bool:
@@ -188,6 +210,8 @@ class ConnectorAdmin(admin.ModelAdmin):
         if change:
             updatable = ("name", "auth_kind", "base_url", "config", "ca_pem", "scope")
             values = {key: data[key] for key in updatable if key in form.changed_data}
+            if data.get("new_proxy_url") or data.get("remove_proxy"):
+                values["proxy_url"] = "" if data.get("remove_proxy") else data["new_proxy_url"]
             services.connector_update(connector=obj, secrets=secrets, **values)
             return
         saved = services.connector_create(
@@ -198,6 +222,7 @@ class ConnectorAdmin(admin.ModelAdmin):
             base_url=data.get("base_url") or "",
             config=data.get("config") or {},
             ca_pem=data.get("ca_pem") or "",
+            proxy_url=data.get("new_proxy_url") or "",
             scope=data.get("scope"),
         )
         _adopt(obj, saved)

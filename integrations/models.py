@@ -1,5 +1,7 @@
 """Integrations: where repositories come from, how they map into the catalog, what was synced."""
 
+from urllib.parse import urlsplit, urlunsplit
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -26,6 +28,8 @@ class Connector(models.Model):
     config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings (email…)")
     secrets_encrypted = models.TextField(blank=True, editable=False)
     ca_pem = models.TextField(blank=True, help_text="Private CA certificate (PEM), Data Center")
+    # The connector's own HTTP(S) proxy, encrypted: its URL may carry user:password@.
+    proxy_url_encrypted = models.TextField(blank=True, editable=False)
     scope = models.ForeignKey(Scope, null=True, blank=True, on_delete=models.PROTECT)
     health = models.CharField(
         max_length=10, choices=choices.Health.choices, default=choices.Health.UNKNOWN
@@ -55,6 +59,46 @@ class Connector(models.Model):
     @property
     def has_secrets(self) -> bool:
         return bool(self.secrets_encrypted)
+
+    @property
+    def proxy_url(self) -> str:
+        """The connector's own proxy (blank: the environment's HTTPS_PROXY/HTTP_PROXY)."""
+        return decrypt_json(self.proxy_url_encrypted).get("url", "")
+
+    @proxy_url.setter
+    def proxy_url(self, value: str) -> None:
+        self.proxy_url_encrypted = encrypt_json({"url": value}) if value else ""
+
+    @property
+    def proxy_display(self) -> str:
+        """The proxy URL with its password masked, or blank: what any page may show."""
+        return proxy_url_masked(self.proxy_url)
+
+
+def proxy_url_masked(url: str) -> str:
+    """``http://user:secret@proxy:3128`` → ``http://user:***@proxy:3128``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class RequestBudgetUsage(models.Model):
+    """Requests one credential made in one clock hour, counted by every process of every host
+    (the shared request budget's store when there is no Redis broker)."""
+
+    budget_key = models.CharField(max_length=200)
+    window = models.BigIntegerField(help_text="Hours since the epoch")
+    used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["budget_key", "window"], name="budget_key_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget_key} @ {self.window}: {self.used}"
 
 
 class Integration(models.Model):

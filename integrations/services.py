@@ -33,7 +33,9 @@ from integrations.models import (
 )
 from integrations.providers import registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
+from integrations.providers.http import NETWORK_CONFIG_KEYS, timeout_validate
 from integrations.providers.oauth import pkce_pair
+from integrations.providers.outbound import proxy_url_validate
 
 logger = logging.getLogger(__name__)
 
@@ -505,6 +507,22 @@ def connector_validate(
     return provider_class
 
 
+def connector_network_validate(*, proxy_url: str = "", config: dict) -> None:
+    """The connector's proxy URL and its ``connect_timeout`` / ``read_timeout`` (seconds, more
+    than 0, at most 300) in ``config``; each refusal names its field."""
+    errors = {}
+    problem = proxy_url_validate(proxy_url)
+    if problem:
+        errors["proxy_url"] = f"The proxy URL {problem}"
+    for key in NETWORK_CONFIG_KEYS:
+        if key in config:
+            problem = timeout_validate(config[key])
+            if problem:
+                errors[f"config.{key}"] = f"{key} {problem}"
+    if errors:
+        raise ValidationError(errors)
+
+
 def _connector_settings_validate(provider_class, *, ca_pem: str) -> None:
     """The provider's own checks of its connector settings (Data Center's private CA)."""
     errors = provider_class.validate_connector(ca_pem=ca_pem)
@@ -543,9 +561,11 @@ def connector_create(
     base_url: str = "",
     config: dict | None = None,
     ca_pem: str = "",
+    proxy_url: str = "",
     scope=None,
 ) -> Connector:
     connector_validate(provider=provider, auth_kind=auth_kind, secrets=secrets, ca_pem=ca_pem)
+    connector_network_validate(proxy_url=proxy_url, config=config or {})
     if Connector.objects.filter(name=name).exists():
         raise ValidationError({"name": f"A connector named {name!r} already exists"})
     connector = Connector(
@@ -558,6 +578,7 @@ def connector_create(
         scope=scope,
     )
     connector.secrets = secrets or {}
+    connector.proxy_url = proxy_url
     connector.full_clean()
     connector.save()
     return connector
@@ -565,8 +586,9 @@ def connector_create(
 
 @transaction.atomic
 def connector_update(*, connector: Connector, secrets: dict | None = None, **values) -> Connector:
-    """Update a connector. ``secrets`` replaces the stored secrets only when given (write-only)."""
-    allowed = {"name", "auth_kind", "base_url", "config", "ca_pem", "scope"}
+    """Update a connector. ``secrets`` replaces the stored secrets only when given (write-only),
+    as does ``proxy_url`` (``""`` removes the connector's own proxy)."""
+    allowed = {"name", "auth_kind", "base_url", "config", "ca_pem", "proxy_url", "scope"}
     unknown = set(values) - allowed
     if unknown:
         raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
@@ -574,6 +596,9 @@ def connector_update(*, connector: Connector, secrets: dict | None = None, **val
     provider_class = registry.get(connector.provider)
     _auth_validate(provider_class, auth_kind, secrets)
     _connector_settings_validate(provider_class, ca_pem=values.get("ca_pem") or "")
+    connector_network_validate(
+        proxy_url=values.get("proxy_url") or "", config=values.get("config") or {}
+    )
     if auth_kind != connector.auth_kind and secrets is None:
         raise ValidationError(
             {"secrets": f"Changing the auth kind to {auth_kind} needs its secrets as well"}
@@ -715,6 +740,10 @@ def connector_test(*, connector: Connector, target: dict | None = None) -> Probe
         result = provider.probe()
     except ProviderError as exc:
         result = ProbeResult(False, exc.message, target_error=not health.connector_failed(exc))
+    else:
+        http = getattr(getattr(provider, "client", None), "http", None)
+        if http is not None:
+            result.details.setdefault("route", http.route)
     # A failure of the target (a wrong workspace or project) is the integration's: the result
     # says so, and the connector keeps its health.
     if connector.pk and not result.target_error:

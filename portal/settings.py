@@ -172,6 +172,12 @@ CELERY_TASK_EAGER_PROPAGATES = True
 if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
+# Request budgets per credential, shared by every process and host: a redis:// URL, or
+# "database" (PostgreSQL/SQLite table); by default the Redis broker when there is one.
+LANTERN_REQUEST_BUDGET_STORE = env_str("LANTERN_REQUEST_BUDGET_STORE", "") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "database"
+)
+LANTERN_REQUEST_BUDGET_PREFIX = env_str("LANTERN_REQUEST_BUDGET_PREFIX", "lantern:budget")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE

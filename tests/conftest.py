@@ -1,5 +1,7 @@
 """Fixtures shared by every test package."""
 
+import uuid
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -59,3 +61,16 @@ from tests.sandbox.fixtures import cloud_sandbox, make_cloud_sandbox  # noqa: E4
 def no_automatic_webhook_registration(settings):
     """Registration talks to the provider; the tests that check it switch it back on."""
     settings.LANTERN_WEBHOOKS_AUTO_REGISTER = False
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_budgets(settings, monkeypatch):
+    """Each test's request budgets start afresh: the shared store (Redis or a table) outlives
+    a test, so each counts under a prefix of its own (worker processes it starts inherit it)."""
+    prefix = f"lantern-test:{uuid.uuid4().hex[:12]}"
+    settings.LANTERN_REQUEST_BUDGET_PREFIX = prefix
+    monkeypatch.setenv("LANTERN_REQUEST_BUDGET_PREFIX", prefix)
+    yield
+    from integrations.providers.budget import budget_stores_close
+
+    budget_stores_close()

@@ -22,6 +22,7 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.providers.http import ConnectorNetwork
 from integrations.selectors import connectors_visible, scopes_assignable
 
 
@@ -121,6 +122,13 @@ class ConnectorSerializer(serializers.ModelSerializer):
     )
     has_secrets = serializers.BooleanField(read_only=True)
     has_ca_pem = serializers.SerializerMethodField()
+    proxy = serializers.CharField(
+        source="proxy_display",
+        read_only=True,
+        help_text="The connector's own proxy URL, password masked; blank: the environment's",
+    )
+    connect_timeout = serializers.SerializerMethodField()
+    read_timeout = serializers.SerializerMethodField()
 
     class Meta:
         model = Connector
@@ -133,6 +141,9 @@ class ConnectorSerializer(serializers.ModelSerializer):
             "config",
             "has_ca_pem",
             "has_secrets",
+            "proxy",
+            "connect_timeout",
+            "read_timeout",
             "scope",
             "health",
             "last_error",
@@ -145,6 +156,16 @@ class ConnectorSerializer(serializers.ModelSerializer):
     def get_has_ca_pem(self, connector: Connector) -> bool:
         return bool(connector.ca_pem)
 
+    @extend_schema_field(OpenApiTypes.NUMBER)
+    def get_connect_timeout(self, connector: Connector) -> float:
+        """Seconds in effect (``config.connect_timeout`` or the default)."""
+        return ConnectorNetwork.of(connector).with_defaults().connect_timeout
+
+    @extend_schema_field(OpenApiTypes.NUMBER)
+    def get_read_timeout(self, connector: Connector) -> float:
+        """Seconds in effect (``config.read_timeout`` or the default)."""
+        return ConnectorNetwork.of(connector).with_defaults().read_timeout
+
 
 class ConnectorUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
@@ -153,6 +174,13 @@ class ConnectorUpdateSerializer(serializers.Serializer):
     config = JSONObjectField(required=False)
     ca_pem = serializers.CharField(
         required=False, allow_blank=True, write_only=True, help_text="Private CA (PEM)"
+    )
+    proxy_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=500,
+        help_text="Write-only HTTP(S) proxy (may hold user:password@); blank removes it",
     )
     scope = ScopeField()
     secrets = serializers.DictField(

@@ -7,6 +7,7 @@ a pool of credentials when one is spent), retries with exponential backoff and f
 style. Errors come out as :class:`~integrations.providers.base.ProviderError` subclasses.
 """
 
+import dataclasses
 import email.utils
 import functools
 import json
@@ -20,7 +21,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urljoin
 
 import httpx
-from django.core.cache import cache
 
 from integrations.providers.base import (
     ProviderAuthError,
@@ -29,13 +29,29 @@ from integrations.providers.base import (
     ProviderUnavailable,
     RequestStats,
 )
-from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
+from integrations.providers.budget import budget_store, current_window
+from integrations.providers.outbound import (
+    OutboundAddressError,
+    RoutingTransport,
+    outbound_check,
+    proxied_target_check,
+    proxy_for,
+    proxy_label,
+)
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 REDACTED = "[redacted]"
 ERROR_DETAIL_LIMIT = 500  # characters of a provider's error text kept in a message
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 20.0
+MAX_TIMEOUT = 300.0
+NETWORK_CONFIG_KEYS = ("connect_timeout", "read_timeout")  # in Connector.config, seconds
+PROXY_AUTH_REFUSED = (
+    "The proxy {proxy} refused the request (HTTP 407 Proxy Authentication Required): check the "
+    "user and password in the connector's proxy URL (or HTTPS_PROXY)"
+)
 
 
 class ProviderRateLimited(ProviderUnavailable):
@@ -107,26 +123,63 @@ class StaticCredential(Credential):
 
 
 class RequestBudget:
-    """Requests per credential per clock hour, kept in the shared cache (so every worker of a
-    deployment with a shared cache counts together) and stopped short of the provider's limit."""
+    """Requests per credential per clock hour, counted in the shared store
+    (:mod:`~integrations.providers.budget`: every worker process and host counts together) and
+    stopped short of the provider's limit by ``margin``.
+
+    What the server announces is kept below too: its ``X-RateLimit-Limit`` replaces the
+    configured limit for that credential (a smaller one wins; a scaled access token's larger one
+    is used), and ``X-RateLimit-Remaining`` or ``X-RateLimit-NearLimit: true`` (under 20% left)
+    raise the shared count to what the server says is spent, so requests made elsewhere with
+    the same token are counted too."""
+
+    NEAR_LIMIT_SPENT = 0.8
 
     def __init__(self, per_hour: int | None, *, margin: float = 0.95):
-        self.limit = int(per_hour * margin) if per_hour else None
+        self.per_hour = per_hour
+        self.margin = margin
+        self._announced: dict[str, int] = {}
 
-    def _key(self, budget_key: str) -> str:
-        return f"lantern:budget:{budget_key}:{int(time.time() // 3600)}"
+    @property
+    def limit(self) -> int | None:
+        return int(self.per_hour * self.margin) if self.per_hour else None
+
+    def limit_for(self, budget_key: str) -> int | None:
+        announced = self._announced.get(budget_key)
+        if announced:
+            return max(1, int(announced * self.margin))
+        return self.limit
 
     def take(self, budget_key: str) -> bool:
-        if self.limit is None:
+        limit = self.limit_for(budget_key)
+        if limit is None:
             return True
-        key = self._key(budget_key)
-        cache.add(key, 0, timeout=3700)
-        try:
-            used = cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=3700)
-            used = 1
-        return used <= self.limit
+        return budget_store().take(budget_key, current_window()) <= limit
+
+    def observe(self, budget_key: str, headers: httpx.Headers) -> None:
+        """Learn the credential's limit and spent requests from a response's headers."""
+        announced = _header_int(headers, "X-RateLimit-Limit")
+        if announced:
+            self._announced[budget_key] = announced
+        limit = announced or self.per_hour
+        if not limit:
+            return
+        spent = None
+        remaining = _header_int(headers, "X-RateLimit-Remaining")
+        if remaining is not None:
+            spent = max(0, limit - remaining)
+        if headers.get("X-RateLimit-NearLimit", "").lower() == "true":
+            spent = max(spent or 0, int(limit * self.NEAR_LIMIT_SPENT))
+        if spent:
+            budget_store().raise_to(budget_key, current_window(), spent)
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int | None:
+    try:
+        value = int(headers.get(name, ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,6 +192,80 @@ def ssl_context(ca_pem: str = "") -> ssl.SSLContext:
     if ca_pem:
         context.load_verify_locations(cadata=ca_pem)
     return context
+
+
+@dataclass(frozen=True)
+class ConnectorNetwork:
+    """How one connector's requests leave the process: its own proxy (blank: the environment's
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and its timeouts in seconds (None: the
+    provider's default, see :meth:`with_defaults`)."""
+
+    proxy_url: str = ""
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+
+    @classmethod
+    def of(cls, connector) -> "ConnectorNetwork":
+        """A stored connector's settings; a value the services would refuse counts as unset
+        rather than stop a sync."""
+        config = connector.config or {}
+        return cls(
+            proxy_url=getattr(connector, "proxy_url", "") or "",
+            connect_timeout=_seconds(config.get("connect_timeout")),
+            read_timeout=_seconds(config.get("read_timeout")),
+        )
+
+    def with_defaults(self, read_timeout: float = DEFAULT_READ_TIMEOUT) -> "ConnectorNetwork":
+        """Unset timeouts filled in: ``read_timeout`` as given, the connect timeout
+        :data:`DEFAULT_CONNECT_TIMEOUT` (never longer than the read timeout)."""
+        read = self.read_timeout or read_timeout
+        connect = self.connect_timeout or min(read, DEFAULT_CONNECT_TIMEOUT)
+        return dataclasses.replace(self, connect_timeout=connect, read_timeout=read)
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        network = self.with_defaults()
+        return httpx.Timeout(network.read_timeout, connect=network.connect_timeout)
+
+    def proxy_secrets(self) -> list[str]:
+        """The proxy's password and user-info, as :func:`redact` masks them."""
+        if not self.proxy_url:
+            return []
+        url = httpx.URL(self.proxy_url)
+        return [url.password or "", url.userinfo.decode()]
+
+    def route(self, url: str) -> str:
+        """``direct`` or ``proxy host:port`` for a request to ``url`` (no credentials)."""
+        proxy = proxy_for(url, self.proxy_url)
+        return f"proxy {proxy_label(proxy)}" if proxy else "direct"
+
+
+def _seconds(value: Any) -> float | None:
+    return None if timeout_validate(value) else float(value)
+
+
+def timeout_validate(value: Any) -> str | None:
+    """Why ``value`` is not a usable timeout (seconds), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number of seconds"
+    if not 0 < value <= MAX_TIMEOUT:
+        return f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds"
+    return None
+
+
+def outbound_client(
+    *, ca_pem: str = "", network: ConnectorNetwork | None = None, **options: Any
+) -> httpx.Client:
+    """The one way an ``httpx.Client`` to a provider is made (API and OAuth token endpoints):
+    TLS verified with the system trust plus ``ca_pem``, the connector's timeouts, and every
+    request routed direct or through its proxy with the outbound guard on its target."""
+    network = network or ConnectorNetwork()
+    return httpx.Client(
+        timeout=network.timeout,
+        transport=RoutingTransport(ssl_context(ca_pem), proxy_url=network.proxy_url),
+        trust_env=False,  # proxies from the environment are read by the routing transport
+        **options,
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -157,7 +284,7 @@ class ProviderHttp:
     base_url: str
     credentials: list[Credential] = field(default_factory=lambda: [Credential()])
     ca_pem: str = ""
-    timeout: float = 20.0
+    network: ConnectorNetwork = field(default_factory=ConnectorNetwork)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget: RequestBudget = field(default_factory=lambda: RequestBudget(None))
     stats: RequestStats = field(default_factory=RequestStats)
@@ -171,9 +298,9 @@ class ProviderHttp:
     @functools.cached_property
     def _client(self) -> httpx.Client:
         """Made on the first request: a provider built only to parse a webhook makes none."""
-        return httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            transport=guarded_transport(ssl_context(self.ca_pem)),
+        return outbound_client(
+            ca_pem=self.ca_pem,
+            network=self.network,
             follow_redirects=True,
             max_redirects=5,
             headers={"Accept": "application/json", "User-Agent": "Lantern/0.1"},
@@ -205,11 +332,25 @@ class ProviderHttp:
 
     # -- requests ----------------------------------------------------------------------------
 
+    @property
+    def route(self) -> str:
+        """How requests to the base URL leave: ``direct`` or ``proxy host:port``."""
+        return self.network.route(self.base_url)
+
+    def _proxy(self, url: str) -> str:
+        return proxy_label(proxy_for(url, self.network.proxy_url))
+
     def _guard(self, url: str) -> None:
-        host = httpx.URL(url).host
-        if host not in self._checked_hosts:
+        """An early, clear refusal before any try (the transport checks every hop again)."""
+        parsed = httpx.URL(url)
+        if parsed.host in self._checked_hosts:
+            return
+        if self._proxy(url):
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            proxied_target_check(parsed.host, port)
+        else:
             outbound_check(url)
-            self._checked_hosts.add(host)
+        self._checked_hosts.add(parsed.host)
 
     def request(
         self,
@@ -245,6 +386,13 @@ class ProviderHttp:
                 )
             except OutboundAddressError:
                 raise
+            except httpx.ProxyError as exc:
+                proxy = self._proxy(url)
+                if str(exc).startswith("407"):
+                    raise ProviderError(PROXY_AUTH_REFUSED.format(proxy=proxy), status=407) from exc
+                last_problem = f"proxy {proxy}: {redact(str(exc), self.network.proxy_secrets())}"
+                self._backoff(attempt, None, last_problem, url)
+                continue
             except httpx.ConnectError as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     raise ProviderUnavailable(
@@ -259,6 +407,11 @@ class ProviderHttp:
                 last_problem = f"{type(exc).__name__}"
                 self._backoff(attempt, None, last_problem, url)
                 continue
+            if auth:
+                self.budget.observe(credential.budget_key, response.headers)
+            if response.status_code == 407:
+                proxy = self._proxy(url)
+                raise ProviderError(PROXY_AUTH_REFUSED.format(proxy=proxy), status=407)
             if response.status_code == 401 and auth and not refreshed and credential.refresh():
                 refreshed = True
                 continue
@@ -292,6 +445,7 @@ class ProviderHttp:
         the text is shortened, so no part of a secret survives the cut)."""
         text = self.error_message(response) if self.error_message else response.text
         secrets = [secret for credential in self.credentials for secret in credential.secrets()]
+        secrets += self.network.proxy_secrets()
         detail = redact(text, secrets)[:ERROR_DETAIL_LIMIT].strip()
         status = response.status_code
         if status == 401:

@@ -113,3 +113,88 @@ def test_a_request_to_loopback_without_allowlist_is_refused(settings, redirectin
     http = ProviderHttp(base_url=redirecting_server)
     with pytest.raises(OutboundAddressError):
         http.request("GET", "/anything", auth=False)
+
+
+# -- IPv6 forms that carry an IPv4 address ---------------------------------------------------------
+
+V6_INTERNAL_FORMS = [
+    "::127.0.0.1",  # IPv4-compatible (::/96)
+    "::10.0.0.1",
+    "::8.8.8.8",  # IPv4-compatible is deprecated: refused whatever it carries
+    "::1:2:3",  # the rest of ::/8
+    "::ffff:0:127.0.0.1",  # SIIT (::ffff:0:0:0/96)
+    "::ffff:192.168.0.1",  # IPv4-mapped
+    "64:ff9b::127.0.0.1",  # NAT64
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b:1::10.0.0.1",  # local-use NAT64
+    "2002:7f00:1::1",  # 6to4 through 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 through 169.254.169.254
+    "2002:c0a8:101:1::5",  # 6to4 through 192.168.1.1
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo whose client is 10.0.0.1
+    "fec0::1",
+    "2001:db8::1",
+]
+
+
+class ConnectRecorder:
+    """Stands in for every way a socket could be connected: records the address and fails,
+    so a test proves no connection was even attempted."""
+
+    def __init__(self, monkeypatch):
+        self.attempts: list = []
+        recorder = self
+
+        def connect(sock, address):
+            recorder.attempts.append(address)
+            raise OSError("connection attempted in a test of the guard")
+
+        def create_connection(address, *args, **kwargs):
+            recorder.attempts.append(address)
+            raise OSError("connection attempted in a test of the guard")
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect)
+        monkeypatch.setattr(socket, "create_connection", create_connection)
+
+
+@pytest.mark.parametrize("address", V6_INTERNAL_FORMS)
+def test_ipv6_forms_of_internal_addresses_are_refused_as_url_literals(
+    monkeypatch, settings, address
+):
+    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1", "10.0.0.0/8"]
+    recorder = ConnectRecorder(monkeypatch)
+    url = f"http://[{address}]/"
+    with pytest.raises(OutboundAddressError, match="internal address"):
+        outbound_check(url)
+    http = ProviderHttp(base_url=url, retry=RetryPolicy(max_tries=1))
+    with pytest.raises(OutboundAddressError, match="internal address"):
+        http.request("GET", "/rest", auth=False)
+    assert recorder.attempts == []
+
+
+@pytest.mark.parametrize("address", V6_INTERNAL_FORMS)
+def test_ipv6_forms_of_internal_addresses_are_refused_after_resolution(
+    monkeypatch, settings, address
+):
+    settings.LANTERN_OUTBOUND_ALLOWLIST = []
+    fake_resolution(monkeypatch, address)
+    recorder = ConnectRecorder(monkeypatch)
+    http = ProviderHttp(base_url="https://bitbucket.example.com", retry=RetryPolicy(max_tries=1))
+    with pytest.raises(OutboundAddressError, match="internal address"):
+        http.request("GET", "/rest", auth=False)
+    assert recorder.attempts == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:104.192.141.1",  # mapped public IPv4
+        "64:ff9b::104.192.141.1",  # NAT64 of a public IPv4 (an IPv6-only network's DNS64)
+        "2002:68c0:8d01::1",  # 6to4 through a public IPv4
+        "2001:0:4136:e378:8000:63bf:97bf:72fe",  # Teredo whose client is public
+    ],
+)
+def test_ipv6_forms_of_public_addresses_pass(monkeypatch, settings, address):
+    settings.LANTERN_OUTBOUND_ALLOWLIST = []
+    fake_resolution(monkeypatch, address)
+    assert outbound_check("https://api.bitbucket.org/2.0") == [address]

@@ -11,15 +11,16 @@ from integrations.providers import oauth
 from integrations.providers.base import RequestStats
 from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
+    ConnectorNetwork,
     Credential,
     ProviderHttp,
     RequestBudget,
     RetryPolicy,
+    outbound_client,
     redact,
-    ssl_context,
 )
 from integrations.providers.oauth import BearerCredential, budget_key  # noqa: F401 (the provider imports it from here)
-from integrations.providers.outbound import OutboundAddressError, guarded_transport
+from integrations.providers.outbound import OutboundAddressError
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
 REPOSITORIES_PAGELEN = 100
@@ -27,7 +28,7 @@ PULL_REQUESTS_PAGELEN = 50
 COMMITS_PAGELEN = 100
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 HOURLY_LIMIT = 1000  # /2.0/repositories/* per credential and rolling hour (Atlassian's docs)
-REQUEST_TIMEOUT = 20.0
+REQUEST_TIMEOUT = 20.0  # seconds; a connector's read_timeout replaces it
 TOKEN_TRIES = 3
 
 
@@ -58,10 +59,18 @@ class OAuthCredential(oauth.OAuthCredential):
     token grant, or client credentials when there is none. A network failure or 5xx is tried
     again a few times."""
 
-    def __init__(self, *, token_url: str, http_client: httpx.Client | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        http_client: httpx.Client | None = None,
+        network: ConnectorNetwork | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.token_url = token_url
         self.http_client = http_client
+        self.network = network or ConnectorNetwork()
 
     def secrets(self) -> list[str]:
         """The consumer secret (sent as Basic to the token endpoint) and both tokens."""
@@ -71,11 +80,10 @@ class OAuthCredential(oauth.OAuthCredential):
         return [self.client_secret, basic, basic.removeprefix("Basic "), access, refresh]
 
     def _client(self) -> httpx.Client:
-        """The token endpoint goes through the same outbound guard and TLS rules as the API."""
+        """The token endpoint goes through the same proxy, outbound guard, timeouts and TLS rules
+        as the API."""
         if self.http_client is None:
-            self.http_client = httpx.Client(
-                timeout=REQUEST_TIMEOUT, transport=guarded_transport(ssl_context())
-            )
+            self.http_client = outbound_client(network=self.network.with_defaults(REQUEST_TIMEOUT))
         return self.http_client
 
     def token_request(self, refresh_token: str | None) -> tuple[int, dict, str]:
@@ -152,7 +160,7 @@ class BitbucketCloudClient:
         stats: RequestStats,
         hourly_limit: int | None = HOURLY_LIMIT,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        network: ConnectorNetwork | None = None,
     ):
         self.credentials = credentials
         self.http = ProviderHttp(
@@ -161,7 +169,7 @@ class BitbucketCloudClient:
             stats=stats,
             budget=RequestBudget(hourly_limit),
             retry=retry or retry_policy(),
-            timeout=timeout or REQUEST_TIMEOUT,
+            network=(network or ConnectorNetwork()).with_defaults(REQUEST_TIMEOUT),
             error_message=cloud_error_message,
         )
 

@@ -32,6 +32,7 @@ from integrations.providers.bitbucket_shared import (
     PROJECTS,
     REPOSITORY_PATTERN,
 )
+from integrations.providers.http import ConnectorNetwork
 from integrations.providers.oauth import OAuthRefreshError
 
 REQUIRED_SCOPES = ("project", "repository", "pullrequest")
@@ -99,7 +100,13 @@ def _basic(identity: str, secret: str) -> Callable[["BitbucketCloudProvider"], l
 
 
 def _oauth_consumer(provider: "BitbucketCloudProvider") -> list:
-    return [OAuthCredential.for_provider(provider, token_url=_oauth_token_url(provider.api_url))]
+    return [
+        OAuthCredential.for_provider(
+            provider,
+            token_url=_oauth_token_url(provider.api_url),
+            network=ConnectorNetwork.of(provider.connector),
+        )
+    ]
 
 
 WORKSPACE_ACCESS_TOKEN = AuthKindSpec(
@@ -193,6 +200,7 @@ class BitbucketCloudProvider(Provider):
             credentials=self.credentials(),
             stats=self.stats,
             hourly_limit=self._hourly_limit(),
+            network=ConnectorNetwork.of(connector),
         )
 
     def reads_in_background(self) -> bool:

@@ -13,22 +13,23 @@ import httpx
 from integrations.providers.base import ProviderUnavailable, RequestStats
 from integrations.providers.http import (
     ERROR_DETAIL_LIMIT,
+    ConnectorNetwork,
     Credential,
     ProviderHttp,
     RequestBudget,
     RetryPolicy,
+    outbound_client,
     redact,
-    ssl_context,
 )
 from integrations.providers.oauth import BearerCredential, OAuthCredential
-from integrations.providers.outbound import OutboundAddressError, guarded_transport, outbound_check
+from integrations.providers.outbound import OutboundAddressError
 
 API_PATH = "/rest/api/1.0"
 OAUTH_PATH = "/rest/oauth2/latest"
 REPOSITORIES_LIMIT = 100
 PULL_REQUESTS_LIMIT = 100
 COMMITS_LIMIT = 100
-REQUEST_TIMEOUT = 20.0
+REQUEST_TIMEOUT = 20.0  # seconds; a connector's read_timeout replaces it
 # The token endpoint's form fields that are secrets (masked in its error answers).
 SECRET_FORM_FIELDS = ("client_secret", "refresh_token", "code", "code_verifier")
 
@@ -68,15 +69,16 @@ class TokenEndpoint:
     The answer's ``error`` and ``error_description`` come back with the form's secrets masked,
     so every caller may quote them."""
 
-    def __init__(self, *, instance_url: str, ca_pem: str = ""):
+    def __init__(
+        self, *, instance_url: str, ca_pem: str = "", network: ConnectorNetwork | None = None
+    ):
         self.url = instance_url.rstrip("/") + OAUTH_PATH + "/token"
         self.ca_pem = ca_pem
+        self.network = network or ConnectorNetwork()
 
     def post(self, form: dict[str, str]) -> tuple[int, dict]:
-        outbound_check(self.url)
-        client = httpx.Client(
-            timeout=REQUEST_TIMEOUT, transport=guarded_transport(ssl_context(self.ca_pem))
-        )
+        network = self.network.with_defaults(REQUEST_TIMEOUT)
+        client = outbound_client(ca_pem=self.ca_pem, network=network)
         try:
             response = client.post(self.url, data=form, headers={"Accept": "application/json"})
         except OutboundAddressError:
@@ -145,6 +147,7 @@ class BitbucketDataCenterClient:
         ca_pem: str = "",
         retry: RetryPolicy | None = None,
         page_limit: int = REPOSITORIES_LIMIT,
+        network: ConnectorNetwork | None = None,
     ):
         self.instance_url = instance_url.rstrip("/")
         self.page_limit = page_limit
@@ -152,7 +155,7 @@ class BitbucketDataCenterClient:
             base_url=self.instance_url + API_PATH,
             credentials=credentials,
             ca_pem=ca_pem,
-            timeout=REQUEST_TIMEOUT,
+            network=(network or ConnectorNetwork()).with_defaults(REQUEST_TIMEOUT),
             stats=stats,
             budget=RequestBudget(None),  # Data Center's rate limit is opt-in, per instance
             retry=retry or retry_policy(),

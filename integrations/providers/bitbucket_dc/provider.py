@@ -41,7 +41,7 @@ from integrations.providers.bitbucket_shared import (
     PROJECTS,
     REPOSITORY_PATTERN,
 )
-from integrations.providers.http import RetryPolicy
+from integrations.providers.http import ConnectorNetwork, RetryPolicy
 from integrations.providers.oauth import token_fields
 
 SUPPORTED_MAJORS = (9, 10)
@@ -150,6 +150,7 @@ class BitbucketDataCenterProvider(Provider):
             ca_pem=connector.ca_pem or "",
             retry=retry,
             page_limit=page_limit,
+            network=ConnectorNetwork.of(connector),
         )
 
     def reads_in_background(self) -> bool:
@@ -214,7 +215,11 @@ class BitbucketDataCenterProvider(Provider):
 
     @staticmethod
     def token_endpoint(connector) -> TokenEndpoint:
-        return TokenEndpoint(instance_url=connector.base_url or "", ca_pem=connector.ca_pem or "")
+        return TokenEndpoint(
+            instance_url=connector.base_url or "",
+            ca_pem=connector.ca_pem or "",
+            network=ConnectorNetwork.of(connector),
+        )
 
     @classmethod
     def oauth_authorize_url(cls, connector, *, state: str, code_challenge: str) -> str:
