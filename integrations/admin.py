@@ -105,13 +105,20 @@ class ConnectorAdminForm(forms.ModelForm):
         auth_kind = data.get("auth_kind")
         if not provider_key or not auth_kind:
             return data
-        # What services.connector_create/_update check, as form errors.
+        # What services.connector_create/_update check, as form errors (on a change, what is
+        # not changed is checked as stored, as connector_update does).
+        instance = self.instance if self.instance.pk else None
+        changed = self.changed_data if instance is not None else list(self.fields)
+        secrets = data.get("new_secrets")
         try:
             services.connector_validate(
                 provider=provider_key,
                 auth_kind=auth_kind,
-                secrets=data.get("new_secrets"),
-                ca_pem=data.get("ca_pem") or "",
+                secrets=secrets if instance is not None or secrets is not None else {},
+                base_url=(data.get("base_url") or "") if "base_url" in changed else None,
+                config=(data.get("config") or {}) if "config" in changed else None,
+                ca_pem=(data.get("ca_pem") or "") if "ca_pem" in changed else None,
+                instance=instance,
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
