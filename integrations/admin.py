@@ -29,6 +29,7 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.selectors import ACCOUNT_LEVEL_CREATE, change_refusal, user_scope_limited
 
 
 def _adopt(target: models.Model, saved: models.Model) -> None:
@@ -50,6 +51,50 @@ def _provider_choices() -> list[tuple[str, str]]:
         enabled, _ = cls.is_enabled()
         choices_.append((key, cls.name if enabled else f"{cls.name} (not enabled)"))
     return choices_
+
+
+class AccountLevelChangeMixin:
+    """Objects of no scope belong to the whole account: a user whose permission is limited to
+    scopes sees them read-only (no change, no delete, no action on them), and cannot create
+    one (the scope is required of them)."""
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and change_refusal(user=request.user, obj=obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and change_refusal(user=request.user, obj=obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.scope_required_of_user = user_scope_limited(request.user)
+        return form
+
+    def changeable(self, request, queryset):
+        """The selected objects an action may change; the account-level ones a scoped user
+        selected are left out, with the reason."""
+        if not user_scope_limited(request.user):
+            return queryset
+        skipped = queryset.filter(scope__isnull=True).count()
+        if skipped:
+            noun = queryset.model._meta.verbose_name_plural
+            self.message_user(
+                request,
+                f"{skipped} {noun} without a scope skipped: they belong to the whole account, "
+                "and your permissions are limited to scopes.",
+                messages.WARNING,
+            )
+        return queryset.filter(scope__isnull=False)
+
+
+def _scope_required_check(form: forms.ModelForm, data: dict, noun: str) -> None:
+    """A user limited to scopes gives every object one of their scopes."""
+    if getattr(form, "scope_required_of_user", False) and data.get("scope") is None:
+        if "scope" in form.fields:
+            form.add_error("scope", ACCOUNT_LEVEL_CREATE.format(noun=noun))
 
 
 # Connectors
@@ -101,6 +146,7 @@ class ConnectorAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        _scope_required_check(self, data, "A connector")
         provider_key = data.get("provider") or self.instance.provider
         auth_kind = data.get("auth_kind")
         if not provider_key or not auth_kind:
@@ -143,7 +189,7 @@ class AuthKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Connector)
-class ConnectorAdmin(admin.ModelAdmin):
+class ConnectorAdmin(AccountLevelChangeMixin, admin.ModelAdmin):
     form = ConnectorAdminForm
     formfield_overrides = URL_FIELD_OVERRIDES
     list_display = (
@@ -276,6 +322,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        _scope_required_check(self, data, "An integration")
         # What services.integration_create/_update check, as form errors.
         if data.get("registration") == choices.Registration.MERGE:
             data["entity_type"] = ""  # not configurable when only merging
@@ -339,7 +386,7 @@ def _record_formset_changes(formset) -> None:
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(AccountLevelChangeMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
     inlines = [CorrelationRuleInline, FieldMappingInline]
     list_display = (
@@ -433,11 +480,12 @@ class IntegrationAdmin(admin.ModelAdmin):
         services.integration_delete(integration=obj)
 
     def delete_queryset(self, request, queryset) -> None:
-        for integration in queryset:
+        for integration in self.changeable(request, queryset):
             services.integration_delete(integration=integration)
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset) -> None:
+        queryset = self.changeable(request, queryset)
         enabled = list(queryset.filter(state=choices.IntegrationState.ENABLED))
         for integration in enabled:
             services.integration_sync_request(integration=integration, user=request.user)
@@ -453,7 +501,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend", permissions=["change"])
     def suspend(self, request, queryset) -> None:
         count = 0
-        for integration in queryset.filter(state=choices.IntegrationState.ENABLED):
+        for integration in self.changeable(request, queryset).filter(
+            state=choices.IntegrationState.ENABLED
+        ):
             services.integration_suspend(integration=integration)
             count += 1
         self.message_user(request, f"{count} integration(s) suspended.")
@@ -461,7 +511,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Resume", permissions=["change"])
     def resume(self, request, queryset) -> None:
         count = 0
-        for integration in queryset.filter(state=choices.IntegrationState.SUSPENDED):
+        for integration in self.changeable(request, queryset).filter(
+            state=choices.IntegrationState.SUSPENDED
+        ):
             services.integration_resume(integration=integration)
             count += 1
         self.message_user(request, f"{count} integration(s) resumed.")

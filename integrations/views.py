@@ -65,13 +65,16 @@ from integrations.models import (
 from integrations.providers import registry
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
+    ACCOUNT_LEVEL_CREATE,
     MergeTargetUnresolved,
+    change_refusal,
     discovered_list,
     imported_list,
     integrations_visible,
     integrations_with_details,
     merge_targets_resolve,
     runs_list,
+    user_scope_limited,
 )
 
 EDIT_PERMISSION = "integrations.edit_integration"
@@ -103,7 +106,13 @@ def edit_required(view: Callable) -> Callable:
 
 
 def _integration(request: HttpRequest, pk: int) -> Integration:
-    return get_object_or_404(integrations_visible(request.user), pk=pk)
+    """The integration, for a change: 404 when the user cannot see it, 403 (with the reason)
+    when it belongs to the whole account and the user's permission is limited to scopes."""
+    integration = get_object_or_404(integrations_visible(request.user), pk=pk)
+    refusal = change_refusal(user=request.user, obj=integration)
+    if refusal:
+        raise PermissionDenied(refusal)
+    return integration
 
 
 def _page(request: HttpRequest, queryset, size: int = PAGE_SIZE):
@@ -221,7 +230,10 @@ def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
             connector_form = ConnectorForm(request.POST, prefix=CONNECTOR_FORM_PREFIX)
-            if connector_form.is_valid():
+            if user_scope_limited(request.user):
+                # A connector made here has no scope: it would belong to the whole account.
+                connector_form.add_error(None, ACCOUNT_LEVEL_CREATE.format(noun="A connector"))
+            elif connector_form.is_valid():
                 try:
                     connector = services.connector_create(**connector_form.service_kwargs())
                 except ValidationError as exc:
@@ -397,10 +409,17 @@ def _integration_context(request: HttpRequest, pk: int, active: str) -> dict:
         }
         for key, label, url_name in TABS
     ]
+    refusal = change_refusal(user=request.user, obj=integration)
     return {
         "integration": integration,
         "tabs": tabs,
-        "can_edit": request.user.has_perm(EDIT_PERMISSION),
+        "can_edit": request.user.has_perm(EDIT_PERMISSION) and refusal is None,
+        "read_only_reason": refusal
+        or (
+            ""
+            if request.user.has_perm(EDIT_PERMISSION)
+            else "You need the permission to edit integrations to change these settings."
+        ),
         "last_run": runs_list(integration=integration).first(),
         "full_sync_cost": full_sync_cost(integration),
     }
@@ -691,7 +710,7 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
     errors: list[str] = []
     if request.method == "POST":
         if not context["can_edit"]:
-            raise PermissionDenied("You need the permission to edit integrations.")
+            raise PermissionDenied(context["read_only_reason"])
         setup = SetupForm(request.POST, user=user, instance=integration)
         mapping = MappingForm(
             request.POST, initial=MappingForm.initial_for(integration), locked_secondary=True
@@ -802,10 +821,13 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
     if visible is not None:
         links = links.filter(visible)
     can_unlink = request.user.has_perm(EDIT_PERMISSION)
+    # An account-level integration's links are changed only by a user not limited to scopes.
+    can_unlink_unscoped = can_unlink and not user_scope_limited(request.user)
     can_delete = request.user.has_perm("catalog.delete_entity")
     notices: list[EntityNotice] = []
     for link in links.only(
         "integration__name",
+        "integration__scope_id",
         "discovered__name",
         "discovered__state",
         "discovered__gone_at",
@@ -816,7 +838,7 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
         if record.state == DiscoveredState.GONE:
             since = record.gone_at or record.last_seen_at
             actions = []
-            if can_unlink:
+            if can_unlink if integration.scope_id else can_unlink_unscoped:
                 actions.append(
                     EntityNoticeAction(
                         "Unlink",
