@@ -80,6 +80,12 @@ class ConnectorForm(forms.Form):
         help_text="Bitbucket Cloud: leave empty for bitbucket.org. Data Center: the instance's "
         "https:// URL (required).",
     )
+    ca_pem = forms.CharField(
+        required=False,
+        label="Private CA certificate (PEM)",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="Data Center instances whose certificate a private CA signed.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -122,6 +128,7 @@ class ConnectorForm(forms.Form):
             "base_url": data["base_url"].strip(),
             "config": config,
             "secrets": secrets,
+            "ca_pem": data["ca_pem"].strip(),
         }
 
 

@@ -417,6 +417,10 @@ def connector_url_errors(url: str, *, plain_http_allowlisted: bool = False) -> s
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
         return f"must be an https:// URL (got {scheme + '://' if scheme else url!r})"
+    try:
+        outbound_check(url)
+    except OutboundAddressError as exc:
+        return exc.message
     if scheme == "http":
         if not plain_http_allowlisted:
             return "must start with https:// (plain http is not accepted)"
@@ -425,10 +429,6 @@ def connector_url_errors(url: str, *, plain_http_allowlisted: bool = False) -> s
                 f"must start with https://: plain http is accepted only for hosts in "
                 f"LANTERN_OUTBOUND_ALLOWLIST, and {host} is not one"
             )
-    try:
-        outbound_check(url)
-    except OutboundAddressError as exc:
-        return exc.message
     return None
 
 
