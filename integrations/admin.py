@@ -228,6 +228,9 @@ class ConnectorAdmin(AccountLevelChangeMixin, admin.ModelAdmin):
     def secrets_stored(self, obj: Connector) -> bool:
         return obj.has_secrets
 
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, self.changeable(request, queryset))
+
     def get_readonly_fields(self, request, obj=None):
         # A connector's provider is fixed once created (connector_update refuses it).
         readonly = self.readonly_fields

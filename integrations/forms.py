@@ -9,7 +9,12 @@ from catalog.validation import KIND_RE
 from integrations import choices, services
 from integrations.models import Connector, Integration
 from integrations.providers import registry
-from integrations.selectors import connectors_visible, scopes_assignable, user_scope_limited
+from integrations.selectors import (
+    ACCOUNT_LEVEL_CREATE,
+    connectors_visible,
+    scopes_assignable,
+    user_scope_limited,
+)
 
 
 def auth_fields(auth_kind: str) -> tuple[str | None, str | None, str | None]:
@@ -32,6 +37,16 @@ def provider_choices() -> list[tuple[str, str]]:
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _scope_field_for(field: forms.ModelChoiceField, user, noun: str) -> None:
+    """The scopes the user may assign; required of a user limited to scopes (no scope would
+    make the object the whole account's, which they may not change)."""
+    field.queryset = scopes_assignable(user)
+    if user_scope_limited(user):
+        field.required = True
+        field.empty_label = "Choose one of your scopes"
+        field.error_messages["required"] = ACCOUNT_LEVEL_CREATE.format(noun=noun)
 
 
 def auth_kind_choices_by_provider() -> dict[str, list[tuple[str, str]]]:
@@ -80,6 +95,9 @@ class ConnectorForm(forms.Form):
         help_text="Bitbucket Cloud: leave empty for bitbucket.org. Data Center: the instance's "
         "https:// URL (required).",
     )
+    scope = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="No scope (the whole account's)"
+    )
     ca_pem = forms.CharField(
         required=False,
         label="Private CA certificate (PEM)",
@@ -87,8 +105,9 @@ class ConnectorForm(forms.Form):
         help_text="Data Center instances whose certificate a private CA signed.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        _scope_field_for(self.fields["scope"], user, "A connector")
         providers = provider_choices()
         self.fields["provider"].choices = providers
         self.kinds_by_provider = auth_kind_choices_by_provider()
@@ -129,6 +148,7 @@ class ConnectorForm(forms.Form):
             "config": config,
             "secrets": secrets,
             "ca_pem": data["ca_pem"].strip(),
+            "scope": data["scope"],
         }
 
 
@@ -355,17 +375,7 @@ class AdvancedForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.user = user
-        self.fields["scope"].queryset = scopes_assignable(user)
-        if user_scope_limited(user):
-            # No scope would make the integration the whole account's, which this user may
-            # not change.
-            self.fields["scope"].required = True
-            self.fields["scope"].empty_label = "Choose one of your scopes"
-            self.fields["scope"].error_messages["required"] = (
-                "Choose one of your scopes: an integration without a scope belongs to the "
-                "whole account, and your permissions are limited to scopes."
-            )
+        _scope_field_for(self.fields["scope"], user, "An integration")
 
     @staticmethod
     def initial_for(integration: Integration) -> dict:

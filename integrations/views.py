@@ -65,7 +65,6 @@ from integrations.models import (
 from integrations.providers import registry
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
-    ACCOUNT_LEVEL_CREATE,
     MergeTargetUnresolved,
     change_refusal,
     discovered_list,
@@ -224,16 +223,15 @@ def wizard(request: HttpRequest, step: str) -> HttpResponse:
 
 
 def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
-    connector_form = ConnectorForm(prefix=CONNECTOR_FORM_PREFIX)
+    connector_form = ConnectorForm(prefix=CONNECTOR_FORM_PREFIX, user=request.user)
     if request.method == "POST":
         action = request.POST.get("action", "next")
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
-            connector_form = ConnectorForm(request.POST, prefix=CONNECTOR_FORM_PREFIX)
-            if user_scope_limited(request.user):
-                # A connector made here has no scope: it would belong to the whole account.
-                connector_form.add_error(None, ACCOUNT_LEVEL_CREATE.format(noun="A connector"))
-            elif connector_form.is_valid():
+            connector_form = ConnectorForm(
+                request.POST, prefix=CONNECTOR_FORM_PREFIX, user=request.user
+            )
+            if connector_form.is_valid():
                 try:
                     connector = services.connector_create(**connector_form.service_kwargs())
                 except ValidationError as exc:
@@ -332,7 +330,9 @@ def _wizard_confirm(request, setup, mapping, advanced) -> HttpResponse:
                             _wizard_context(
                                 step,
                                 form=form,
-                                connector_form=ConnectorForm(prefix=CONNECTOR_FORM_PREFIX),
+                                connector_form=ConnectorForm(
+                                    prefix=CONNECTOR_FORM_PREFIX, user=request.user
+                                ),
                             ),
                         )
             else:

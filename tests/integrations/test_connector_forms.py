@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from integrations.models import Connector
+from tests.integrations.api.conftest import make_scope  # noqa: F401
 
 SETUP = reverse("integrations:wizard", kwargs={"step": "setup"})
 CLOUD_KINDS = [
@@ -163,3 +164,32 @@ def test_the_missing_workspace_of_a_cloud_connector_stands_under_its_field(admin
     html = response.content.decode()
     assert "the workspace slug is required" in error_under(html, "id_workspace")
     assert html.count("the workspace slug is required") == 1
+
+
+@pytest.mark.django_db
+def test_a_scoped_admin_gives_the_new_connector_one_of_its_scopes(
+    make_user,
+    make_scope,  # noqa: F811
+):
+    from catalog.models import ScopeMembership
+
+    user = make_user("scoped", "integrations.edit_integration")
+    scope = make_scope("alpha")
+    ScopeMembership.objects.create(user=user, scope=scope)
+    client = Client()
+    client.force_login(user)
+    connector = {
+        "name": "c",
+        "provider": "bitbucket_cloud",
+        "auth_kind": "workspace_access_token",
+        "secret": "tok-123",
+    }
+    html = post(client, **connector)
+    assert "belongs to the whole account" in error_under(html, "id_connector-scope")
+    assert not Connector.objects.exists()
+    client.post(
+        SETUP,
+        {"action": "create_connector", "name": "acme", "connector-scope": scope.pk}
+        | {f"connector-{key}": value for key, value in connector.items()},
+    )
+    assert Connector.objects.get(name="c").scope == scope
