@@ -106,16 +106,17 @@ def test_a_kind_the_provider_lacks_is_refused_under_the_field(admin_client):
 @pytest.mark.django_db
 def test_what_the_kind_needs_is_marked_required(admin_client):
     html = admin_client.get(SETUP).content.decode()
-    secret = label_of(html, "id_connector-secret")
-    assert "(optional)" not in secret and 'class="required"' in secret
+    assert "(optional)" not in label_of(html, "id_connector-secret")
+    assert 'id="id_connector-secret_required"' in html
     assert re.search(r'<input type="password" name="connector-secret"[^>]*required', html)
     workspace = label_of(html, "id_workspace")
     assert "(required for Bitbucket Cloud)" in workspace and "(optional)" not in workspace
     assert "(optional)" in label_of(html, "id_projects")
     # An API token needs the account e-mail as well.
     html = post(admin_client, name="c", provider="bitbucket_cloud", auth_kind="api_token")
-    identity = label_of(html, "id_connector-identity")
-    assert "Account email" in identity and 'class="required"' in identity
+    assert "Account email" in label_of(html, "id_connector-identity")
+    assert 'id="id_connector-identity_required"' in html
+    assert 'id="id_projects_required"' not in html
 
 
 @pytest.mark.django_db
