@@ -29,6 +29,7 @@ from integrations.models import (
     WebhookDelivery,
 )
 from integrations.providers import registry
+from integrations.selectors import ACCOUNT_LEVEL_CREATE, change_refusal, user_scope_limited
 
 
 def _adopt(target: models.Model, saved: models.Model) -> None:
@@ -50,6 +51,50 @@ def _provider_choices() -> list[tuple[str, str]]:
         enabled, _ = cls.is_enabled()
         choices_.append((key, cls.name if enabled else f"{cls.name} (not enabled)"))
     return choices_
+
+
+class AccountLevelChangeMixin:
+    """Objects of no scope belong to the whole account: a user whose permission is limited to
+    scopes sees them read-only (no change, no delete, no action on them), and cannot create
+    one (the scope is required of them)."""
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and change_refusal(user=request.user, obj=obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and change_refusal(user=request.user, obj=obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.scope_required_of_user = user_scope_limited(request.user)
+        return form
+
+    def changeable(self, request, queryset):
+        """The selected objects an action may change; the account-level ones a scoped user
+        selected are left out, with the reason."""
+        if not user_scope_limited(request.user):
+            return queryset
+        skipped = queryset.filter(scope__isnull=True).count()
+        if skipped:
+            noun = queryset.model._meta.verbose_name_plural
+            self.message_user(
+                request,
+                f"{skipped} {noun} without a scope skipped: they belong to the whole account, "
+                "and your permissions are limited to scopes.",
+                messages.WARNING,
+            )
+        return queryset.filter(scope__isnull=False)
+
+
+def _scope_required_check(form: forms.ModelForm, data: dict, noun: str) -> None:
+    """A user limited to scopes gives every object one of their scopes."""
+    if getattr(form, "scope_required_of_user", False) and data.get("scope") is None:
+        if "scope" in form.fields:
+            form.add_error("scope", ACCOUNT_LEVEL_CREATE.format(noun=noun))
 
 
 # Connectors
@@ -113,20 +158,26 @@ class ConnectorAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        _scope_required_check(self, data, "A connector")
         provider_key = data.get("provider") or self.instance.provider
         auth_kind = data.get("auth_kind")
         if not provider_key or not auth_kind:
             return data
-        # What services.connector_create/_update check, as form errors.
+        # What services.connector_create/_update check, as form errors (on a change, what is
+        # not changed is checked as stored, as connector_update does).
+        instance = self.instance if self.instance.pk else None
+        changed = self.changed_data if instance is not None else list(self.fields)
+        secrets = data.get("new_secrets")
         try:
             services.connector_validate(
                 provider=provider_key,
                 auth_kind=auth_kind,
-                secrets=data.get("new_secrets"),
-                ca_pem=data.get("ca_pem") or "",
-            )
-            services.connector_network_validate(
-                proxy_url=data.get("new_proxy_url") or "", config=data.get("config") or {}
+                secrets=secrets if instance is not None or secrets is not None else {},
+                base_url=(data.get("base_url") or "") if "base_url" in changed else None,
+                config=(data.get("config") or {}) if "config" in changed else None,
+                ca_pem=(data.get("ca_pem") or "") if "ca_pem" in changed else None,
+                proxy_url=data.get("new_proxy_url") or None,
+                instance=instance,
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
@@ -152,7 +203,7 @@ class AuthKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Connector)
-class ConnectorAdmin(admin.ModelAdmin):
+class ConnectorAdmin(AccountLevelChangeMixin, admin.ModelAdmin):
     form = ConnectorAdminForm
     formfield_overrides = URL_FIELD_OVERRIDES
     list_display = (
@@ -198,6 +249,9 @@ class ConnectorAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="Secrets stored")
     def secrets_stored(self, obj: Connector) -> bool:
         return obj.has_secrets
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, self.changeable(request, queryset))
 
     def get_readonly_fields(self, request, obj=None):
         # A connector's provider is fixed once created (connector_update refuses it).
@@ -296,6 +350,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        _scope_required_check(self, data, "An integration")
         # What services.integration_create/_update check, as form errors.
         if data.get("registration") == choices.Registration.MERGE:
             data["entity_type"] = ""  # not configurable when only merging
@@ -359,7 +414,7 @@ def _record_formset_changes(formset) -> None:
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(AccountLevelChangeMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
     inlines = [CorrelationRuleInline, FieldMappingInline]
     list_display = (
@@ -453,11 +508,12 @@ class IntegrationAdmin(admin.ModelAdmin):
         services.integration_delete(integration=obj)
 
     def delete_queryset(self, request, queryset) -> None:
-        for integration in queryset:
+        for integration in self.changeable(request, queryset):
             services.integration_delete(integration=integration)
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset) -> None:
+        queryset = self.changeable(request, queryset)
         enabled = list(queryset.filter(state=choices.IntegrationState.ENABLED))
         for integration in enabled:
             services.integration_sync_request(integration=integration, user=request.user)
@@ -473,7 +529,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend", permissions=["change"])
     def suspend(self, request, queryset) -> None:
         count = 0
-        for integration in queryset.filter(state=choices.IntegrationState.ENABLED):
+        for integration in self.changeable(request, queryset).filter(
+            state=choices.IntegrationState.ENABLED
+        ):
             services.integration_suspend(integration=integration)
             count += 1
         self.message_user(request, f"{count} integration(s) suspended.")
@@ -481,7 +539,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Resume", permissions=["change"])
     def resume(self, request, queryset) -> None:
         count = 0
-        for integration in queryset.filter(state=choices.IntegrationState.SUSPENDED):
+        for integration in self.changeable(request, queryset).filter(
+            state=choices.IntegrationState.SUSPENDED
+        ):
             services.integration_resume(integration=integration)
             count += 1
         self.message_user(request, f"{count} integration(s) resumed.")

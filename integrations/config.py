@@ -289,7 +289,7 @@ def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provide
     spec["lines"]["auth_kind"] = _line(kind_node)
     if provider_class is not None:
         try:
-            services.connector_validate(provider=provider_class.key, auth_kind=kind)
+            services.connector_auth_kind_validate(provider=provider_class.key, auth_kind=kind)
         except ValidationError as exc:
             reader.error(kind_node, f"{where}.kind: {' '.join(exc.message_dict['auth_kind'])}")
             return

@@ -9,7 +9,12 @@ from catalog.validation import KIND_RE
 from integrations import choices, services
 from integrations.models import Connector, Integration
 from integrations.providers import registry
-from integrations.selectors import connectors_visible, scopes_assignable
+from integrations.selectors import (
+    ACCOUNT_LEVEL_CREATE,
+    connectors_visible,
+    scopes_assignable,
+    user_scope_limited,
+)
 
 
 def auth_fields(auth_kind: str) -> tuple[str | None, str | None, str | None]:
@@ -34,8 +39,39 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def _scope_field_for(field: forms.ModelChoiceField, user, noun: str) -> None:
+    """The scopes the user may assign; required of a user limited to scopes (no scope would
+    make the object the whole account's, which they may not change)."""
+    field.queryset = scopes_assignable(user)
+    if user_scope_limited(user):
+        field.required = True
+        field.empty_label = "Choose one of your scopes"
+        field.error_messages["required"] = ACCOUNT_LEVEL_CREATE.format(noun=noun)
+
+
+def auth_kind_choices_by_provider() -> dict[str, list[tuple[str, str]]]:
+    """``{provider key: [(auth kind, label), ...]}`` of the enabled providers: each offers its
+    own kinds (one declaring none offers every registered kind)."""
+    every = registry.auth_kind_choices()
+    return {
+        key: [(spec.key, spec.label) for spec in registry.get(key).auth_kinds] or every
+        for key, _ in provider_choices()
+    }
+
+
+def _spec_requires(spec, field_name: str | None) -> bool:
+    return bool(field_name) and any(field_name in alternatives for alternatives in spec.required)
+
+
 class ConnectorForm(forms.Form):
-    """A connector created inline in the wizard; the secret is write-only."""
+    """A connector created inline in the wizard; the secret is write-only.
+
+    The provider comes first: the auth kinds offered are its own (the page updates the list
+    when the provider changes; a kind it does not have is refused under the field), and the
+    account and secret fields are marked required when the chosen kind needs them."""
+
+    # Service errors about these keys belong under these fields.
+    service_fields = {"secrets": "secret", "config": "identity"}
 
     name = forms.CharField(max_length=100, label="Connector name")
     provider = forms.ChoiceField(label="Provider")
@@ -56,15 +92,48 @@ class ConnectorForm(forms.Form):
         required=False,
         max_length=500,
         label="API base URL",
-        help_text="Leave empty for bitbucket.org.",
+        help_text="Bitbucket Cloud: leave empty for bitbucket.org. Data Center: the instance's "
+        "https:// URL (required).",
+    )
+    scope = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="No scope (the whole account's)"
+    )
+    ca_pem = forms.CharField(
+        required=False,
+        label="Private CA certificate (PEM)",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="Data Center instances whose certificate a private CA signed.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = provider_choices()
-        kinds = registry.auth_kind_choices()
+        _scope_field_for(self.fields["scope"], user, "A connector")
+        providers = provider_choices()
+        self.fields["provider"].choices = providers
+        self.kinds_by_provider = auth_kind_choices_by_provider()
+        provider = self._value("provider") or (providers[0][0] if providers else "")
+        self.fields["provider"].initial = provider
+        kinds = self.kinds_by_provider.get(provider, [])
         self.fields["auth_kind"].choices = kinds
         self.fields["auth_kind"].initial = kinds[0][0] if kinds else None
+        name = dict(providers).get(provider, provider)
+        allowed = ", ".join(label for _, label in kinds)
+        self.fields["auth_kind"].error_messages["invalid_choice"] = (
+            f"{name} has no auth kind %(value)s: choose one of {allowed}."
+        )
+        spec = registry.auth_kinds().get(self._value("auth_kind") or (kinds[0][0] if kinds else ""))
+        if spec is not None:
+            self.fields["secret"].required = _spec_requires(spec, spec.form_secret_field)
+            self.fields["identity"].required = _spec_requires(spec, spec.identity_field)
+            if spec.identity_label:
+                self.fields["identity"].label = spec.identity_label
+            if spec.help_text:
+                self.fields["auth_kind"].help_text = spec.help_text
+
+    def _value(self, name: str) -> str:
+        if self.is_bound:
+            return self.data.get(self.add_prefix(name), "") or ""
+        return ""
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -78,6 +147,8 @@ class ConnectorForm(forms.Form):
             "base_url": data["base_url"].strip(),
             "config": config,
             "secrets": secrets,
+            "ca_pem": data["ca_pem"].strip(),
+            "scope": data["scope"],
         }
 
 
@@ -105,6 +176,13 @@ class SetupForm(forms.Form):
                 max_length=target_field.max_length,
                 label=target_field.label,
                 help_text=target_field.help_text,
+            )
+            # Required by the providers that declare it so (their validate_target refuses it
+            # missing, under this field); the others ignore it, so the form cannot insist.
+            self.fields[name].required_for = ", ".join(
+                provider.name
+                for _, provider in sorted(registry.all_providers().items())
+                if any(f.name == name and f.required for f in provider.target_fields)
             )
 
     def target_bound_fields(self) -> list[forms.BoundField]:
@@ -297,7 +375,7 @@ class AdvancedForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["scope"].queryset = scopes_assignable(user)
+        _scope_field_for(self.fields["scope"], user, "An integration")
 
     @staticmethod
     def initial_for(integration: Integration) -> dict:
@@ -341,12 +419,17 @@ _FIELD_ALIASES = {"target.workspace": "workspace", "target.projects": "projects"
 
 
 def apply_service_errors(exc: ValidationError, *forms_: forms.Form) -> list[str]:
-    """Put a service's field errors on the forms that have those fields; return the rest."""
+    """Put a service's field errors on the forms that have those fields (a form's
+    ``service_fields`` names where a service key goes); return the rest."""
     leftovers = []
     details = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
     for key, messages in details.items():
         field = _FIELD_ALIASES.get(key, key.removeprefix("target."))
         target_form = next((f for f in forms_ if field in f.fields), None)
+        if target_form is None:
+            target_form = next((f for f in forms_ if key in getattr(f, "service_fields", {})), None)
+            if target_form is not None:
+                field = target_form.service_fields[key]
         for message in messages:
             if target_form is not None:
                 target_form.add_error(field, message)

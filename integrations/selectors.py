@@ -39,6 +39,47 @@ def integrations_visible(user) -> QuerySet[Integration]:
     return _visible(Integration.objects.select_related("scope", "connector"), user)
 
 
+def user_scope_limited(user) -> bool:
+    """Whether the user's rights are limited to scopes: not a superuser, and a member of at
+    least one scope. A user with no membership is not limited (scope visibility shows them the
+    objects of no scope, the account's own), so they may change account-level objects."""
+    if user is None or not user.is_authenticated:
+        return True
+    if user.is_superuser:
+        return False
+    return ScopeMembership.objects.filter(user=user).exists()
+
+
+ACCOUNT_LEVEL_READ_ONLY = (
+    "{noun} {name} belongs to the whole account (it has no scope): only an administrator "
+    "whose permissions are not limited to a scope may change it; yours are limited to {scopes}."
+)
+
+
+ACCOUNT_LEVEL_CREATE = (
+    "{noun} without a scope belongs to the whole account: only an administrator whose "
+    "permissions are not limited to a scope may create one. Yours are: give it one of your "
+    "scopes (scope)."
+)
+
+
+def change_refusal(*, user, obj: Connector | Integration) -> str | None:
+    """Why ``user`` may not change ``obj`` (a connector or an integration they can see), or
+    None. The rule: an object of no scope (account-level) may be changed only by a user whose
+    permission is not limited to a scope (:func:`user_scope_limited`); an object of a scope
+    the user sees, by anyone holding the edit permission. The edit permission itself is
+    checked by the views."""
+    if obj.scope_id is not None or not user_scope_limited(user):
+        return None
+    scopes = ", ".join(
+        ScopeMembership.objects.filter(user=user)
+        .order_by("scope__path")
+        .values_list("scope__path", flat=True)
+    )
+    noun = "Connector" if isinstance(obj, Connector) else "Integration"
+    return ACCOUNT_LEVEL_READ_ONLY.format(noun=noun, name=obj.name, scopes=scopes or "none")
+
+
 def scopes_assignable(user) -> QuerySet[Scope]:
     """Scopes a user may put a connector or an integration in: the scopes they belong to and
     those below; every scope for superusers."""

@@ -494,20 +494,52 @@ def imported_unlink(*, imported: ImportedEntity) -> ImportedEntity:
 
 
 def connector_validate(
-    *, provider: str, auth_kind: str, secrets: dict | None = None, ca_pem: str = ""
+    *,
+    provider: str,
+    auth_kind: str,
+    secrets: dict | None = None,
+    base_url: str | None = None,
+    config: dict | None = None,
+    ca_pem: str | None = None,
+    proxy_url: str | None = None,
+    instance: Connector | None = None,
 ):
-    """Check a connector's provider, auth kind, secret names and the provider's own settings
-    (Data Center's private CA); returns the provider class.
+    """Everything checked before a connector is stored, in one place: the provider (registered,
+    enabled), the auth kind (the provider's own), the secret names, what the auth kind
+    requires (``instance``: the connector being updated, whose stored secrets and config count
+    where the change gives none), the base URL (scheme, and a host that resolves only to public
+    addresses unless allowlisted: resolved, never connected to) and the private CA. Raises one
+    ``ValidationError`` naming each field and its reason; returns the provider class.
 
-    The admin form and ``apply_config`` call this too, so every path refuses the same things.
+    ``base_url`` / ``ca_pem`` None: not being set (an update keeping them). The UI, the API,
+    the admin and ``apply_config`` all reach this (through :func:`connector_create` /
+    :func:`connector_update`, the admin form and the config reader too), so every path refuses
+    the same things before anything is written.
     """
     provider_class = provider_class_get(provider)
     _auth_validate(provider_class, auth_kind, secrets)
-    _connector_settings_validate(provider_class, ca_pem=ca_pem)
+    if secrets is None and instance is not None:
+        secrets = instance.secrets
+    if config is None and instance is not None:
+        config = instance.config
+    errors = provider_class.validate_connector(
+        auth_kind=auth_kind,
+        base_url=base_url,
+        secrets=secrets or {},
+        config=config or {},
+        ca_pem=ca_pem,
+    )
+    errors.update(_network_errors(proxy_url=proxy_url or "", config=config or {}))
+    if errors:
+        logger.info(
+            "integrations.connector.refused",
+            extra={"provider": provider, "fields": sorted(errors)},
+        )
+        raise ValidationError(errors)
     return provider_class
 
 
-def connector_network_validate(*, proxy_url: str = "", config: dict) -> None:
+def _network_errors(*, proxy_url: str, config: dict) -> dict[str, str]:
     """The connector's proxy URL and its ``connect_timeout`` / ``read_timeout`` (seconds, more
     than 0, at most 300) in ``config``; each refusal names its field."""
     errors = {}
@@ -519,15 +551,12 @@ def connector_network_validate(*, proxy_url: str = "", config: dict) -> None:
             problem = timeout_validate(config[key])
             if problem:
                 errors[f"config.{key}"] = f"{key} {problem}"
-    if errors:
-        raise ValidationError(errors)
+    return errors
 
 
-def _connector_settings_validate(provider_class, *, ca_pem: str) -> None:
-    """The provider's own checks of its connector settings (Data Center's private CA)."""
-    errors = provider_class.validate_connector(ca_pem=ca_pem)
-    if errors:
-        raise ValidationError(errors)
+def connector_auth_kind_validate(*, provider: str, auth_kind: str) -> None:
+    """Only that the auth kind is the provider's (a reader checking a file line by line)."""
+    _auth_validate(provider_class_get(provider), auth_kind, None)
 
 
 def _auth_validate(provider_class, auth_kind: str, secrets: dict | None) -> None:
@@ -564,8 +593,15 @@ def connector_create(
     proxy_url: str = "",
     scope=None,
 ) -> Connector:
-    connector_validate(provider=provider, auth_kind=auth_kind, secrets=secrets, ca_pem=ca_pem)
-    connector_network_validate(proxy_url=proxy_url, config=config or {})
+    connector_validate(
+        provider=provider,
+        auth_kind=auth_kind,
+        secrets=secrets or {},
+        base_url=base_url,
+        config=config or {},
+        ca_pem=ca_pem,
+        proxy_url=proxy_url,
+    )
     if Connector.objects.filter(name=name).exists():
         raise ValidationError({"name": f"A connector named {name!r} already exists"})
     connector = Connector(
@@ -587,22 +623,29 @@ def connector_create(
 @transaction.atomic
 def connector_update(*, connector: Connector, secrets: dict | None = None, **values) -> Connector:
     """Update a connector. ``secrets`` replaces the stored secrets only when given (write-only),
-    as does ``proxy_url`` (``""`` removes the connector's own proxy)."""
+    as does ``proxy_url`` (``""`` removes the connector's own proxy).
+
+    Checked as on create (:func:`connector_validate`), against the connector as it would be:
+    the stored secrets count when none are given; a base URL or CA is checked when set."""
     allowed = {"name", "auth_kind", "base_url", "config", "ca_pem", "proxy_url", "scope"}
     unknown = set(values) - allowed
     if unknown:
         raise ValidationError({key: "unknown or read-only setting" for key in sorted(unknown)})
     auth_kind = values.get("auth_kind", connector.auth_kind)
-    provider_class = registry.get(connector.provider)
-    _auth_validate(provider_class, auth_kind, secrets)
-    _connector_settings_validate(provider_class, ca_pem=values.get("ca_pem") or "")
-    connector_network_validate(
-        proxy_url=values.get("proxy_url") or "", config=values.get("config") or {}
-    )
     if auth_kind != connector.auth_kind and secrets is None:
         raise ValidationError(
             {"secrets": f"Changing the auth kind to {auth_kind} needs its secrets as well"}
         )
+    connector_validate(
+        provider=connector.provider,
+        auth_kind=auth_kind,
+        secrets=secrets,
+        base_url=values["base_url"] if "base_url" in values else None,
+        config=values.get("config"),
+        ca_pem=values.get("ca_pem") or None,
+        proxy_url=values.get("proxy_url") or None,
+        instance=connector,
+    )
     for field, value in values.items():
         setattr(connector, field, value)
     if secrets is not None:

@@ -69,6 +69,7 @@ from integrations.providers.base import ProviderError
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
 from integrations.selectors import (
     MergeTargetUnresolved,
+    change_refusal,
     connectors_visible,
     discovered_list,
     imported_list,
@@ -76,6 +77,7 @@ from integrations.selectors import (
     integrations_with_details,
     merge_targets_resolve,
     runs_list,
+    user_scope_limited,
 )
 
 EDIT_PERMISSION = "integrations.edit_integration"
@@ -107,7 +109,13 @@ def edit_required(view: Callable) -> Callable:
 
 
 def _integration(request: HttpRequest, pk: int) -> Integration:
-    return get_object_or_404(integrations_visible(request.user), pk=pk)
+    """The integration, for a change: 404 when the user cannot see it, 403 (with the reason)
+    when it belongs to the whole account and the user's permission is limited to scopes."""
+    integration = get_object_or_404(integrations_visible(request.user), pk=pk)
+    refusal = change_refusal(user=request.user, obj=integration)
+    if refusal:
+        raise PermissionDenied(refusal)
+    return integration
 
 
 def _page(request: HttpRequest, queryset, size: int = PAGE_SIZE):
@@ -219,12 +227,14 @@ def wizard(request: HttpRequest, step: str) -> HttpResponse:
 
 
 def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
-    connector_form = ConnectorForm(prefix=CONNECTOR_FORM_PREFIX)
+    connector_form = ConnectorForm(prefix=CONNECTOR_FORM_PREFIX, user=request.user)
     if request.method == "POST":
         action = request.POST.get("action", "next")
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
-            connector_form = ConnectorForm(request.POST, prefix=CONNECTOR_FORM_PREFIX)
+            connector_form = ConnectorForm(
+                request.POST, prefix=CONNECTOR_FORM_PREFIX, user=request.user
+            )
             if connector_form.is_valid():
                 try:
                     connector = services.connector_create(**connector_form.service_kwargs())
@@ -345,7 +355,9 @@ def _wizard_confirm(request, setup, mapping, advanced) -> HttpResponse:
                             _wizard_context(
                                 step,
                                 form=form,
-                                connector_form=ConnectorForm(prefix=CONNECTOR_FORM_PREFIX),
+                                connector_form=ConnectorForm(
+                                    prefix=CONNECTOR_FORM_PREFIX, user=request.user
+                                ),
                             ),
                         )
             else:
@@ -422,10 +434,17 @@ def _integration_context(request: HttpRequest, pk: int, active: str) -> dict:
         }
         for key, label, url_name in TABS
     ]
+    refusal = change_refusal(user=request.user, obj=integration)
     return {
         "integration": integration,
         "tabs": tabs,
-        "can_edit": request.user.has_perm(EDIT_PERMISSION),
+        "can_edit": request.user.has_perm(EDIT_PERMISSION) and refusal is None,
+        "read_only_reason": refusal
+        or (
+            ""
+            if request.user.has_perm(EDIT_PERMISSION)
+            else "You need the permission to edit integrations to change these settings."
+        ),
         "last_run": runs_list(integration=integration).first(),
         "full_sync_cost": full_sync_cost(integration),
     }
@@ -724,7 +743,7 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
     errors: list[str] = []
     if request.method == "POST":
         if not context["can_edit"]:
-            raise PermissionDenied("You need the permission to edit integrations.")
+            raise PermissionDenied(context["read_only_reason"])
         setup = SetupForm(request.POST, user=user, instance=integration)
         mapping = MappingForm(
             request.POST, initial=MappingForm.initial_for(integration), locked_secondary=True
@@ -835,10 +854,13 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
     if visible is not None:
         links = links.filter(visible)
     can_unlink = request.user.has_perm(EDIT_PERMISSION)
+    # An account-level integration's links are changed only by a user not limited to scopes.
+    can_unlink_unscoped = can_unlink and not user_scope_limited(request.user)
     can_delete = request.user.has_perm("catalog.delete_entity")
     notices: list[EntityNotice] = []
     for link in links.only(
         "integration__name",
+        "integration__scope_id",
         "discovered__name",
         "discovered__state",
         "discovered__gone_at",
@@ -849,7 +871,7 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
         if record.state == DiscoveredState.GONE:
             since = record.gone_at or record.last_seen_at
             actions = []
-            if can_unlink:
+            if can_unlink if integration.scope_id else can_unlink_unscoped:
                 actions.append(
                     EntityNoticeAction(
                         "Unlink",

@@ -74,3 +74,49 @@ def fresh_request_budgets(settings, monkeypatch):
     from integrations.providers.budget import budget_stores_close
 
     budget_stores_close()
+
+
+# Host names the suite's fixtures use for instances that are never contacted, resolved to a
+# documentation address (public by the outbound guard's rules, TEST-NET-3); names under the
+# reserved .invalid domain, and any other name, do not resolve.
+OFFLINE_NAMES_SUFFIXES = (".test", ".example", ".example.com", ".example.org", ".example.net")
+OFFLINE_ADDRESS = "203.0.113.10"
+
+
+@pytest.fixture(autouse=True)
+def offline_resolver(monkeypatch):
+    """Name resolution never leaves the machine: a connector's base URL is resolved when it
+    is saved (the outbound guard's check), and the configured name server is not on loopback.
+    Address literals and ``localhost`` resolve as usual; the reserved example names resolve to
+    ``OFFLINE_ADDRESS``; anything else answers "not known". Tests that fake other answers
+    patch ``socket.getaddrinfo`` over this."""
+    import ipaddress
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or name.lower() == "localhost":
+            return real(host, port, *args, **kwargs)
+        try:
+            ipaddress.ip_address(name.strip("[]").split("%")[0])
+        except ValueError:
+            pass
+        else:
+            return real(host, port, *args, **kwargs)
+        lowered = name.lower().rstrip(".")
+        if lowered in ("example.com", "example.org", "example.net") or lowered.endswith(
+            OFFLINE_NAMES_SUFFIXES
+        ):
+            return real(OFFLINE_ADDRESS, port, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def sandbox_allowlisted(settings):
+    """The sandboxes listen on 127.0.0.1, which the outbound guard refuses unless allowlisted
+    (as ``manage.py demo`` asks); tests of refusals set the allowlist themselves."""
+    settings.LANTERN_OUTBOUND_ALLOWLIST = ["127.0.0.1"]

@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import generics, status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -37,7 +37,9 @@ from integrations.choices import (
 )
 from integrations.models import Integration
 from integrations.selectors import (
+    ACCOUNT_LEVEL_CREATE,
     MergeTargetUnresolved,
+    change_refusal,
     connectors_visible,
     discovered_list,
     imported_list,
@@ -45,6 +47,7 @@ from integrations.selectors import (
     integrations_with_details,
     merge_targets_resolve,
     runs_list,
+    user_scope_limited,
 )
 from portal.api import ConflictError, InputError, require_perm
 
@@ -89,8 +92,24 @@ def service_errors() -> Iterator[None]:
         raise ValidationError({"non_field_errors": exc.messages}) from exc
 
 
+def change_check(user, obj) -> None:
+    """403 when the user may see ``obj`` but not change it (an account-level object and a
+    user limited to scopes: :func:`integrations.selectors.change_refusal`)."""
+    refusal = change_refusal(user=user, obj=obj)
+    if refusal:
+        raise PermissionDenied(refusal)
+
+
+def create_check(user, scope, noun: str) -> None:
+    """Creating an object of no scope is changing the account: refused (403) to a user limited
+    to scopes, who must choose one of theirs."""
+    if scope is None and user_scope_limited(user):
+        raise PermissionDenied(ACCOUNT_LEVEL_CREATE.format(noun=noun))
+
+
 class EditPermissionMixin:
-    """Reads need a signed-in user; everything else the edit permission."""
+    """Reads need a signed-in user; everything else the edit permission (and, for an object of
+    no scope, a permission not limited to scopes)."""
 
     read_actions = ("list", "retrieve")
 
@@ -98,6 +117,11 @@ class EditPermissionMixin:
         if self.action in self.read_actions:
             return [IsAuthenticated()]
         return [CanEditIntegrations()]
+
+    def get_object_for_change(self):
+        obj = self.get_object()
+        change_check(self.request.user, obj)
+        return obj
 
 
 # Connectors
@@ -137,6 +161,7 @@ class ConnectorViewSet(EditPermissionMixin, viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         body = s.ConnectorCreateSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
+        create_check(request.user, body.validated_data.get("scope"), "A connector")
         with service_errors():
             connector = services.connector_create(**body.validated_data)
         return Response(s.ConnectorSerializer(connector).data, status=201)
@@ -147,11 +172,13 @@ class ConnectorViewSet(EditPermissionMixin, viewsets.GenericViewSet):
         responses={200: s.ConnectorSerializer, **_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
     )
     def partial_update(self, request: Request, pk: int) -> Response:
-        connector = self.get_object()
+        connector = self.get_object_for_change()
         body = s.ConnectorUpdateSerializer(
             data=request.data, context={"request": request}, partial=True
         )
         body.is_valid(raise_exception=True)
+        if "scope" in body.validated_data:
+            create_check(request.user, body.validated_data["scope"], "A connector")
         with service_errors():
             connector = services.connector_update(connector=connector, **body.validated_data)
         return Response(s.ConnectorSerializer(connector).data)
@@ -162,7 +189,7 @@ class ConnectorViewSet(EditPermissionMixin, viewsets.GenericViewSet):
     )
     def destroy(self, request: Request, pk: int) -> Response:
         try:
-            services.connector_delete(connector=self.get_object())
+            services.connector_delete(connector=self.get_object_for_change())
         except services.ConnectorInUse as exc:
             raise ConflictError(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -212,6 +239,7 @@ class IntegrationViewSet(EditPermissionMixin, viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         body = s.IntegrationWriteSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
+        create_check(request.user, body.validated_data.get("scope"), "An integration")
         with service_errors():
             integration = services.integration_create(**body.validated_data)
         return Response(
@@ -224,11 +252,13 @@ class IntegrationViewSet(EditPermissionMixin, viewsets.GenericViewSet):
         responses={200: s.IntegrationSerializer, **_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
     )
     def partial_update(self, request: Request, pk: int) -> Response:
-        integration = self.get_object()
+        integration = self.get_object_for_change()
         body = s.IntegrationWriteSerializer(
             data=request.data, context={"request": request}, partial=True
         )
         body.is_valid(raise_exception=True)
+        if "scope" in body.validated_data:
+            create_check(request.user, body.validated_data["scope"], "An integration")
         values = dict(body.validated_data)
         state = values.pop("state", None)
         with service_errors():
@@ -246,7 +276,7 @@ class IntegrationViewSet(EditPermissionMixin, viewsets.GenericViewSet):
         responses={204: None, **_READ_ERRORS, **_FORBIDDEN, **_NOT_FOUND},
     )
     def destroy(self, request: Request, pk: int) -> Response:
-        services.integration_delete(integration=self.get_object())
+        services.integration_delete(integration=self.get_object_for_change())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -259,7 +289,9 @@ class IntegrationActionApi(APIView):
     permission_classes = [CanEditIntegrations]
 
     def get_integration(self, pk: int) -> Integration:
-        return get_object_or_404(integrations_visible(self.request.user), pk=pk)
+        integration = get_object_or_404(integrations_visible(self.request.user), pk=pk)
+        change_check(self.request.user, integration)
+        return integration
 
 
 class IntegrationReadListApi(generics.ListAPIView):

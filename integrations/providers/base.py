@@ -3,10 +3,14 @@
 Records are plain dataclasses holding the raw JSON too; nothing here touches the database.
 """
 
+import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 if TYPE_CHECKING:
     from integrations.models import Connector, Integration
@@ -96,6 +100,8 @@ class TargetField:
     help_text: str = ""
     many: bool = False
     max_length: int | None = None
+    # Refused when missing by the provider's ``validate_target``; forms mark it required.
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,9 @@ class Provider:
     target_keys: ClassVar[tuple[str, ...]] = ()
     # The events Lantern's hooks subscribe to (empty: the provider's defaults).
     webhook_events: ClassVar[tuple[str, ...]] = ()
+    # Whether a base URL may be plain http:// when its host is in LANTERN_OUTBOUND_ALLOWLIST (a
+    # sandbox on loopback); otherwise only https:// is accepted.
+    plain_http_when_allowlisted: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -258,9 +267,38 @@ class Provider:
         return True, ""
 
     @classmethod
-    def validate_connector(cls, *, ca_pem: str = "") -> dict[str, str]:
-        """Errors by field of the provider's own connector settings (empty when valid)."""
-        return {}
+    def validate_connector(
+        cls,
+        *,
+        auth_kind: str,
+        base_url: str | None = None,
+        secrets: Mapping | None = None,
+        config: Mapping | None = None,
+        ca_pem: str | None = None,
+    ) -> dict[str, str]:
+        """Errors by field of a connector about to be stored (empty when valid): the auth kind
+        is one of this provider's, what its spec requires is given (public fields in
+        ``config``, secret fields in ``secrets``: an update passes the stored secrets when it
+        keeps them), and the base URL, when set, passes :func:`connector_url_errors`.
+        ``base_url`` / ``ca_pem`` None: not being set (an update that keeps them), so not
+        checked again. Every face (UI, API, admin, ``apply_config``) reaches this through
+        ``services.connector_validate`` before anything is written."""
+        errors: dict[str, str] = {}
+        spec = next((spec for spec in cls.auth_kinds if spec.key == auth_kind), None)
+        if cls.auth_kinds and spec is None:
+            allowed = ", ".join(cls.auth_kind_keys())
+            return {
+                "auth_kind": f"{cls.name} has no auth kind {auth_kind!r} (its kinds: {allowed})"
+            }
+        if spec is not None:
+            errors.update(auth_required_errors(spec, secrets=secrets or {}, config=config or {}))
+        if base_url:
+            message = connector_url_errors(
+                base_url, plain_http_allowlisted=cls.plain_http_when_allowlisted
+            )
+            if message:
+                errors["base_url"] = message
+        return errors
 
     @classmethod
     def validate_target(cls, target: dict) -> dict[str, str]:
@@ -378,6 +416,73 @@ class Provider:
     def properties(cls, data: dict) -> dict[str, Any]:
         """``integration_properties.<properties_key>`` of an imported entity, from the record."""
         return dict(data)
+
+
+def auth_required_errors(spec: AuthKindSpec, *, secrets: Mapping, config: Mapping) -> dict:
+    """What ``spec.required`` asks for and is missing: each item a set of alternatives, looked
+    up in ``secrets`` (secret fields) or ``config`` (public fields); the error is on
+    ``secrets`` or ``config``, naming the field."""
+    errors: dict[str, list[str]] = {}
+    for alternatives in spec.required:
+        if any(
+            secrets.get(key) if key in spec.secret_fields else config.get(key)
+            for key in alternatives
+        ):
+            continue
+        where = "secrets" if alternatives[0] in spec.secret_fields else "config"
+        names = " or ".join(spec.field_labels.get(key, key) for key in alternatives)
+        errors.setdefault(where, []).append(f"{names} is required for {spec.label}")
+    return {where: "; ".join(messages) for where, messages in errors.items()}
+
+
+def _host_allowlisted(host: str) -> bool:
+    """Whether ``host`` (a name, or an address literal) is in LANTERN_OUTBOUND_ALLOWLIST."""
+    host = host.lower().strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for item in settings.LANTERN_OUTBOUND_ALLOWLIST:
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            if item.lower() == host:
+                return True
+            continue
+        if address is not None and address.version == network.version and address in network:
+            return True
+    return False
+
+
+def connector_url_errors(url: str, *, plain_http_allowlisted: bool = False) -> str | None:
+    """Why a connector's base URL is refused, or None: it must be ``https://`` (plain
+    ``http://`` only for an allowlisted host, where the provider allows it), and its host must
+    resolve, only to public addresses unless allowlisted. The host is resolved, never
+    connected to (the outbound guard checks again at every connection)."""
+    from integrations.providers.outbound import OutboundAddressError, outbound_check
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        return f"must be an https:// URL (got {scheme + '://' if scheme else url!r})"
+    try:
+        outbound_check(url)
+    except OutboundAddressError as exc:
+        return exc.message
+    if scheme == "http":
+        if not plain_http_allowlisted:
+            return "must start with https:// (plain http is not accepted)"
+        if not _host_allowlisted(host):
+            return (
+                f"must start with https://: plain http is accepted only for hosts in "
+                f"LANTERN_OUTBOUND_ALLOWLIST, and {host} is not one"
+            )
+    return None
 
 
 def _keep_in_memory(connector: "Connector") -> Callable[[dict], None]:

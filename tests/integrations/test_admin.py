@@ -389,7 +389,11 @@ def test_connector_update_through_the_service_keeps_secrets_when_the_provider_is
     token_provider, client
 ):
     connector = services.connector_create(
-        name="cloud", provider="admin_token", auth_kind="api_token", secrets={"token": SECRET}
+        name="cloud",
+        provider="admin_token",
+        auth_kind="api_token",
+        secrets={"token": SECRET},
+        config={"email": "ops@example.com"},
     )
     page = client.get(admin_url(Connector, "change", connector.pk))
     assert "provider" not in page.context["adminform"].form.fields

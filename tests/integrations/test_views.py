@@ -566,13 +566,14 @@ def test_the_discovered_list_costs_the_same_statements_whatever_the_page_holds(
     """Session, user, the user's scopes (header), the integration with its counts (needs
     attention and the last full run's requests as subqueries), rules, mappings, the user's
     and groups' permissions, last run, one count, one page (suggested entity and name holder
-    joined), the scopes again (header): 12."""
+    joined), the scopes again (header), whether the user is limited to scopes (an
+    account-level integration is read-only to such a user): 13."""
     from datetime import datetime
 
     from integrations.models import DiscoveredEntity
 
     def statements(params: dict) -> int:
-        with django_assert_num_queries(12) as captured:
+        with django_assert_num_queries(13) as captured:
             assert editor_client.get(f"/integrations/{records.pk}/", params).status_code == 200
         return len(captured)
 
@@ -674,11 +675,11 @@ def test_the_imported_list_costs_the_same_statements_whatever_the_page_holds(
     from integrations.engine.imports import discovered_import
 
     for params in ({}, {"state": "gone"}):
-        with django_assert_num_queries(12):
+        with django_assert_num_queries(13):
             editor_client.get(f"/integrations/{records.pk}/imported/", params)
     discovered_import(discovered=records.discovered.get(name="billing"))
     for params in ({}, {"state": "gone"}):
-        with django_assert_num_queries(12):
+        with django_assert_num_queries(13):
             editor_client.get(f"/integrations/{records.pk}/imported/", params)
 
 
@@ -824,7 +825,8 @@ def test_full_sync_needs_the_edit_permission(client, make_user, records):
 def test_the_entity_pages_notices_cost_the_same_statements_whatever_the_links(
     client, make_user, make_integration, records, gone_link, django_assert_num_queries
 ):
-    """One query reads every link of the entity with its record and integration."""
+    """One query reads every link of the entity with its record and integration (and one
+    whether the user is limited to scopes, who may not unlink an account-level link)."""
     from datetime import datetime
 
     from integrations.engine.imports import discovered_import
@@ -832,7 +834,7 @@ def test_the_entity_pages_notices_cost_the_same_statements_whatever_the_links(
 
     client.force_login(make_user("both", EDIT, DELETE))
     url = "/catalog/default/component/search/"
-    with django_assert_num_queries(9) as one_link:
+    with django_assert_num_queries(10) as one_link:
         assert client.get(url).content.decode().count("data-entity-notice") == 1
     other = make_integration("other", target={"workspace": "other"})
     record = DiscoveredEntity.objects.create(

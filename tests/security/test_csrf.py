@@ -116,7 +116,10 @@ def test_signing_in_and_out_need_the_csrf_token(make_user):
 @pytest.mark.django_db
 def test_webhooks_are_exempt_and_checked_by_their_signature(editor):
     connector = services.connector_create(
-        name="cloud", provider="bitbucket_cloud", auth_kind="workspace_access_token"
+        name="cloud",
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        secrets={"token": "unused"},
     )
     integration = services.integration_create(
         connector=connector, name="cloud", target={"workspace": "acme"}

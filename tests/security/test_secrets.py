@@ -767,7 +767,9 @@ def test_a_server_quoting_the_request_back_is_not_copied(kind, echo, says, echo_
     caplog, _ = all_logs
     url, ca_pem = echo_server(echo, tls=kind.startswith("d-"))
     base_url = f"{url}/2.0" if kind.startswith("c-") else url
-    (connector,) = [c for c in connectors_of_every_kind(base_url, url, ca_pem) if c.name == kind]
+    dc_url = url if kind.startswith("d-") else "https://bitbucket.example.test"  # https only
+    connectors = connectors_of_every_kind(base_url, dc_url, ca_pem)
+    (connector,) = [c for c in connectors if c.name == kind]
     Connector.objects.exclude(pk=connector.pk).delete()
     integration = _integration(connector)
     integration_sync(integration_id=integration.pk, trigger="manual")

@@ -234,7 +234,10 @@ def test_a_reader_sees_no_mutating_control_and_is_refused(page, screenshot, live
     from integrations import services
 
     connector = services.connector_create(
-        name="cloud", provider="bitbucket_cloud", auth_kind="workspace_access_token"
+        name="cloud",
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        secrets={"token": "unused"},
     )
     integration = services.integration_create(
         connector=connector, name="acme", target={"workspace": "acme"}

@@ -165,6 +165,7 @@ WORKSPACE = TargetField(
     label="Workspace",
     help_text="The Bitbucket Cloud workspace slug.",
     max_length=200,
+    required=True,
 )
 
 
@@ -181,6 +182,8 @@ class BitbucketCloudProvider(Provider):
         OAUTH_CONSUMER,
     )
     target_fields = (WORKSPACE, PROJECTS, REPOSITORY_PATTERN)
+    # A sandbox on loopback serves plain http; Bitbucket Cloud itself is https.
+    plain_http_when_allowlisted = True
     catalog_file = "catalog-info.yaml"
     default_field_mappings = BITBUCKET_FIELD_MAPPINGS
     webhook_events = WEBHOOK_EVENTS

@@ -166,16 +166,38 @@ class BitbucketDataCenterProvider(Provider):
         return False, NOT_ENABLED
 
     @classmethod
-    def validate_connector(cls, *, ca_pem: str = "") -> dict[str, str]:
-        """A private CA is accepted only as valid CA certificates (at most 64 KiB, CA
+    def validate_connector(
+        cls,
+        *,
+        auth_kind: str,
+        base_url: str | None = None,
+        secrets=None,
+        config=None,
+        ca_pem: str | None = None,
+    ) -> dict[str, str]:
+        """The instance URL is required and ``https://`` only (never plain http, allowlisted or
+        not); a private CA is accepted only as valid CA certificates (at most 64 KiB, CA
         constraint, not expired)."""
-        if not ca_pem:
-            return {}
-        try:
-            ca_pem_validate(ca_pem)
-        except CertificateError as exc:
-            return {"ca_pem": str(exc)}
-        return {}
+        if base_url is not None and not base_url.strip():
+            errors = {"base_url": "the instance URL is required (https://bitbucket.example.com)"}
+            base_url = None
+        elif base_url is not None and not base_url.lower().startswith("https://"):
+            errors = {"base_url": HTTPS_ONLY}
+            base_url = None
+        else:
+            errors = {}
+        errors = {
+            **super().validate_connector(
+                auth_kind=auth_kind, base_url=base_url, secrets=secrets, config=config
+            ),
+            **errors,
+        }
+        if ca_pem:
+            try:
+                ca_pem_validate(ca_pem)
+            except CertificateError as exc:
+                errors["ca_pem"] = str(exc)
+        return errors
 
     @classmethod
     def validate_target(cls, target: dict) -> dict[str, str]:

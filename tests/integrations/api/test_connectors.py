@@ -83,7 +83,11 @@ def test_update_without_secrets_keeps_them_and_with_secrets_replaces_them(
     assert "rotated-value" not in response.content.decode()
     assert Connector.objects.get(pk=pk).secrets == {"token": "rotated-value"}
     response = editor_client.patch(f"{API}/connectors/{pk}", {"secrets": {}}, format="json")
-    assert response.json()["has_secrets"] is False
+    assert response.status_code == 400  # the auth kind needs its token
+    assert response.json()["error"]["details"] == {
+        "secrets": ["token is required for API token (email + token)"]
+    }
+    assert Connector.objects.get(pk=pk).secrets == {"token": "rotated-value"}
 
 
 def test_unknown_secret_for_the_auth_kind_is_a_field_error(token_provider, editor_client):
@@ -124,7 +128,13 @@ def test_unknown_provider_and_auth_kind_are_refused(token_provider, editor_clien
 def test_duplicate_name_is_refused(token_connector, editor_client):
     response = editor_client.post(
         f"{API}/connectors",
-        {"name": "bb", "provider": "fake_token", "auth_kind": "api_token"},
+        {
+            "name": "bb",
+            "provider": "fake_token",
+            "auth_kind": "api_token",
+            "config": {"email": "ops@example.com"},
+            "secrets": {"token": "x"},
+        },
         format="json",
     )
     assert response.status_code == 400

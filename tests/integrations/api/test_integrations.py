@@ -64,7 +64,11 @@ def test_webhook_url_dashes_the_provider(token_provider, make_integration, edito
     from integrations import services
 
     connector = services.connector_create(
-        name="tok", provider="fake_token", auth_kind="api_token", config={"world": "x"}
+        name="tok",
+        provider="fake_token",
+        auth_kind="api_token",
+        config={"world": "x", "email": "ops@example.com"},
+        secrets={"token": "x"},
     )
     integration = services.integration_create(connector=connector, name="tok")
     body = editor_client.get(f"{API}/{integration.pk}").json()

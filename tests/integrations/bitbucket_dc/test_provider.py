@@ -100,8 +100,12 @@ def test_another_ca_is_no_better_than_none(sandbox):
 
 @pytest.mark.django_db
 def test_an_http_instance_url_is_refused_by_the_probe_and_the_client(sandbox):
+    """A row stored before saving checked the scheme (saving refuses it now: see
+    tests/integrations/test_connector_checks.py) is still refused where it is used."""
     server = sandbox.default
-    connector = make_connector(server, base_url=server.url.replace("https://", "http://"))
+    connector = make_connector(server)
+    connector.base_url = server.url.replace("https://", "http://")
+    connector.save(update_fields=["base_url"])
     provider = provider_for(connector)
     result = provider.probe()
     assert not result.ok and result.message == HTTPS_ONLY

@@ -32,8 +32,11 @@ integrations:
 """
 
 
-def test_the_connector_form_offers_its_auth_kind_and_writes_its_fields(example_provider):
+def test_the_connector_form_offers_its_auth_kind_and_writes_its_fields(
+    example_provider, admin_user
+):
     form = ConnectorForm(
+        user=admin_user,
         data={
             "name": "ex",
             "provider": "example",
@@ -41,7 +44,7 @@ def test_the_connector_form_offers_its_auth_kind_and_writes_its_fields(example_p
             "identity": "ada",
             "secret": "k-1",
             "base_url": "",
-        }
+        },
     )
     assert ("example_api_key", "Example API key") in form.fields["auth_kind"].choices
     assert ("example", "Example") in form.fields["provider"].choices

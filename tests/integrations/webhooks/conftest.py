@@ -115,7 +115,7 @@ def dc_integration(db):
         name="dc",
         provider="bitbucket_dc",
         auth_kind="personal_access_token",
-        base_url="https://bitbucket.acme.invalid",
+        base_url="https://bitbucket.acme.test",
         secrets={"token": "unused"},
     )
     integration = services.integration_create(connector=connector, name="acme-dc", target={})
