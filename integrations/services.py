@@ -802,9 +802,8 @@ def connector_test(*, connector: Connector, target: dict | None = None) -> Probe
 
 
 def _subscription_host(connector: Connector) -> str:
-    """The instance a hook lives on: the connector's base URL, normalised (empty: the
-    provider's default address)."""
-    return (connector.base_url or "").strip().rstrip("/").lower()
+    """The instance a hook lives on (see ``Provider.instance_key``)."""
+    return registry.get(connector.provider).instance_key(connector)
 
 
 def _registration_outcome(exc: Exception | None) -> tuple[str, str]:

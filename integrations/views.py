@@ -985,8 +985,14 @@ AUTHORISATION_ERRORS = {
 }
 
 
-def _connector_for(request: HttpRequest, pk: int) -> Connector:
-    return get_object_or_404(connectors_visible(request.user), pk=pk)
+def _connector_for(request: HttpRequest, pk: int, *, change: bool = False) -> Connector:
+    """The connector: 404 when the user cannot see it; for a ``change``, 403 (with the reason)
+    when it belongs to the whole account and the user's permission is limited to scopes."""
+    connector = get_object_or_404(connectors_visible(request.user), pk=pk)
+    refusal = change_refusal(user=request.user, obj=connector) if change else None
+    if refusal:
+        raise PermissionDenied(refusal)
+    return connector
 
 
 def _browser_spec(connector: Connector):
@@ -1018,7 +1024,8 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "connector": connector,
         "integrations": integrations_visible(request.user).filter(connector=connector),
-        "can_edit": request.user.has_perm(EDIT_PERMISSION),
+        "can_edit": request.user.has_perm(EDIT_PERMISSION)
+        and change_refusal(user=request.user, obj=connector) is None,
         "browser_authorization": spec is not None,
         "connected": spec is not None and bool(connector.secrets.get("refresh_token")),
         "redirect_uri": (
@@ -1035,7 +1042,7 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @edit_required
 def connector_connect(request: HttpRequest, pk: int) -> HttpResponse:
     """Start the browser authorisation: keep its state in the session, go to Bitbucket."""
-    connector = _connector_for(request, pk)
+    connector = _connector_for(request, pk, change=True)
     try:
         started = services.connector_oauth_start(connector=connector)
     except (services.OAuthFlowError, ValidationError) as exc:
@@ -1052,7 +1059,7 @@ def connector_connect(request: HttpRequest, pk: int) -> HttpResponse:
 def connector_oauth_callback(request: HttpRequest, connector_id: int) -> HttpResponse:
     """Where Bitbucket sends the person back: check the state (single use: it leaves the session
     now), exchange the code, and show the outcome on the connector page."""
-    connector = _connector_for(request, connector_id)
+    connector = _connector_for(request, connector_id, change=True)
     pending_all = request.session.get(OAUTH_SESSION_KEY, {})
     pending = pending_all.pop(str(connector.pk), None)
     request.session[OAUTH_SESSION_KEY] = pending_all
@@ -1084,7 +1091,7 @@ def connector_oauth_callback(request: HttpRequest, connector_id: int) -> HttpRes
 @require_POST
 @edit_required
 def connector_test_view(request: HttpRequest, pk: int) -> HttpResponse:
-    connector = _connector_for(request, pk)
+    connector = _connector_for(request, pk, change=True)
     result = services.connector_test(connector=connector)
     if result.ok:
         messages.success(request, f"Connection OK: {result.message}")

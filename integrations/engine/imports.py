@@ -67,7 +67,7 @@ IMPORTED_ELSEWHERE = "imported by another integration"
 
 
 def _host(integration: Integration) -> str:
-    return (integration.connector.base_url or "").strip().rstrip("/").lower()
+    return registry.get(integration.provider).instance_key(integration.connector)
 
 
 def repositories_imported_elsewhere(

@@ -214,6 +214,8 @@ class Provider:
     target_fields: ClassVar[tuple[TargetField, ...]] = ()
     # Keys of ``Integration.target`` this provider understands.
     target_keys: ClassVar[tuple[str, ...]] = ()
+    # The address a connector without a base URL talks to (empty: a base URL is required).
+    default_base_url: ClassVar[str] = ""
     # The events Lantern's hooks subscribe to (empty: the provider's defaults).
     webhook_events: ClassVar[tuple[str, ...]] = ()
     # Whether a base URL may be plain http:// when its host is in LANTERN_OUTBOUND_ALLOWLIST (a
@@ -260,6 +262,13 @@ class Provider:
         if spec is None or spec.build_credential is None:
             raise ProviderAuthError(f"{self.name} does not support the auth kind {kind!r}")
         return spec.build_credential(self)
+
+    @classmethod
+    def instance_key(cls, connector: "Connector") -> str:
+        """Which provider instance a connector reaches, the same for every connector that does
+        (a blank base URL and the default one spelled out are one instance): repositories of
+        one instance with one external id are one repository, and share one webhook."""
+        return (connector.base_url or cls.default_base_url).strip().rstrip("/").lower()
 
     @classmethod
     def is_enabled(cls) -> tuple[bool, str]:

@@ -185,6 +185,11 @@ class FakeProvider(Provider):
     }
     first_sync_page = 50
 
+    @classmethod
+    def instance_key(cls, connector) -> str:
+        # Each world is an instance of its own (its repositories' ids start again at 0).
+        return f"{super().instance_key(connector)}#{(connector.config or {}).get('world', '')}"
+
     @property
     def world(self) -> World:
         config = self.connector.config

@@ -66,6 +66,8 @@ UI_PERMISSIONS: dict[str, str] = {
     "integrations:suspend": EDIT,
     "integrations:resume": EDIT,
     "integrations:delete": EDIT,
+    "integrations:connector-connect": EDIT,
+    "integrations:connector-test": EDIT,
     "catalog:entity-delete": "catalog.delete_entity",
 }
 UI_NAMESPACES = ("catalog", "integrations", "integrations-entity")
@@ -171,6 +173,8 @@ class PathObjects:
 
     def ui_url(self, route: UiRoute) -> str:
         values = self.values()
+        if route.name.startswith("integrations:connector-"):
+            values["pk"] = str(self.connector.pk)
         return reverse(route.name, kwargs={param: values[param] for param in route.params})
 
 

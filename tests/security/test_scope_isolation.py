@@ -104,6 +104,8 @@ UI_READS: dict[str, list[dict]] = {
     "integrations-entity:pull-requests": [{}],
     "integrations-entity:commits": [{}],
     "integrations:list": [{}],
+    "integrations:connector-list": [{}],
+    "integrations:connector-detail": [{}],
     "integrations:wizard": [{}],
     "integrations:detail": [{"state": "all"}, {"q": "bravo"}],
     "integrations:imported": [{"state": "all"}],

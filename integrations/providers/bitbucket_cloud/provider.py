@@ -173,6 +173,7 @@ class BitbucketCloudProvider(Provider):
     key = "bitbucket_cloud"
     name = "Bitbucket Cloud"
     properties_key = "BitbucketCloud"
+    default_base_url = DEFAULT_API_URL
     auth_kinds = (
         WORKSPACE_ACCESS_TOKEN,
         PROJECT_ACCESS_TOKEN,

@@ -69,7 +69,7 @@ def test_data_center_projects_overlap_when_they_share_one_or_either_takes_all(se
         name="dc",
         provider="bitbucket_dc",
         auth_kind="personal_access_token",
-        base_url="https://bitbucket.acme.invalid",
+        base_url="https://bitbucket.acme.test",
         secrets={"token": "unused"},
     )
     services.integration_create(connector=connector, name="pay", target={"projects": ["PAY"]})
