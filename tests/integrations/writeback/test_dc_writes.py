@@ -5,10 +5,12 @@ credentials kept out of logs and errors, and the clone cache reused and bounded.
 
 import logging
 import shutil
+import socket
 
 import pytest
 
 from integrations.providers import gitcache
+from integrations.providers.outbound import OutboundAddressError
 from integrations.providers.writes import (
     FileChange,
     UpstreamChanged,
@@ -247,3 +249,20 @@ def test_the_clone_cache_is_reused_within_its_window_and_evicted_past_its_size(d
     provider.write_files(_request(_record(provider, second)))
     provider.write_files(_request(_record(provider, second)))
     assert expiring.stats.expired >= 1 and expiring.stats.reused == 0
+
+
+def test_the_outbound_guard_refuses_the_git_host_before_any_connection(dc, settings, monkeypatch):
+    provider = dc_provider(dc)
+    record = _record(provider, _repo(dc))
+    settings.LANTERN_OUTBOUND_ALLOWLIST = []
+    attempts = []
+
+    def connect(sock, address):
+        attempts.append(address)
+        raise OSError("no connection may be attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    with pytest.raises(OutboundAddressError) as refused:
+        provider.write_files(_request(record, mode="commit"))
+    assert "internal address" in refused.value.message
+    assert attempts == []
