@@ -164,6 +164,14 @@ LANTERN_EXTRA_PROVIDERS = env_list("LANTERN_EXTRA_PROVIDERS", [])
 # Seconds a sync's claim on its integration lasts without a heartbeat: a killed worker's run is
 # closed as abandoned and the integration freed this long after its last sign of life.
 LANTERN_SYNC_LOCK_TTL = env_int("LANTERN_SYNC_LOCK_TTL", 600)
+# Write-back on Data Center: repositories larger than this (MiB, by REST's size) are fetched and
+# pushed with the git CLI rather than dulwich; clones are kept under LANTERN_GIT_CACHE_DIR (empty:
+# a folder in the system's temp dir) for reuse within LANTERN_GIT_CACHE_SECONDS, at most
+# LANTERN_GIT_CACHE_MAX_MB in all (least recently used evicted first).
+LANTERN_GIT_FALLBACK_THRESHOLD_MB = env_int("LANTERN_GIT_FALLBACK_THRESHOLD_MB", 50)
+LANTERN_GIT_CACHE_DIR = env_str("LANTERN_GIT_CACHE_DIR", "")
+LANTERN_GIT_CACHE_SECONDS = env_int("LANTERN_GIT_CACHE_SECONDS", 300)
+LANTERN_GIT_CACHE_MAX_MB = env_int("LANTERN_GIT_CACHE_MAX_MB", 1024)
 
 # Celery: Redis when a broker is configured, otherwise tasks run in process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")

@@ -14,6 +14,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from integrations.models import Connector, Integration
+    from integrations.providers.writes import WriteRequest, WriteResult
 
 
 class ProviderError(Exception):
@@ -420,6 +421,17 @@ class Provider:
 
     def parse_webhook(self, headers: dict[str, str], body: bytes) -> WebhookEvent:
         raise NotImplementedError
+
+    def write_files(self, request: "WriteRequest") -> "WriteResult":
+        """Commit ``request.files`` to the repository (or propose them in a pull request),
+        retrying a moved branch, never forcing, never overwriting a file changed upstream
+        (see :mod:`integrations.providers.writes`)."""
+        raise NotImplementedError(f"{self.name} cannot write to repositories")
+
+    def write_access(self, repo: RepoRecord | dict | None = None) -> tuple[bool, str]:
+        """Whether the connector's credential may write back (to ``repo``, or to any repository
+        of the target), and otherwise which scope or permission is missing."""
+        return False, f"{self.name} cannot write to repositories"
 
     @classmethod
     def properties(cls, data: dict) -> dict[str, Any]:

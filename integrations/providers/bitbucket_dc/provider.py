@@ -627,3 +627,13 @@ class BitbucketDataCenterProvider(Provider):
     @classmethod
     def properties(cls, data: dict) -> dict:
         return {key: data.get(key) for key in PROPERTY_KEYS}
+
+    def write_files(self, request):
+        from integrations.providers.bitbucket_dc.writes import write_files
+
+        return write_files(self, request)
+
+    def write_access(self, repo=None) -> tuple[bool, str]:
+        from integrations.providers.bitbucket_dc.writes import write_access
+
+        return write_access(self, repo)
