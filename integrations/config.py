@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from django.core.exceptions import ValidationError
@@ -39,7 +40,16 @@ from integrations.providers import registry
 
 ENV_REFERENCE_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
-CONNECTOR_KEYS = {"name", "provider", "base_url", "auth", "ca_pem_file", "config", "scope"}
+CONNECTOR_KEYS = {
+    "name",
+    "provider",
+    "base_url",
+    "auth",
+    "ca_pem_file",
+    "config",
+    "proxy_url",
+    "scope",
+}
 INTEGRATION_KEYS = {
     "name",
     "connector",
@@ -390,6 +400,15 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
                     f"{where}.config: {', '.join(sorted(clash))} belong under auth",
                 )
             spec["declared"]["config"] = config
+    if "proxy_url" in keys:
+        proxy_node = keys["proxy_url"][1]
+        spec["lines"]["proxy_url"] = _line(proxy_node)
+        raw = reader.value(proxy_node) if isinstance(proxy_node, yaml.ScalarNode) else None
+        # A proxy URL may carry a password: then, like any secret, it comes from the environment.
+        carries_password = isinstance(raw, str) and "@" in urlsplit(raw).netloc
+        proxy_url = reader.env(proxy_node, f"{where}.proxy_url", secret=carries_password)
+        if proxy_url is not None:
+            spec["declared"]["proxy_url"] = proxy_url
     if "scope" in keys:
         scope_node = keys["scope"][1]
         spec["lines"]["scope"] = _line(scope_node)
@@ -741,6 +760,7 @@ def _connector_apply(spec: ConnectorSpec) -> tuple[Connector, Outcome]:
             base_url=declared.get("base_url", ""),
             config={**declared.get("config", {}), **spec.auth_public},
             ca_pem=declared.get("ca_pem", ""),
+            proxy_url=declared.get("proxy_url", ""),
             scope=declared.get("scope"),
         )
         return connector, Outcome("connector", spec.name, "created")
@@ -752,7 +772,7 @@ def _connector_apply(spec: ConnectorSpec) -> tuple[Connector, Outcome]:
             }
         )
     desired: dict[str, Any] = {"auth_kind": spec.auth_kind}
-    for key in ("base_url", "ca_pem"):
+    for key in ("base_url", "ca_pem", "proxy_url"):
         if key in spec.declared:
             desired[key] = spec.declared[key]
     base_config = spec.declared.get("config")
