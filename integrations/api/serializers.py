@@ -148,6 +148,7 @@ class ConnectorSerializer(serializers.ModelSerializer):
             "health",
             "last_error",
             "last_checked_at",
+            "last_success_at",
             "created_at",
             "updated_at",
         ]

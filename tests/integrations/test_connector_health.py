@@ -109,3 +109,16 @@ def test_a_wrong_workspace_in_the_wizard_test_keeps_a_working_cloud_connector_up
     wrong = services.connector_test(connector=connector, target={"workspace": "no-such-ws"})
     assert not wrong.ok and wrong.target_error and "no-such-ws" in wrong.message
     assert health(connector) == ("up", "")
+
+
+def test_the_api_shows_the_connectors_health_and_last_success(sandbox, django_user_model):
+    connector = make_connector(sandbox.default)
+    sync_ok(make_integration(connector, secondary_kinds=[]))
+    connector.refresh_from_db()
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("reader"))
+
+    shown = client.get(f"/api/integrations/connectors/{connector.pk}").json()
+
+    assert shown["health"] == "up" and shown["last_error"] == ""
+    assert shown["last_success_at"] == connector.last_success_at.isoformat().replace("+00:00", "Z")
