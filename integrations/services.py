@@ -31,7 +31,7 @@ from integrations.models import (
     SyncRun,
     WebhookSubscription,
 )
-from integrations.providers import registry
+from integrations.providers import budget, registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
 from integrations.providers.http import NETWORK_CONFIG_KEYS, timeout_validate
 from integrations.providers.oauth import pkce_pair
@@ -447,6 +447,11 @@ def expired_claims_release() -> int:
     """Free the integrations whose run's claim expired (a dead worker's) and close those runs
     as abandoned; returns how many."""
     return claims.expired_claims_release()
+
+
+def request_budgets_prune() -> int:
+    """Forget the request counts of past hours (kept in the database when there is no Redis)."""
+    return budget.past_windows_prune()
 
 
 def webhook_delivery_process(*, delivery_id: int) -> str:

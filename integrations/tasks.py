@@ -25,9 +25,10 @@ def sync_integration(
 
 @shared_task(name="integrations.enqueue_due_integrations")
 def enqueue_due_integrations() -> int:
-    """Every minute (beat): free the claims of dead workers' runs, then enqueue each enabled
-    integration whose next sync is due."""
+    """Every minute (beat): free the claims of dead workers' runs and forget past hours' request
+    counts, then enqueue each enabled integration whose next sync is due."""
     services.expired_claims_release()
+    services.request_budgets_prune()
     due = list(
         Integration.objects.filter(
             state=IntegrationState.ENABLED, next_sync_at__lte=timezone.now()

@@ -146,3 +146,12 @@ def budget_stores_close() -> None:
 def budget_store() -> BudgetStore:
     """The store ``LANTERN_REQUEST_BUDGET_STORE`` names (one per process)."""
     return _store(settings.LANTERN_REQUEST_BUDGET_STORE)
+
+
+def past_windows_prune() -> int:
+    """Drop the database's counts of hours before the last one (Redis expires its own keys);
+    returns how many rows went."""
+    store = budget_store()
+    if not isinstance(store, DatabaseBudgetStore):
+        return 0
+    return store.prune(before=current_window() - 1)

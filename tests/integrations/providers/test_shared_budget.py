@@ -173,3 +173,23 @@ def test_requests_made_elsewhere_with_the_token_are_counted_when_the_server_is_n
 def test_the_budget_limit_is_95_percent_of_the_hourly_limit():
     assert RequestBudget(1000).limit == 950
     assert RequestBudget(None).take("anything")
+
+
+@pytest.mark.django_db
+def test_the_minute_beat_forgets_past_hours_counts_and_keeps_this_hours(settings):
+    from integrations.providers.budget import budget_store, budget_stores_close
+    from integrations.tasks import enqueue_due_integrations
+
+    settings.LANTERN_REQUEST_BUDGET_STORE = "database"
+    store = budget_store()
+    window = current_window()
+    store.take("old", window - 5)
+    store.take("last-hour", window - 1)
+    store.take("now", window)
+
+    enqueue_due_integrations()
+
+    assert store.take("old", window - 5) == 1  # forgotten, so counted afresh
+    assert store.take("last-hour", window - 1) == 2
+    assert store.take("now", window) == 2
+    budget_stores_close()
