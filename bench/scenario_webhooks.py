@@ -46,7 +46,7 @@ def _integration():
         name=BENCH_NAME,
         provider="bitbucket_cloud",
         auth_kind="workspace_access_token",
-        base_url="https://api.bitbucket.org/2.0",
+        base_url="",  # Bitbucket Cloud's default, never contacted (nor resolved) here
         secrets={"token": "unused"},
     )
     integration = services.integration_create(
