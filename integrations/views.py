@@ -67,6 +67,7 @@ from integrations.models import (
 from integrations.providers import registry
 from integrations.providers.base import ProviderError
 from integrations.providers.bitbucket_cloud.client import HOURLY_LIMIT as CLOUD_HOURLY_LIMIT
+from integrations.providers.http import ConnectorNetwork
 from integrations.selectors import (
     MergeTargetUnresolved,
     change_refusal,
@@ -1028,6 +1029,7 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
         and change_refusal(user=request.user, obj=connector) is None,
         "browser_authorization": spec is not None,
         "connected": spec is not None and bool(connector.secrets.get("refresh_token")),
+        "network": ConnectorNetwork.of(connector).with_defaults(),
         "redirect_uri": (
             registry.get(connector.provider).oauth_redirect_uri(connector) if spec else ""
         ),

@@ -67,3 +67,23 @@ def test_bad_network_settings_are_refused_by_field_and_reason(
     text = response.content.decode()
     assert field in text and reason in text, text
     assert PASSWORD not in text
+
+
+@pytest.mark.django_db
+def test_the_connector_page_shows_its_proxy_masked_and_its_timeouts_in_effect(
+    token_provider, editor, editor_client, client
+):
+    body = create(
+        editor_client,
+        proxy_url=f"http://lantern:{PASSWORD}@proxy.example:3128",
+        config={"read_timeout": 45},
+    ).json()
+
+    client.force_login(editor)
+    page = client.get(f"/integrations/connectors/{body['id']}/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert PASSWORD not in html
+    assert "http://lantern:***@proxy.example:3128" in html
+    assert ">10 s<" in html and ">45 s<" in html
