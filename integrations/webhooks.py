@@ -107,6 +107,28 @@ def _read_body(request: HttpRequest) -> bytes | None:
 _DELIVERY_UNIQUE = ("integration", "delivery_id")  # the webhook_delivery_unique constraint
 
 
+def _delivery(
+    integration_id: int,
+    *,
+    delivery_id: str,
+    event: str,
+    outcome: str,
+    detail: str = "",
+    repository_external_id: str = "",
+    repository_name: str = "",
+) -> WebhookDelivery:
+    """A delivery row as both endpoints record it (values cut to their columns)."""
+    return WebhookDelivery(
+        integration_id=integration_id,
+        delivery_id=delivery_id[:200],
+        event=event[:100],
+        repository_external_id=repository_external_id[:200],
+        repository_name=repository_name[:255],
+        outcome=outcome,
+        detail=detail,
+    )
+
+
 def _record(
     integration: Integration,
     *,
@@ -121,14 +143,14 @@ def _record(
     by the unique constraint, so two concurrent redeliveries cannot both get through). Outside a
     transaction the statement commits by itself; a conflict is no error, so an enclosing
     transaction is never broken by a redelivery either."""
-    delivery = WebhookDelivery(
-        integration_id=integration.pk,
-        delivery_id=delivery_id[:200],
-        event=event[:100],
-        repository_external_id=repository_external_id[:200],
-        repository_name=repository_name[:255],
+    delivery = _delivery(
+        integration.pk,
+        delivery_id=delivery_id,
+        event=event,
         outcome=outcome,
         detail=detail,
+        repository_external_id=repository_external_id,
+        repository_name=repository_name,
     )
     try:
         inserted = instance_insert_new(delivery, unique=_DELIVERY_UNIQUE)
@@ -265,18 +287,7 @@ def _subscription_reject(request: HttpRequest, subscription_id: int, status: int
 def _record_many(integration_ids: list[int], **values) -> list[WebhookDelivery]:
     """The delivery recorded once per integration, in one statement; only the new rows are
     returned (an integration that has this delivery id already is a redelivery)."""
-    deliveries = [
-        WebhookDelivery(
-            integration_id=integration_id,
-            delivery_id=values["delivery_id"][:200],
-            event=values["event"][:100],
-            repository_external_id=values.get("repository_external_id", "")[:200],
-            repository_name=values.get("repository_name", "")[:255],
-            outcome=values["outcome"],
-            detail=values.get("detail", ""),
-        )
-        for integration_id in integration_ids
-    ]
+    deliveries = [_delivery(integration_id, **values) for integration_id in integration_ids]
     try:
         inserted = instances_insert_new(deliveries, unique=_DELIVERY_UNIQUE)
     except IntegrityError:
