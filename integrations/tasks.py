@@ -125,3 +125,18 @@ def recommendations_follow_catalog(changes) -> None:
         recommendations_recompute.delay(
             integration_id, entity_ids, sorted(changes.deleted.values())
         )
+
+
+# --- write-back ---------------------------------------------------------------------------------
+
+
+@shared_task(name="integrations.writeback_run", acks_late=True)
+def writeback_run(batch_id: int) -> int:
+    """Write a batch's repositories back; a redelivery skips those already finished."""
+    batch = services.writeback_run(batch_id=batch_id)
+    return batch.pk
+
+
+def writeback_enqueue(*, batch_id: int) -> None:
+    """Run the batch once the current transaction commits (its records exist by then)."""
+    transaction.on_commit(lambda: writeback_run.delay(batch_id))
