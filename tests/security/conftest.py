@@ -69,6 +69,8 @@ UI_PERMISSIONS: dict[str, str] = {
     "integrations:delete": EDIT,
     "integrations:connector-connect": EDIT,
     "integrations:connector-test": EDIT,
+    "integrations:write-back-preview": "integrations.write_back",
+    "integrations:write-back": "integrations.write_back",
     "catalog:entity-delete": "catalog.delete_entity",
 }
 UI_NAMESPACES = ("catalog", "integrations", "integrations-entity")
