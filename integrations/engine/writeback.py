@@ -285,6 +285,8 @@ def writeback_execute(*, provider: Provider, write: WriteBack) -> WriteBack:
         )
         return write
     except ProviderError as exc:
+        if exc.run_scoped:  # the request budget is spent: the batch pauses, this one waits
+            raise
         error, hint = _outcome_of(exc)
         _finish(
             write,
@@ -330,13 +332,18 @@ def writeback_execute(*, provider: Provider, write: WriteBack) -> WriteBack:
 
 
 UNFINISHED = (WritebackState.PENDING, WritebackState.RUNNING)
+# How long a batch whose request budget ran out waits before it goes on.
+WRITEBACK_PAUSE_SECONDS = 300
 
 
 def writeback_batch_run(*, batch_id: int) -> WriteBackBatch:
     """Run a batch: each unfinished repository in order, its outcome recorded and the batch's
     progress counted as it goes; one repository's failure never stops the others. Running it
     again (a redelivered task) skips what is finished: a repository interrupted mid-write is
-    written again, and one whose file already holds Lantern's content is recorded as done."""
+    written again, and one whose file already holds Lantern's content is recorded as done.
+    When the credential's request budget is spent the batch pauses (the rest stay pending,
+    ``resume_after`` set on the returned batch) instead of failing every remaining
+    repository."""
     batch = WriteBackBatch.objects.select_related("integration__connector").get(pk=batch_id)
     if batch.state in (WritebackState.SUCCEEDED, WritebackState.FAILED):
         return batch
@@ -354,6 +361,22 @@ def writeback_batch_run(*, batch_id: int) -> WriteBackBatch:
             provider = registry.for_integration(batch.integration)
         try:
             writeback_execute(provider=provider, write=write)
+        except ProviderError as exc:
+            if not exc.run_scoped:
+                raise
+            WriteBack.objects.filter(pk=write.pk).update(state=WritebackState.PENDING)
+            _progress(batch)
+            batch.resume_after = WRITEBACK_PAUSE_SECONDS
+            logger.warning(
+                "integrations.writeback.paused",
+                extra={
+                    "batch_id": batch.pk,
+                    "integration_id": batch.integration_id,
+                    "done": batch.done,
+                    "total": batch.total,
+                },
+            )
+            return batch
         except Exception as exc:  # a bug or the database: recorded, the batch goes on
             logger.exception(
                 "integrations.writeback.crashed",

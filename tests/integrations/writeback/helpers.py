@@ -20,25 +20,29 @@ def world_repo(server, discovered: DiscoveredEntity):
     raise AssertionError(f"no sandbox repository behind {discovered.name}")
 
 
-def without_catalog_file(server, integration, count: int = 1) -> list[DiscoveredEntity]:
-    """Discovered records of repositories with commits and no catalog-info.yaml yet."""
+def without_catalog_file(
+    server, integration, count: int = 1, *, absent: bool = True
+) -> list[DiscoveredEntity]:
+    """Discovered records of repositories with commits and (``absent``) no catalog-info.yaml
+    yet."""
     found = []
     for discovered in DiscoveredEntity.objects.filter(integration=integration).order_by("name"):
         repo = world_repo(server, discovered)
         if not repo.mainbranch or not repo.branches:
             continue
         head = repo.commits[repo.branches[repo.mainbranch]]
-        if repo.read_file(head, "catalog-info.yaml") is None:
+        if not absent or repo.read_file(head, "catalog-info.yaml") is None:
             found.append(discovered)
             if len(found) == count:
                 return found
     raise AssertionError(f"fewer than {count} repositories without catalog-info.yaml")
 
 
-def imported(server, provider, count: int = 1) -> list[DiscoveredEntity]:
-    """Sync, then import ``count`` repositories without a catalog file."""
+def imported(server, provider, count: int = 1, *, absent: bool = True) -> list[DiscoveredEntity]:
+    """Sync, then import ``count`` repositories with commits (``absent``: and without a
+    catalog file)."""
     synced(provider)
-    records = without_catalog_file(server, provider.integration, count)
+    records = without_catalog_file(server, provider.integration, count, absent=absent)
     for record in records:
         discovered_import(discovered=record)
     return records
