@@ -1082,6 +1082,20 @@ def writeback_access(*, integration: Integration, refresh: bool = False) -> tupl
     return ok, detail
 
 
+class _Operator:
+    """Whoever runs ``manage.py write_back``: a person with the server's shell holds every
+    permission, and is recorded as nobody in particular (``requested_by`` null)."""
+
+    pk = None
+    is_authenticated = True
+
+    def has_perm(self, permission: str) -> bool:
+        return True
+
+
+OPERATOR = _Operator()
+
+
 def _writeback_permission_refusal(user) -> str:
     if user is None or not user.has_perm(WRITE_BACK_PERMISSION):
         return (
@@ -1162,11 +1176,13 @@ def writeback_request(
     mode: str | None,
     user,
     expected: dict[int, str | None] | None = None,
+    enqueue: bool = True,
 ) -> WriteBackBatch:
     """Queue the write-back of each repository: a batch and one pending record per repository,
     run by a task once this transaction commits. ``expected`` (discovered id → the blob id a
     preview showed, None for no file) makes the write refuse a file changed since that
-    preview. Refused as a whole (PermissionDenied, or a ValidationError naming the field) when
+    preview; ``enqueue`` False leaves the running to the caller (:func:`writeback_run`).
+    Refused as a whole (PermissionDenied, or a ValidationError naming the field) when
     the user lacks the permission, an id is unknown or not imported, the mode is not allowed or
     the connector may not write."""
     refusal = _writeback_permission_refusal(user)
@@ -1211,9 +1227,10 @@ def writeback_request(
         )
         for record in discovered
     )
-    from integrations.tasks import writeback_enqueue  # tasks imports this module
+    if enqueue:  # the command line runs the batch itself, in the foreground
+        from integrations.tasks import writeback_enqueue  # tasks imports this module
 
-    writeback_enqueue(batch_id=batch.pk)
+        writeback_enqueue(batch_id=batch.pk)
     logger.info(
         "integrations.writeback.requested",
         extra={
