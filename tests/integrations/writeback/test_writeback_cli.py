@@ -53,3 +53,18 @@ def test_refusals_name_the_reason(cloud):
         call_command("write_back", provider.integration.name, "--repository", "nope")
     with pytest.raises(CommandError, match="No integration"):
         call_command("write_back", "missing", "--all-imported")
+
+
+def test_check_integration_reports_write_access(cloud):
+    reading = "cloud-reads-projects-too-0123456789"
+    cloud.world.credentials.add_access_token(
+        reading, workspace=cloud.workspace, scopes=("repository", "pullrequest", "project")
+    )
+    writer = cloud_provider(cloud)
+    reader = cloud_provider(cloud, token=reading, name="cloud-reader")
+    out = io.StringIO()
+    call_command("check_integration", writer.integration.name, stdout=out)
+    assert "Write-back: allowed (pull request mode)" in out.getvalue()
+    out = io.StringIO()
+    call_command("check_integration", reader.integration.name, stdout=out)
+    assert "Write-back: not allowed:" in out.getvalue() and "repository:write" in out.getvalue()
