@@ -27,6 +27,7 @@ from integrations.models import (
     PullRequest,
     SyncRun,
     WebhookDelivery,
+    WriteBack,
 )
 from integrations.providers import registry
 from integrations.selectors import ACCOUNT_LEVEL_CREATE, change_refusal, user_scope_limited
@@ -591,6 +592,25 @@ class SyncRunAdmin(RecordAdmin):
     )
     list_filter = ("state", "trigger", "flagged", "integration")
     list_select_related = ("integration",)
+
+
+@admin.register(WriteBack)
+class WriteBackAdmin(RecordAdmin):
+    """Who wrote which repository's catalog-info.yaml back, and what came of it."""
+
+    list_display = (
+        "discovered",
+        "integration",
+        "mode",
+        "state",
+        "pull_request_state",
+        "requested_by",
+        "requested_at",
+        "finished_at",
+    )
+    list_filter = ("state", "mode", "pull_request_state", "integration")
+    list_select_related = ("discovered", "integration", "requested_by")
+    search_fields = ("discovered__name", "commit", "pull_request_id")
 
 
 @admin.register(DiscoveredEntity)

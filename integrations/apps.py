@@ -47,6 +47,7 @@ class IntegrationsConfig(AppConfig):
             EntityTab("pull-requests", "Pull requests", "integrations-entity:pull-requests")
         )
         entity_tab_register(EntityTab("commits", "Commits", "integrations-entity:commits"))
+        entity_tab_register(EntityTab("writes", "Catalog file", "integrations-entity:writes"))
 
         from catalog.views import entity_notice_register
         from integrations.views import entity_notices_from_sources

@@ -104,6 +104,29 @@ class SyncState(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class WritebackMode(models.TextChoices):
+    """How write-back puts catalog-info.yaml into a repository: proposed in a pull request (the
+    default), or committed straight to the default branch (only when an admin picks it)."""
+
+    PULL_REQUEST = "pull_request", "Pull request"
+    COMMIT = "commit", "Direct commit"
+
+
+class WritebackState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class PullRequestState(models.TextChoices):
+    """The state of a pull request write-back opened, as the provider names it."""
+
+    OPEN = "OPEN", "Open"
+    MERGED = "MERGED", "Merged"
+    DECLINED = "DECLINED", "Declined"
+
+
 # Update frequency choices, in minutes: 15 minutes to 24 hours.
 UPDATE_FREQUENCIES = {
     "15m": 15,

@@ -148,6 +148,12 @@ class Integration(models.Model):
         default=1440,
         help_text="Minutes between full listings (deletions, renames) and PR sweeps",
     )
+    writeback_mode = models.CharField(
+        max_length=20,
+        choices=choices.WritebackMode.choices,
+        default=choices.WritebackMode.PULL_REQUEST,
+        help_text="How catalog-info.yaml is written back (direct commits only if picked)",
+    )
     next_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     # Start of the last successful listing: incremental runs ask for what changed since.
@@ -163,7 +169,8 @@ class Integration(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [
-            ("edit_integration", "Can create, edit, import into and delete integrations")
+            ("edit_integration", "Can create, edit, import into and delete integrations"),
+            ("write_back", "Can write catalog-info.yaml back to repositories"),
         ]
         indexes = [models.Index(fields=["state", "next_sync_at"], name="integration_due")]
 
@@ -532,3 +539,98 @@ class WebhookDelivery(models.Model):
     def latency(self):
         """Time from receipt to the end of processing (``None`` while queued)."""
         return self.processed_at - self.received_at if self.processed_at else None
+
+
+class WriteBackBatch(models.Model):
+    """One request to write catalog-info.yaml back to one or more repositories, run as a task.
+
+    ``done`` counts the repositories finished whatever their outcome, ``failed`` those of them
+    that failed: progress is ``done`` of ``total``."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="writeback_batches"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    mode = models.CharField(max_length=20, choices=choices.WritebackMode.choices)
+    state = models.CharField(
+        max_length=10,
+        choices=choices.WritebackState.choices,
+        default=choices.WritebackState.PENDING,
+    )
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "write-back batch"
+        verbose_name_plural = "write-back batches"
+        indexes = [
+            models.Index(fields=["integration", "-requested_at"], name="writeback_batch_recent")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.integration} write-back {self.pk} ({self.state})"
+
+
+class WriteBack(models.Model):
+    """One repository's write-back: who asked, when, what was written (commit, pull request)
+    or why not (``error`` and a ``hint`` saying what to do), and the pull request's state as
+    the sync and the webhooks see it afterwards."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="writebacks"
+    )
+    discovered = models.ForeignKey(
+        DiscoveredEntity, on_delete=models.CASCADE, related_name="writebacks"
+    )
+    entity = models.ForeignKey(
+        Entity, null=True, blank=True, on_delete=models.SET_NULL, related_name="writebacks"
+    )
+    batch = models.ForeignKey(WriteBackBatch, on_delete=models.CASCADE, related_name="writes")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    mode = models.CharField(max_length=20, choices=choices.WritebackMode.choices)
+    state = models.CharField(
+        max_length=10,
+        choices=choices.WritebackState.choices,
+        default=choices.WritebackState.PENDING,
+    )
+    path = models.CharField(max_length=500, default="catalog-info.yaml")
+    # The git blob id of the file as the preview showed it ("" unknown: read when writing;
+    # ``expected_absent``: there was no file). A file changed since is reported, not overwritten.
+    expected_blob = models.CharField(max_length=40, blank=True)
+    expected_absent = models.BooleanField(default=False)
+    branch = models.CharField(max_length=255, blank=True)
+    commit = models.CharField(max_length=64, blank=True)
+    pull_request_id = models.CharField(max_length=100, blank=True)
+    pull_request_url = models.URLField(max_length=1000, blank=True)
+    pull_request_state = models.CharField(
+        max_length=10, choices=choices.PullRequestState.choices, blank=True
+    )
+    error = models.TextField(blank=True)
+    hint = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "write-back"
+        indexes = [
+            models.Index(fields=["entity", "requested_at"], name="writeback_entity"),
+            models.Index(fields=["integration", "requested_at"], name="writeback_integration"),
+            models.Index(
+                fields=["discovered", "pull_request_id"],
+                condition=~Q(pull_request_id=""),
+                name="writeback_pull_request",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discovered} {self.path} ({self.state})"

@@ -20,6 +20,8 @@ from integrations.models import (
     ImportedEntity,
     Integration,
     SyncRun,
+    WriteBack,
+    WriteBackBatch,
 )
 
 
@@ -165,6 +167,45 @@ def imported_list(
 
 def runs_list(*, integration: Integration) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(integration=integration).order_by("-started_at", "-pk")
+
+
+def _writebacks(queryset: QuerySet[WriteBack]) -> QuerySet[WriteBack]:
+    """Records with what a list shows of them (repository, entity, integration, who asked)
+    joined: one query whatever the page size."""
+    return queryset.select_related("discovered", "entity", "integration", "requested_by").order_by(
+        "-requested_at", "-pk"
+    )
+
+
+def writebacks_for_entity(*, entity, user) -> QuerySet[WriteBack]:
+    """The write-backs of a catalog entity, newest first, through integrations the user may
+    see."""
+    return _writebacks(
+        WriteBack.objects.filter(entity=entity, integration__in=integrations_visible(user))
+    )
+
+
+def writebacks_for_integration(*, integration: Integration) -> QuerySet[WriteBack]:
+    """The integration's write-backs, newest first."""
+    return _writebacks(WriteBack.objects.filter(integration=integration))
+
+
+def writeback_batch_get(*, pk: int, user, integration: Integration | None = None) -> WriteBackBatch:
+    """A batch of an integration the user may see (of ``integration`` when given), with its
+    records prefetched; ``WriteBackBatch.DoesNotExist`` otherwise."""
+    queryset = WriteBackBatch.objects.filter(
+        integration__in=integrations_visible(user)
+    ).select_related("integration", "requested_by")
+    if integration is not None:
+        queryset = queryset.filter(integration=integration)
+    return queryset.prefetch_related(
+        Prefetch(
+            "writes",
+            queryset=WriteBack.objects.select_related(
+                "discovered", "entity", "requested_by"
+            ).order_by("pk"),
+        )
+    ).get(pk=pk)
 
 
 K = TypeVar("K", bound=Hashable)

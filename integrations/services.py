@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,16 +21,20 @@ from integrations import choices
 from integrations.engine import claims, discovery, health, targeted
 from integrations.engine import imports as engine_imports
 from integrations.engine import sync as engine_sync
+from integrations.engine import writeback as engine_writeback
 from integrations.engine.imports import ImportRequest, entities_ingested_rebuild
 from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
 from integrations.models import (
     Connector,
     CorrelationRule,
+    DiscoveredEntity,
     FieldMapping,
     ImportedEntity,
     Integration,
     SyncRun,
     WebhookSubscription,
+    WriteBack,
+    WriteBackBatch,
 )
 from integrations.providers import budget, registry
 from integrations.providers.base import ProbeResult, ProviderAuthError, ProviderError
@@ -60,6 +65,7 @@ INTEGRATION_SETTINGS = (
     "state",
     "vanish_threshold",
     "full_sync_interval",
+    "writeback_mode",
 )
 # What integration_create / integration_update accept: the columns plus rules and mappings.
 INTEGRATION_FIELDS = {*INTEGRATION_SETTINGS, "correlation", "field_mappings"}
@@ -168,6 +174,8 @@ def _validate_settings(values: dict, *, instance: Integration | None) -> None:
     interval = values.get("full_sync_interval")
     if interval is not None and (not isinstance(interval, int) or not 60 <= interval <= 10080):
         errors["full_sync_interval"] = "must be a number of minutes from 60 to 10080 (a week)"
+    if "writeback_mode" in values and values["writeback_mode"] not in choices.WritebackMode.values:
+        errors["writeback_mode"] = "must be pull_request or commit"
     if "state" in values and values["state"] not in choices.IntegrationState.values:
         errors["state"] = "must be enabled or suspended"
     threshold = values.get("vanish_threshold")
@@ -1041,3 +1049,221 @@ def integration_webhook_secret_rotate(*, integration: Integration) -> Integratio
             ) from exc
         subscription.save(update_fields=["secret_encrypted", "updated_at"])
     return integration
+
+
+# --- write-back of catalog-info.yaml ---------------------------------------------------------
+
+WRITE_BACK_PERMISSION = "integrations.write_back"
+# How long a connector's write access, once probed, is believed (pages do not probe each time).
+WRITEBACK_ACCESS_SECONDS = 300
+WritebackPreview = engine_writeback.WritebackPreview
+
+
+def _writeback_access_key(integration: Integration) -> str:
+    connector = integration.connector
+    stamp = connector.updated_at.timestamp() if connector.updated_at else 0
+    return f"integrations.writeback.access.{integration.pk}.{connector.pk}.{stamp}"
+
+
+def writeback_access(*, integration: Integration, refresh: bool = False) -> tuple[bool, str]:
+    """Whether the integration's connector may write back, and otherwise what is missing (the
+    scope or permission named): probed through the provider, then remembered for a few minutes
+    per integration (and forgotten when the connector changes). ``refresh`` probes again."""
+    key = _writeback_access_key(integration)
+    if not refresh:
+        known = cache.get(key)
+        if known is not None:
+            return tuple(known)
+    try:
+        answer = registry.for_integration(integration).write_access()
+    except ProviderError as exc:
+        answer = (False, f"Write access could not be checked: {exc.message}")
+    ok, detail = bool(answer[0]), str(answer[1] or "")
+    cache.set(key, (ok, detail), WRITEBACK_ACCESS_SECONDS)
+    logger.info(
+        "integrations.writeback.access_checked",
+        extra={"integration_id": integration.pk, "ok": ok},
+    )
+    return ok, detail
+
+
+class _Operator:
+    """Whoever runs ``manage.py write_back``: a person with the server's shell holds every
+    permission, and is recorded as nobody in particular (``requested_by`` null)."""
+
+    pk = None
+    is_authenticated = True
+
+    def has_perm(self, permission: str) -> bool:
+        return True
+
+
+OPERATOR = _Operator()
+
+
+def _writeback_permission_refusal(user) -> str:
+    if user is None or not user.has_perm(WRITE_BACK_PERMISSION):
+        return (
+            f"You lack the permission {WRITE_BACK_PERMISSION} (Can write catalog-info.yaml "
+            "back to repositories): ask an administrator for it"
+        )
+    return ""
+
+
+def _discovered_of(integration: Integration, discovered_ids: Any) -> list[DiscoveredEntity]:
+    """The integration's records of ``discovered_ids`` in the order given, or a ValidationError
+    on ``discovered_ids`` naming what is wrong (not a list of ids, unknown ids)."""
+    if (
+        not isinstance(discovered_ids, list | tuple)
+        or not discovered_ids
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in discovered_ids)
+    ):
+        raise ValidationError({"discovered_ids": "must be a non-empty list of discovered ids"})
+    ids = list(dict.fromkeys(discovered_ids))
+    found = DiscoveredEntity.objects.filter(integration=integration, pk__in=ids).in_bulk()
+    unknown = [str(i) for i in ids if i not in found]
+    if unknown:
+        raise ValidationError(
+            {
+                "discovered_ids": f"Not discovered by integration {integration.name}: "
+                + ", ".join(unknown)
+            }
+        )
+    return [found[i] for i in ids]
+
+
+def writeback_preview(
+    *, integration: Integration, discovered_ids: list[int], user
+) -> list[WritebackPreview]:
+    """What writing back each repository would change: the current file (read through the
+    provider) against Lantern's rendering, and whether the write may go ahead or why not (not
+    imported, the permission missing, the connector's write scope missing). Writes nothing."""
+    discovered = _discovered_of(integration, discovered_ids)
+    refusal = _writeback_permission_refusal(user)
+    if not refusal:
+        ok, detail = writeback_access(integration=integration)
+        refusal = "" if ok else detail
+    entities = engine_writeback.linked_entities([d.pk for d in discovered])
+    provider = registry.for_integration(integration)
+    return [
+        engine_writeback.writeback_preview_build(
+            provider=provider, discovered=d, entity=entities.get(d.pk), refusal=refusal
+        )
+        for d in discovered
+    ]
+
+
+def writeback_mode_validate(*, integration: Integration, mode: str | None) -> str:
+    """The mode a request writes with (None: the integration's), or a ValidationError on
+    ``mode``: a direct commit only where an admin picked it for the integration."""
+    if mode is None or mode == "":
+        return integration.writeback_mode
+    if mode not in choices.WritebackMode.values:
+        raise ValidationError({"mode": "must be pull_request or commit"})
+    if mode == choices.WritebackMode.COMMIT and (
+        integration.writeback_mode != choices.WritebackMode.COMMIT
+    ):
+        raise ValidationError(
+            {
+                "mode": f"Integration {integration.name} writes back through pull requests: "
+                "direct commits need its write-back mode (writeback_mode) set to commit by "
+                "an administrator"
+            }
+        )
+    return mode
+
+
+@transaction.atomic
+def writeback_request(
+    *,
+    integration: Integration,
+    discovered_ids: list[int],
+    mode: str | None,
+    user,
+    expected: dict[int, str | None] | None = None,
+    enqueue: bool = True,
+) -> WriteBackBatch:
+    """Queue the write-back of each repository: a batch and one pending record per repository,
+    run by a task once this transaction commits. ``expected`` (discovered id → the blob id a
+    preview showed, None for no file) makes the write refuse a file changed since that
+    preview; ``enqueue`` False leaves the running to the caller (:func:`writeback_run`).
+    Refused as a whole (PermissionDenied, or a ValidationError naming the field) when
+    the user lacks the permission, an id is unknown or not imported, the mode is not allowed or
+    the connector may not write."""
+    refusal = _writeback_permission_refusal(user)
+    if refusal:
+        raise PermissionDenied(refusal)
+    discovered = _discovered_of(integration, discovered_ids)
+    mode = writeback_mode_validate(integration=integration, mode=mode)
+    entities = engine_writeback.linked_entities([d.pk for d in discovered])
+    missing = [d.name for d in discovered if d.pk not in entities]
+    if missing:
+        raise ValidationError(
+            {"discovered_ids": "Not imported (no catalog entity to write): " + ", ".join(missing)}
+        )
+    if expected is not None and not isinstance(expected, dict):
+        raise ValidationError({"expected": "must map discovered ids to blob ids (or null)"})
+    ok, detail = writeback_access(integration=integration)
+    if not ok:
+        raise ValidationError({"connector": detail})
+    now = timezone.now()
+    batch = WriteBackBatch.objects.create(
+        integration=integration,
+        requested_by=user if getattr(user, "pk", None) else None,
+        requested_at=now,
+        mode=mode,
+        total=len(discovered),
+    )
+    WriteBack.objects.bulk_create(
+        WriteBack(
+            integration=integration,
+            discovered=record,
+            entity=entities[record.pk],
+            batch=batch,
+            requested_by=batch.requested_by,
+            requested_at=now,
+            mode=mode,
+            branch=(
+                engine_writeback.writeback_branch(entities[record.pk].name)
+                if mode == choices.WritebackMode.PULL_REQUEST
+                else ""
+            ),
+            **_expected_fields(expected, record.pk),
+        )
+        for record in discovered
+    )
+    if enqueue:  # the command line runs the batch itself, in the foreground
+        from integrations.tasks import writeback_enqueue  # tasks imports this module
+
+        writeback_enqueue(batch_id=batch.pk)
+    logger.info(
+        "integrations.writeback.requested",
+        extra={
+            "integration_id": integration.pk,
+            "batch_id": batch.pk,
+            "mode": mode,
+            "repositories": len(discovered),
+            "user_id": getattr(user, "pk", None),
+        },
+    )
+    return batch
+
+
+def _expected_fields(expected: dict | None, discovered_id: int) -> dict:
+    if not expected:
+        return {}
+    for key in (discovered_id, str(discovered_id)):
+        if key in expected:
+            value = expected[key]
+            if value is None:
+                return {"expected_absent": True}
+            if not isinstance(value, str) or len(value) != 40:
+                raise ValidationError({"expected": f"{discovered_id}: not a git blob id"})
+            return {"expected_blob": value}
+    return {}
+
+
+def writeback_run(*, batch_id: int) -> WriteBackBatch:
+    """Run a batch now, in this process (the task's body): each pending repository in order,
+    its outcome recorded; finished ones are skipped, so a re-run is harmless."""
+    return engine_writeback.writeback_batch_run(batch_id=batch_id)

@@ -126,3 +126,22 @@ def recommendations_follow_catalog(changes) -> None:
         recommendations_recompute.delay(
             integration_id, entity_ids, sorted(changes.deleted.values())
         )
+
+
+# --- write-back ---------------------------------------------------------------------------------
+
+
+@shared_task(name="integrations.writeback_run", acks_late=True)
+def writeback_run(batch_id: int) -> int:
+    """Write a batch's repositories back; a redelivery skips those already finished, and a
+    batch paused by a spent request budget is run again once it may go on."""
+    batch = services.writeback_run(batch_id=batch_id)
+    resume_after = getattr(batch, "resume_after", None)
+    if resume_after and not writeback_run.app.conf.task_always_eager:
+        writeback_run.apply_async((batch_id,), countdown=resume_after)
+    return batch.pk
+
+
+def writeback_enqueue(*, batch_id: int) -> None:
+    """Run the batch once the current transaction commits (its records exist by then)."""
+    transaction.on_commit(lambda: writeback_run.delay(batch_id))

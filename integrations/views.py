@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -45,6 +45,8 @@ from integrations.choices import (
     Registration,
     SyncMode,
     SyncState,
+    WritebackMode,
+    WritebackState,
 )
 from integrations.forms import (
     AdvancedForm,
@@ -63,6 +65,8 @@ from integrations.models import (
     PullRequest,
     SyncRun,
     WebhookDelivery,
+    WriteBack,
+    WriteBackBatch,
 )
 from integrations.providers import registry
 from integrations.providers.base import ProviderError
@@ -79,6 +83,9 @@ from integrations.selectors import (
     merge_targets_resolve,
     runs_list,
     user_scope_limited,
+    writeback_batch_get,
+    writebacks_for_entity,
+    writebacks_for_integration,
 )
 
 EDIT_PERMISSION = "integrations.edit_integration"
@@ -388,6 +395,7 @@ TABS = (
     ("imported", "Imported", "integrations:imported"),
     ("runs", "Runs", "integrations:runs"),
     ("webhooks", "Webhooks", "integrations:webhooks"),
+    ("writes", "Writes", "integrations:writes"),
     ("configuration", "Configuration", "integrations:configuration"),
 )
 
@@ -486,6 +494,7 @@ def integration_discovered(request: HttpRequest, pk: int) -> HttpResponse:
         ],
         can_register=integration.registration != Registration.MERGE,
         can_merge=integration.registration != Registration.REGISTER,
+        writeback_blocker=writeback_blocker(request, integration),
     )
     return render(request, "integrations/discovered_list.html", context)
 
@@ -666,6 +675,7 @@ def integration_imported(request: HttpRequest, pk: int) -> HttpResponse:
             ("unlinked", "Unlinked"),
             ("all", "All"),
         ],
+        writeback_blocker=writeback_blocker(request, context["integration"]),
     )
     return render(request, "integrations/importedentity_list.html", context)
 
@@ -847,9 +857,12 @@ _ENTITY_STAGE_TITLES = {
 
 def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[EntityNotice]:
     """The entity page's notices from its linked records (one query): the repository is gone
-    (with Unlink and Delete), or the last refresh or read from the repository failed."""
-    links = ImportedEntity.objects.filter(entity=entity, state=LinkState.LINKED).select_related(
-        "discovered", "integration"
+    (with Unlink and Delete), the last refresh or read from the repository failed, or the
+    latest write-back of catalog-info.yaml to it failed."""
+    links = (
+        ImportedEntity.objects.filter(entity=entity, state=LinkState.LINKED)
+        .select_related("discovered", "integration")
+        .annotate(**_latest_write_annotations())
     )
     visible = scope_visibility_q(request.user, field="integration__scope")
     if visible is not None:
@@ -927,6 +940,9 @@ def entity_notices_from_sources(request: HttpRequest, entity: Entity) -> list[En
                     ),
                 )
             )
+        notice = writeback_failed_notice(link, record, entity)
+        if notice is not None:
+            notices.append(notice)
     return notices
 
 
@@ -1106,3 +1122,342 @@ def _first_message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(exc.messages)
     return str(exc)
+
+
+# --- write-back of catalog-info.yaml -----------------------------------------------------------
+
+WRITE_BACK_PERMISSION = "integrations.write_back"
+WRITE_BACK_PERMISSION_MISSING = (
+    "You need the permission to write catalog-info.yaml back to repositories "
+    f"({WRITE_BACK_PERMISSION})."
+)
+
+
+# The confirm form's ``expected-<id>`` for a repository that had no catalog file in the preview.
+EXPECTED_NO_FILE = "none"
+
+
+def writeback_required(view: Callable) -> Callable:
+    """Signed in (else the login page) and holding ``write_back`` (else 403): writing to a
+    repository is a permission of its own, apart from editing integrations."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.has_perm(WRITE_BACK_PERMISSION):
+            raise PermissionDenied(WRITE_BACK_PERMISSION_MISSING)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def writeback_blocker(request: HttpRequest, integration: Integration) -> str:
+    """Why the user cannot write back through ``integration`` now ("" when they can): the
+    permission, the account-level rule, or the connector's missing write access (the cached
+    probe of :func:`services.writeback_access`, asked only when the rest allows it)."""
+    if not request.user.has_perm(WRITE_BACK_PERMISSION):
+        return WRITE_BACK_PERMISSION_MISSING
+    refusal = change_refusal(user=request.user, obj=integration)
+    if refusal:
+        return refusal
+    try:
+        allowed, reason = services.writeback_access(integration=integration)
+    except ProviderError as exc:
+        return f"Write access of connector {integration.connector.name} is unknown: {exc.message}"
+    if allowed:
+        return ""
+    return f"Connector {integration.connector.name} cannot write: {reason}"
+
+
+def writeback_modes(integration: Integration) -> list[dict]:
+    """The write modes the preview offers, each with why it is not offered: a direct commit
+    only where the integration's admin picked it."""
+    chosen = integration.writeback_mode or WritebackMode.PULL_REQUEST
+    return [
+        {
+            "value": WritebackMode.PULL_REQUEST,
+            "label": "Pull request",
+            "help": "A branch lantern/catalog-info-<name>, one commit, and a pull request into "
+            "the default branch for a person to review and merge.",
+            "checked": chosen == WritebackMode.PULL_REQUEST,
+            "disabled_reason": "",
+        },
+        {
+            "value": WritebackMode.COMMIT,
+            "label": "Direct commit",
+            "help": "One commit straight onto the default branch.",
+            "checked": chosen == WritebackMode.COMMIT,
+            "disabled_reason": ""
+            if chosen == WritebackMode.COMMIT
+            else "Not allowed by this integration: an administrator picks direct commits as "
+            "its write mode in the integration's settings.",
+        },
+    ]
+
+
+def diff_lines(diff: str) -> list[tuple[str, str]]:
+    """A unified diff as (kind, line) pairs for the template's colours: ``add``, ``del``,
+    ``hunk``, ``meta`` (the file headers) or ``same``."""
+    lines = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "meta"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "same"
+        lines.append((kind, line))
+    return lines
+
+
+def commit_url(write) -> str:
+    """The web page of a write's commit, from its repository's web address (Cloud's
+    ``…/{repo}`` and Data Center's ``…/repos/{repo}/browse`` both take ``/commits/{sha}``)."""
+    base = (write.discovered.data or {}).get("url") or ""
+    if not write.commit or not base.startswith(("https://", "http://")):
+        return ""
+    return f"{base.rstrip('/').removesuffix('/browse')}/commits/{write.commit}"
+
+
+def _with_commit_urls(writes):
+    for write in writes:
+        write.commit_url = commit_url(write)
+    return writes
+
+
+def _ids(values: list[str]) -> list[int]:
+    return list(dict.fromkeys(int(value) for value in values if value.strip().isdigit()))
+
+
+def _writeback_preview_url(pk: int, ids: list[int], back: str = "") -> str:
+    query = [("discovered", str(i)) for i in ids] + ([("next", back)] if back else [])
+    return f"{reverse('integrations:write-back-preview', args=[pk])}?{urlencode(query)}"
+
+
+def _safe_target(request: HttpRequest, target: str) -> str:
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def writeback_preview_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """What would be written, per repository, before anything is: a link (GET, from the
+    entity page) or the selected rows of the Discovered and Imported tabs (POST, which needs
+    the permission, as it starts a write)."""
+    if request.method == "POST":
+        if not request.user.has_perm(WRITE_BACK_PERMISSION):
+            raise PermissionDenied(WRITE_BACK_PERMISSION_MISSING)
+        _integration(request, pk)
+        ids = _ids(request.POST.getlist("selected"))
+        back = _safe_next(request)
+        if not ids:
+            messages.warning(
+                request, "Select at least one repository to write catalog-info.yaml to."
+            )
+            return redirect(back or reverse("integrations:imported", args=[pk]))
+    else:
+        ids = _ids(request.GET.getlist("discovered"))
+        back = _safe_target(request, request.GET.get("next", ""))
+    context = _integration_context(request, pk, "writes")
+    integration = context["integration"]
+    previews = []
+    errors: list[str] = []
+    if ids:
+        try:
+            previews = services.writeback_preview(
+                integration=integration, discovered_ids=ids, user=request.user
+            )
+        except ValidationError as exc:
+            errors = _field_messages(exc)
+        except ProviderError as exc:
+            errors = [f"Could not read the repositories' files: {exc.message}"]
+    rows = [{"preview": preview, "lines": diff_lines(preview.diff)} for preview in previews]
+    writable = [p for p in previews if p.allowed and not p.unchanged]
+    blocker = writeback_blocker(request, integration) if previews else ""
+    context.update(
+        rows=rows,
+        errors=errors,
+        writable=writable,
+        blocker=blocker,
+        modes=writeback_modes(integration),
+        back=back,
+        confirm_reason=blocker
+        or (
+            ""
+            if writable
+            else "Nothing to write: every repository shown is unchanged or cannot be written."
+        ),
+    )
+    return render(request, "integrations/writeback_preview.html", context)
+
+
+def _field_messages(exc: ValidationError) -> list[str]:
+    """A service refusal as sentences naming their field."""
+    if hasattr(exc, "error_dict"):
+        return [
+            f"{field}: {message}" if field != "__all__" else message
+            for field, field_messages in exc.message_dict.items()
+            for message in field_messages
+        ]
+    return list(exc.messages)
+
+
+@require_POST
+@writeback_required
+def writeback_request_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Confirm: record one pending write per repository and queue them as one batch."""
+    integration = _integration(request, pk)
+    ids = _ids(request.POST.getlist("discovered"))
+    back = _safe_next(request)
+    if not ids:
+        messages.warning(request, "Select at least one repository to write catalog-info.yaml to.")
+        return redirect(back or reverse("integrations:writes", args=[pk]))
+    # The blob id each preview row showed ("none": no file): a file changed since is refused.
+    expected = {}
+    for discovered_id in ids:
+        blob = request.POST.get(f"expected-{discovered_id}", "")
+        if blob:
+            expected[discovered_id] = None if blob == EXPECTED_NO_FILE else blob
+    try:
+        batch = services.writeback_request(
+            integration=integration,
+            discovered_ids=ids,
+            mode=request.POST.get("mode") or None,
+            user=request.user,
+            expected=expected or None,
+        )
+    except ValidationError as exc:
+        for message in _field_messages(exc):
+            messages.error(request, f"Nothing was written: {message}")
+        return redirect(_writeback_preview_url(pk, ids, back))
+    count = f"{batch.total} repositor{'y' if batch.total == 1 else 'ies'}"
+    messages.success(
+        request,
+        f"Writing catalog-info.yaml to {count} as "
+        f"{'pull requests' if batch.mode == WritebackMode.PULL_REQUEST else 'direct commits'}.",
+    )
+    url = f"{reverse('integrations:write-back-batch', args=[pk])}?{urlencode({'id': batch.pk})}"
+    return redirect(f"{url}&{urlencode({'next': back})}" if back else url)
+
+
+@require_GET
+@login_required
+def writeback_batch_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """A batch's progress and each repository's outcome (``?id=``; the latest batch without
+    it), refreshing itself while it runs; ``fragment=1`` is the refreshing part alone."""
+    context = _integration_context(request, pk, "writes")
+    integration = context["integration"]
+    batch_id = request.GET.get("id", "")
+    if batch_id:
+        if not batch_id.isdigit():
+            raise Http404("No such write-back.")
+        try:
+            batch = writeback_batch_get(
+                pk=int(batch_id), user=request.user, integration=integration
+            )
+        except WriteBackBatch.DoesNotExist:
+            raise Http404("No such write-back.") from None
+    else:
+        batch = integration.writeback_batches.order_by("-requested_at", "-pk").first()
+        if batch is not None:
+            batch = writeback_batch_get(pk=batch.pk, user=request.user, integration=integration)
+    writes = _with_commit_urls(list(batch.writes.all())) if batch is not None else []
+    context.update(
+        batch=batch,
+        writes=writes,
+        running=bool(batch) and batch.state in (WritebackState.PENDING, WritebackState.RUNNING),
+        back=_safe_target(request, request.GET.get("next", "")),
+    )
+    if request.GET.get("fragment"):
+        return render(request, "integrations/writeback_batch_progress.html", context)
+    return render(request, "integrations/writeback_batch.html", context)
+
+
+@require_GET
+@login_required
+def integration_writes(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Writes tab: every write-back of the integration, newest first."""
+    context = _integration_context(request, pk, "writes")
+    integration = context["integration"]
+    page = _page(request, writebacks_for_integration(integration=integration), 25)
+    _with_commit_urls(page)
+    context.update(
+        page=page,
+        blocker=writeback_blocker(request, integration),
+    )
+    return render(request, "integrations/writeback_list.html", context)
+
+
+def _entity_links(request: HttpRequest, entity: Entity):
+    links = ImportedEntity.objects.filter(entity=entity, state=LinkState.LINKED).select_related(
+        "discovered", "integration", "integration__connector"
+    )
+    visible = scope_visibility_q(request.user, field="integration__scope")
+    return links.filter(visible) if visible is not None else links
+
+
+@require_GET
+@catalog_read_required
+def entity_writes(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    """The entity's catalog file tab: the action to write it to each linked repository
+    (disabled with the reason where it cannot be) and the writes made so far."""
+    entity = entity_for_request(request, namespace, kind, name)
+    context = entity_page_context(entity, "writes", request)
+    here = request.get_full_path()
+    sources = []
+    if request.user.is_authenticated:
+        for link in _entity_links(request, entity).order_by("integration__name", "pk"):
+            sources.append(
+                {
+                    "integration": link.integration,
+                    "repository": link.discovered,
+                    "preview_url": _writeback_preview_url(
+                        link.integration_id, [link.discovered_id], here
+                    ),
+                    "blocker": writeback_blocker(request, link.integration),
+                }
+            )
+    context.update(
+        sources=sources,
+        writes=_with_commit_urls(list(writebacks_for_entity(entity=entity, user=request.user))),
+    )
+    return render(request, "integrations/writeback_entity.html", context)
+
+
+def _latest_write_annotations() -> dict[str, Subquery]:
+    """The latest write-back of a link's repository (its state, error, hint and time), as
+    subqueries of the entity page's one read of its links."""
+    latest = WriteBack.objects.filter(
+        discovered=OuterRef("discovered"), integration=OuterRef("integration")
+    ).order_by("-requested_at", "-pk")
+    return {
+        f"last_write_{field}": Subquery(latest.values(field)[:1])
+        for field in ("state", "error", "hint", "finished_at")
+    }
+
+
+def writeback_failed_notice(link, record: DiscoveredEntity, entity: Entity) -> EntityNotice | None:
+    """A notice when the latest write-back to the link's repository failed, with its error and
+    what to do."""
+    if getattr(link, "last_write_state", None) != WritebackState.FAILED:
+        return None
+    when = link.last_write_finished_at
+    return EntityNotice(
+        "warn",
+        f"Writing catalog-info.yaml to {record.name} failed"
+        + (f" at {when:%Y-%m-%d %H:%M} UTC" if when else ""),
+        link.last_write_error,
+        hint=link.last_write_hint,
+        link=(
+            "See the writes",
+            reverse("integrations-entity:writes", kwargs=entity_url_kwargs(entity)),
+        ),
+    )

@@ -20,6 +20,8 @@ from integrations.models import (
     Integration,
     SyncRun,
     WebhookDelivery,
+    WriteBack,
+    WriteBackBatch,
 )
 from integrations.providers import registry
 from integrations.providers.http import ConnectorNetwork
@@ -305,6 +307,11 @@ class IntegrationWriteSerializer(serializers.Serializer):
     auto_import = serializers.BooleanField(required=False)
     state = serializers.ChoiceField(choices=choices.IntegrationState.choices, required=False)
     vanish_threshold = serializers.FloatField(required=False)
+    writeback_mode = serializers.ChoiceField(
+        choices=choices.WritebackMode.choices,
+        required=False,
+        help_text="How catalog-info.yaml is written back; commit allows direct commits",
+    )
     correlation = CorrelationRuleSerializer(many=True, required=False)
     field_mappings = serializers.DictField(
         child=serializers.CharField(),
@@ -596,3 +603,125 @@ class SyncQueuedSerializer(serializers.Serializer):
     queued = serializers.BooleanField()
     full = serializers.BooleanField(help_text="A full listing was asked for")
     detail = serializers.CharField(help_text="What was started")
+
+
+# Write-back
+
+
+class WritebackRequestSerializer(serializers.Serializer):
+    discovered_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=1000,
+        help_text="The discovered records (repositories) to write catalog-info.yaml to",
+    )
+    # Plain strings: the service names what is allowed (commit only where the admin picked it).
+    mode = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="pull_request or commit; default: the integration's writeback_mode",
+    )
+    dry_run = StrictBooleanField(
+        required=False, default=False, help_text="true: answer the previews, write nothing"
+    )
+    expected = serializers.DictField(
+        child=serializers.CharField(allow_null=True, min_length=40, max_length=40),
+        required=False,
+        help_text=(
+            "discovered id → current_blob of the preview shown (null: no file): a file "
+            "changed since is reported, not overwritten"
+        ),
+    )
+
+
+class WritebackPreviewSerializer(serializers.Serializer):
+    discovered_id = serializers.IntegerField(source="discovered.pk")
+    repository = serializers.CharField(source="discovered.name")
+    entity_ref = serializers.SerializerMethodField()
+    path = serializers.CharField()
+    current = serializers.CharField(allow_null=True, help_text="null: there is no such file")
+    current_blob = serializers.CharField(allow_null=True, help_text="Git blob id of current")
+    proposed = serializers.CharField()
+    diff = serializers.CharField(help_text="Unified diff from current to proposed")
+    unchanged = serializers.BooleanField()
+    allowed = serializers.BooleanField()
+    reason = serializers.CharField(help_text="Why the write may not go ahead (blank: it may)")
+
+    def get_entity_ref(self, preview) -> str | None:
+        return preview.entity.ref if preview.entity is not None else None
+
+
+class WriteBackSerializer(serializers.ModelSerializer):
+    repository = serializers.CharField(source="discovered.name", read_only=True)
+    entity_ref = serializers.SerializerMethodField()
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    mode = serializers.CharField(read_only=True, help_text="pull_request or commit")
+    state = serializers.CharField(read_only=True, help_text="pending, running, succeeded or failed")
+    pull_request_state = serializers.CharField(
+        read_only=True, help_text="OPEN, MERGED or DECLINED (blank: no pull request)"
+    )
+
+    class Meta:
+        model = WriteBack
+        fields = [
+            "id",
+            "integration",
+            "batch",
+            "discovered",
+            "repository",
+            "entity",
+            "entity_ref",
+            "requested_by",
+            "requested_at",
+            "finished_at",
+            "mode",
+            "state",
+            "path",
+            "branch",
+            "commit",
+            "pull_request_id",
+            "pull_request_url",
+            "pull_request_state",
+            "error",
+            "hint",
+            "attempts",
+        ]
+        read_only_fields = fields
+
+    def get_entity_ref(self, write: WriteBack) -> str | None:
+        return write.entity.ref if write.entity is not None else None
+
+
+class WriteBackBatchSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    writes = WriteBackSerializer(many=True, read_only=True)
+    mode = serializers.CharField(read_only=True, help_text="pull_request or commit")
+    state = serializers.CharField(
+        read_only=True, help_text="pending, running, succeeded or failed (any repository failed)"
+    )
+    done = serializers.IntegerField(
+        read_only=True, help_text="Repositories finished, whatever their outcome"
+    )
+    failed = serializers.IntegerField(read_only=True, help_text="Of those, the ones that failed")
+
+    class Meta:
+        model = WriteBackBatch
+        fields = [
+            "id",
+            "integration",
+            "requested_by",
+            "requested_at",
+            "finished_at",
+            "mode",
+            "state",
+            "total",
+            "done",
+            "failed",
+            "writes",
+        ]
+        read_only_fields = fields

@@ -34,6 +34,13 @@ urlpatterns = [
         views.WebhookDeliveryListApi.as_view(),
         name="webhook-deliveries",
     ),
+    path("<int:pk>/write-back", views.WritebackApi.as_view(), name="write-back"),
+    path(
+        "<int:pk>/write-back/<int:batch_pk>",
+        views.WritebackBatchApi.as_view(),
+        name="write-back-batch",
+    ),
+    path("<int:pk>/writes", views.WritebackListApi.as_view(), name="writes"),
     path("connectors", connector_list, name="connectors"),
     path("connectors/<int:pk>", connector_detail, name="connector"),
     # Last: any other path under this API is a JSON 404.

@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import generics, status, viewsets
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -35,7 +35,7 @@ from integrations.choices import (
     LinkState,
     RecommendedAction,
 )
-from integrations.models import Integration
+from integrations.models import Integration, WriteBackBatch
 from integrations.selectors import (
     ACCOUNT_LEVEL_CREATE,
     MergeTargetUnresolved,
@@ -48,11 +48,14 @@ from integrations.selectors import (
     merge_targets_resolve,
     runs_list,
     user_scope_limited,
+    writeback_batch_get,
+    writebacks_for_integration,
 )
 from portal.api import ConflictError, InputError, require_perm
 
 EDIT_PERMISSION = "integrations.edit_integration"
 CanEditIntegrations = require_perm(EDIT_PERMISSION)
+CanWriteBack = require_perm(services.WRITE_BACK_PERMISSION)
 
 _ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="InputError"),
@@ -573,3 +576,90 @@ class WebhookDeliveryListApi(IntegrationReadListApi):
 
     def get_queryset(self):
         return self.get_integration().webhook_deliveries.order_by("-received_at", "-pk")
+
+
+# Write-back
+
+
+@extend_schema(tags=["integrations"])
+class WritebackApi(IntegrationActionApi):
+    permission_classes = [CanWriteBack]
+
+    @extend_schema(
+        operation_id="integrations_write_back",
+        request=s.WritebackRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                s.WritebackPreviewSerializer(many=True), description="dry_run: the previews"
+            ),
+            202: OpenApiResponse(s.WriteBackBatchSerializer, description="The batch, queued"),
+            **_ERRORS,
+            **_FORBIDDEN,
+            **_NOT_FOUND,
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Write each repository's catalog-info.yaml (as Lantern renders its entity) back:
+        in a pull request, or as a direct commit where the integration allows it. Runs as a
+        background task; poll the batch for each repository's outcome. ``dry_run`` answers the
+        previews (the diff, and whether the write may go ahead or why not) and writes
+        nothing. Needs ``integrations.write_back``."""
+        integration = self.get_integration(pk)
+        body = s.WritebackRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        with service_errors():
+            if values["dry_run"]:
+                previews = services.writeback_preview(
+                    integration=integration,
+                    discovered_ids=values["discovered_ids"],
+                    user=request.user,
+                )
+                return Response(s.WritebackPreviewSerializer(previews, many=True).data)
+            batch = services.writeback_request(
+                integration=integration,
+                discovered_ids=values["discovered_ids"],
+                mode=values["mode"],
+                user=request.user,
+                expected=values.get("expected"),
+            )
+        batch = writeback_batch_get(pk=batch.pk, user=request.user)
+        return Response(s.WriteBackBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["integrations"])
+class WritebackBatchApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="integrations_write_back_batch",
+        responses={200: s.WriteBackBatchSerializer, **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, pk: int, batch_pk: int) -> Response:
+        """A write-back's progress: ``done`` of ``total`` repositories finished, ``failed``
+        of them failed, and each repository's outcome (commit, pull request, or error with
+        a hint)."""
+        integration = get_object_or_404(integrations_visible(request.user), pk=pk)
+        try:
+            batch = writeback_batch_get(pk=batch_pk, user=request.user, integration=integration)
+        except WriteBackBatch.DoesNotExist as exc:
+            raise NotFound(f"No write-back {batch_pk} of integration {integration.name}") from exc
+        return Response(s.WriteBackBatchSerializer(batch).data)
+
+
+@extend_schema(tags=["integrations"])
+class WritebackListApi(IntegrationReadListApi):
+    """Every write-back of the integration, newest first: who, when, which repository, the
+    commit or pull request (and its state), or why it failed."""
+
+    serializer_class = s.WriteBackSerializer
+
+    @extend_schema(
+        operation_id="integrations_writes_list",
+        responses={200: s.WriteBackSerializer(many=True), **_READ_ERRORS, **_NOT_FOUND},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return writebacks_for_integration(integration=self.get_integration())

@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 from integrations.choices import DiscoveredState, SecondaryKind
 from integrations.engine.processing import RunErrors, provider_record_error, repository_scoped
 from integrations.engine.readahead import FirstSyncReads
+from integrations.engine.writeback import writebacks_follow_pull_requests
 from integrations.models import Commit, DiscoveredEntity, PullRequest
 from integrations.providers.base import (
     CommitRecord,
@@ -118,6 +119,10 @@ def upsert_pull_requests(items: Iterable[tuple[int, PullRequestRecord]]) -> int:
     if rows:
         update = list(rows[0])[2:]
         rows_upsert(PullRequest, rows, unique=["discovered_id", "external_id"], update=update)
+        # The pull requests write-back opened take the state just read (open → merged...).
+        writebacks_follow_pull_requests(
+            [(row["discovered_id"], row["external_id"], row["state"]) for row in rows]
+        )
     return len(rows)
 
 

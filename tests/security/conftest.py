@@ -19,7 +19,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from catalog.models import Entity
 from integrations.engine.imports import discovered_import
-from integrations.models import Connector, ImportedEntity, Integration
+from integrations.models import Connector, ImportedEntity, Integration, WriteBackBatch
 from tests.integrations.api.conftest import make_scope, member_of, synced  # noqa: F401
 from tests.integrations.catalog_snapshot import snapshot
 from tests.integrations.conftest import (  # noqa: F401
@@ -48,6 +48,7 @@ API_PERMISSIONS: dict[str, str | None] = {
     "integrations_resume": EDIT,
     "integrations_import": EDIT,
     "integrations_imported_unlink": EDIT,
+    "integrations_write_back": "integrations.write_back",
     "catalog_entity_delete": "catalog.delete_entity",
     "catalog_entity_refresh": "catalog.change_entity",
     "catalog_entities_query_predicate": None,
@@ -68,6 +69,8 @@ UI_PERMISSIONS: dict[str, str] = {
     "integrations:delete": EDIT,
     "integrations:connector-connect": EDIT,
     "integrations:connector-test": EDIT,
+    "integrations:write-back-preview": "integrations.write_back",
+    "integrations:write-back": "integrations.write_back",
     "catalog:entity-delete": "catalog.delete_entity",
 }
 UI_NAMESPACES = ("catalog", "integrations", "integrations-entity")
@@ -153,10 +156,17 @@ class PathObjects:
     imported: ImportedEntity
     entity: Entity
 
+    @property
+    def batch_pk(self) -> int:
+        """The integration's latest write-back batch (0: none, a path that answers 404)."""
+        batches = WriteBackBatch.objects.filter(integration=self.integration)
+        return batches.values_list("pk", flat=True).first() or 0
+
     def values(self) -> dict[str, str]:
         return {
             "pk": str(self.integration.pk),
             "imported_pk": str(self.imported.pk),
+            "batch_pk": str(self.batch_pk),
             "uid": str(self.entity.uid),
             "kind": self.entity.kind.lower(),
             "namespace": self.entity.namespace,

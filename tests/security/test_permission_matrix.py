@@ -182,6 +182,7 @@ def test_the_matrix_covers_every_operation_on_an_integration_or_connector():
         "integrations_resume",
         "integrations_import",
         "integrations_imported_unlink",
+        "integrations_write_back",
     }
 
 

@@ -23,7 +23,7 @@ from catalog.services import entities_upsert
 from integrations import services
 from integrations.engine.imports import discovered_import
 from integrations.engine.sync import integration_sync
-from integrations.models import Connector, Integration, WebhookDelivery
+from integrations.models import Connector, Integration, WebhookDelivery, WriteBack, WriteBackBatch
 from tests.catalog.conftest import entity_document
 from tests.integrations.fake_provider import WORLDS, World
 from tests.security.conftest import (
@@ -89,6 +89,8 @@ API_READS: dict[str, list[dict]] = {
     "integrations_imported_list": [{}, {"search": "bravo"}],
     "integrations_runs_list": [{}],
     "integrations_webhook_deliveries_list": [{}],
+    "integrations_writes_list": [{}],
+    "integrations_write_back_batch": [{}],
     "integrations_connectors_list": [{}],
     "integrations_connectors_retrieve": [{}],
 }
@@ -103,6 +105,7 @@ UI_READS: dict[str, list[dict]] = {
     "catalog:entity-yaml-download": [{}],
     "integrations-entity:pull-requests": [{}],
     "integrations-entity:commits": [{}],
+    "integrations-entity:writes": [{}],
     "integrations:list": [{}],
     "integrations:connector-list": [{}],
     "integrations:connector-detail": [{}],
@@ -112,6 +115,9 @@ UI_READS: dict[str, list[dict]] = {
     "integrations:runs": [{}, {"fragment": "1"}],
     "integrations:webhooks": [{}],
     "integrations:configuration": [{}],
+    "integrations:writes": [{}],
+    "integrations:write-back-preview": [{}],
+    "integrations:write-back-batch": [{}],
     "integrations:suspend": [{}],
     "integrations:resume": [{}],
     "integrations:delete": [{}],
@@ -185,6 +191,15 @@ def sides(fake_provider, make_scope, member_of, make_user, request):
             event="repo:push",
             repository_name=f"{name}-repo",
             outcome="processed",
+        )
+        batch = WriteBackBatch.objects.create(integration=integration, mode="pull_request")
+        WriteBack.objects.create(
+            integration=integration,
+            discovered=imported.discovered,
+            entity=ledger,
+            batch=batch,
+            mode="pull_request",
+            branch=f"lantern/catalog-info-{name}-ledger",
         )
         user = make_user(f"{name}-member", *PERMISSIONS)
         member_of(user, scope)

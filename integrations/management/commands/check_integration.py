@@ -41,6 +41,14 @@ class Command(BaseCommand):
                 else ""
             )
             self.stdout.write(f"Webhook: {found.webhook_registration}{detail}")
+        # Probed afresh: the cached answer pages use may be minutes old.
+        can_write, why = services.writeback_access(integration=found, refresh=True)
+        if can_write:
+            self.stdout.write(
+                f"Write-back: allowed ({found.get_writeback_mode_display().lower()} mode)"
+            )
+        else:
+            self.stdout.write(f"Write-back: not allowed: {why}")
 
     def _sync_state(self, integration: Integration) -> None:
         """The last run's outcome and the records needing attention: printed before the probe,
