@@ -67,6 +67,7 @@ INTEGRATION_KEYS = {
     "description",
     "labels",
     "vanish_threshold",
+    "writeback_mode",
 }
 # An integration's target keys (workspace, projects, ...) are the providers' target fields.
 CORRELATION_KEYS = {"ingested", "catalog", "operator"}
@@ -642,6 +643,12 @@ def _read_integration(
         ):
             reader.error(value_node, f"{where}.vanish_threshold: must be a number in (0, 1]")
         values["vanish_threshold"] = threshold
+    if (value_node := node_of("writeback_mode")) is not None:
+        mode = reader.value(value_node)
+        if mode not in choices.WritebackMode.values:
+            allowed = " or ".join(choices.WritebackMode.values)
+            reader.error(value_node, f"{where}.writeback_mode: must be {allowed}")
+        values["writeback_mode"] = mode
     return spec
 
 

@@ -100,3 +100,41 @@ def test_a_bad_proxy_or_timeout_is_refused_naming_the_field_and_nothing_is_store
 
     assert field in str(caught.value)
     assert not Connector.objects.exists()
+
+
+INTEGRATION = """
+connectors:
+  - name: fake-cloud
+    provider: fake
+    auth: {{kind: none}}
+    config: {{world: w1}}
+integrations:
+  - name: acme
+    connector: fake-cloud
+    workspace: acme
+    writeback_mode: {mode}
+"""
+
+
+def test_an_integrations_write_back_mode_is_declared_and_applied_idempotently(
+    fake_provider, tmp_path
+):
+    from integrations.models import Integration
+
+    path = tmp_path / "lantern.yaml"
+    path.write_text(textwrap.dedent(INTEGRATION.format(mode="commit")).lstrip("\n"))
+    config_apply(config_load(path))
+    again = config_apply(config_load(path))
+
+    assert Integration.objects.get(name="acme").writeback_mode == "commit"
+    assert [o.action for o in again.outcomes] == ["unchanged", "unchanged"]
+
+
+def test_an_unknown_write_back_mode_is_refused_naming_the_key(fake_provider, tmp_path):
+    path = tmp_path / "lantern.yaml"
+    path.write_text(textwrap.dedent(INTEGRATION.format(mode="force")).lstrip("\n"))
+
+    with pytest.raises(ConfigError) as caught:
+        config_load(path)
+
+    assert "writeback_mode: must be pull_request or commit" in str(caught.value)
