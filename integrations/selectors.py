@@ -5,7 +5,18 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 
 from catalog.models import Scope, ScopeMembership
@@ -148,12 +159,19 @@ def imported_list(
     source_gone: bool | None = None,
 ) -> QuerySet[ImportedEntity]:
     """Each link annotated with its record's state and ``gone_at`` (``source_state``,
-    ``source_gone_at``); ``source_gone``: only the links whose repository is gone (True), only
-    the others (False), or both (None)."""
+    ``source_gone_at``) and whether its repository declares itself (``declared``: the last sync
+    found a catalog-info.yaml holding an entity); ``source_gone``: only the links whose
+    repository is gone (True), only the others (False), or both (None)."""
     queryset = (
         ImportedEntity.objects.filter(integration=integration)
         .select_related("entity", "entity__scope")
-        .annotate(source_state=F("discovered__state"), source_gone_at=F("discovered__gone_at"))
+        .annotate(
+            source_state=F("discovered__state"),
+            source_gone_at=F("discovered__gone_at"),
+            declared=ExpressionWrapper(
+                Q(discovered__data__catalog_info__has_key="spec"), output_field=BooleanField()
+            ),
+        )
     )
     if state:
         queryset = queryset.filter(state=state)

@@ -472,6 +472,12 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
         "repository is no longer listed"
     )
     source_gone_since = serializers.SerializerMethodField()
+    declared_in_repository = serializers.BooleanField(
+        source="declared",
+        read_only=True,
+        default=False,
+        help_text="The repository's catalog-info.yaml describes the entity (as the last sync read)",
+    )
 
     class Meta:
         model = ImportedEntity
@@ -489,6 +495,7 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
             "status",
             "state",
             "source_gone_since",
+            "declared_in_repository",
             "imported_at",
             "unlinked_at",
         ]

@@ -10,9 +10,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from catalog.models import Entity
 from integrations import services
+from integrations.api.serializers import ImportedEntitySerializer
 from integrations.choices import PullRequestState, WritebackState
 from integrations.models import DiscoveredEntity, WriteBack
 from integrations.providers import registry
+from integrations.selectors import imported_list
 from tests.integrations.writeback.conftest import (
     CLOUD_READ_TOKEN,
     CLOUD_WRITE_TOKEN,
@@ -54,6 +56,8 @@ def test_a_pull_request_through_the_service(server, writer, django_capture_on_co
     server, kind = server
     provider = PROVIDERS[kind](server)
     (record,) = imported(server, provider)
+    (link,) = imported_list(integration=provider.integration)
+    assert link.declared is False  # no catalog-info.yaml yet
     (preview,) = services.writeback_preview(
         integration=provider.integration, discovered_ids=[record.pk], user=writer
     )
@@ -110,6 +114,10 @@ def test_a_direct_commit_lands_and_reimports_to_the_same_entity(
     }
     assert record.imports.get().entity_id == entity.pk
     assert Entity.objects.filter(name=entity.name).count() == 1
+    # The Imported view (UI and API) shows the entity as declared in the repository.
+    (link,) = imported_list(integration=provider.integration)
+    assert link.declared is True
+    assert ImportedEntitySerializer(link).data["declared_in_repository"] is True
     (again,) = services.writeback_preview(
         integration=provider.integration, discovered_ids=[record.pk], user=writer
     )
