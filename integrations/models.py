@@ -564,6 +564,9 @@ class WriteBackBatch(models.Model):
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # Who is asked to review the pull requests (provider account ids: Cloud uuids, Data Center
+    # user names); empty for direct commits.
+    reviewers = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-pk"]

@@ -1181,12 +1181,14 @@ def writeback_request(
     mode: str | None,
     user,
     expected: dict[int, str | None] | None = None,
+    reviewers: list[str] | None = None,
     enqueue: bool = True,
 ) -> WriteBackBatch:
     """Queue the write-back of each repository: a batch and one pending record per repository,
     run by a task once this transaction commits. ``expected`` (discovered id → the blob id a
     preview showed, None for no file) makes the write refuse a file changed since that
-    preview; ``enqueue`` False leaves the running to the caller (:func:`writeback_run`).
+    preview; ``reviewers`` (provider account ids) are asked to review the pull requests;
+    ``enqueue`` False leaves the running to the caller (:func:`writeback_run`).
     Refused as a whole (PermissionDenied, or a ValidationError naming the field) when
     the user lacks the permission, an id is unknown or not imported, the mode is not allowed or
     the connector may not write."""
@@ -1203,6 +1205,13 @@ def writeback_request(
         )
     if expected is not None and not isinstance(expected, dict):
         raise ValidationError({"expected": "must map discovered ids to blob ids (or null)"})
+    reviewers = list(reviewers or [])
+    if reviewers and mode != choices.WritebackMode.PULL_REQUEST:
+        raise ValidationError({"reviewers": "Reviewers are for pull requests, not direct commits"})
+    if len(reviewers) > 20 or not all(
+        isinstance(r, str) and r.strip() and len(r) <= 200 for r in reviewers
+    ):
+        raise ValidationError({"reviewers": "At most 20 account ids, each a non-empty string"})
     ok, detail = writeback_access(integration=integration)
     if not ok:
         raise ValidationError({"connector": detail})
@@ -1213,6 +1222,7 @@ def writeback_request(
         requested_at=now,
         mode=mode,
         total=len(discovered),
+        reviewers=[r.strip() for r in reviewers],
     )
     WriteBack.objects.bulk_create(
         WriteBack(

@@ -640,6 +640,12 @@ class WritebackRequestSerializer(serializers.Serializer):
             "changed since is reported, not overwritten"
         ),
     )
+    reviewers = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=20,
+        help_text="Who reviews the pull requests: Cloud account uuids, Data Center user names",
+    )
 
 
 class WritebackPreviewSerializer(serializers.Serializer):
@@ -729,6 +735,7 @@ class WriteBackBatchSerializer(serializers.ModelSerializer):
             "total",
             "done",
             "failed",
+            "reviewers",
             "writes",
         ]
         read_only_fields = fields

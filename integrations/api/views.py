@@ -622,6 +622,7 @@ class WritebackApi(IntegrationActionApi):
                 mode=values["mode"],
                 user=request.user,
                 expected=values.get("expected"),
+                reviewers=values.get("reviewers"),
             )
         batch = writeback_batch_get(pk=batch.pk, user=request.user)
         return Response(s.WriteBackBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)

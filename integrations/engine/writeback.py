@@ -273,6 +273,7 @@ def writeback_execute(*, provider: Provider, write: WriteBack) -> WriteBack:
                 mode=write.mode,
                 branch=write.branch or None,
                 expected={write.path: expected},
+                reviewers=tuple(write.batch.reviewers) if write.mode == "pull_request" else (),
                 **text,
             )
         )
@@ -351,7 +352,7 @@ def writeback_batch_run(*, batch_id: int) -> WriteBackBatch:
     batch.state = WritebackState.RUNNING
     writes = (
         batch.writes.filter(state__in=UNFINISHED)
-        .select_related("discovered", "entity", "requested_by")
+        .select_related("discovered", "entity", "requested_by", "batch")
         .order_by("pk")
     )
     provider = None

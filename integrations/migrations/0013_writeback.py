@@ -88,6 +88,7 @@ class Migration(migrations.Migration):
                 ("total", models.PositiveIntegerField(default=0)),
                 ("done", models.PositiveIntegerField(default=0)),
                 ("failed", models.PositiveIntegerField(default=0)),
+                ("reviewers", models.JSONField(blank=True, default=list)),
                 (
                     "integration",
                     models.ForeignKey(

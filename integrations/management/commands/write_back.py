@@ -29,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--all-imported", action="store_true", help="every imported repository")
         parser.add_argument("--mode", choices=["pull_request", "commit"], default=None)
         parser.add_argument("--dry-run", action="store_true", help="print the diffs only")
+        parser.add_argument(
+            "--reviewer",
+            action="append",
+            default=[],
+            help="who reviews the pull requests (Cloud account uuid, Data Center user name)",
+        )
 
     def handle(self, *args, integration, repository, all_imported, mode, dry_run, **options):
         found = Integration.objects.select_related("connector").filter(name=integration).first()
@@ -47,6 +53,7 @@ class Command(BaseCommand):
                 discovered_ids=ids,
                 mode=mode,
                 user=services.OPERATOR,
+                reviewers=options["reviewer"],
                 enqueue=False,
             )
         except ValidationError as exc:

@@ -346,3 +346,36 @@ def test_selectors_cost_a_fixed_number_of_queries(
             for w in writebacks_for_entity(entity=entity, user=superuser)
         ]
     assert len(rows) == 2
+
+
+def test_reviewers_are_asked_on_the_pull_request_and_refused_for_a_direct_commit(
+    server, writer, django_capture_on_commit_callbacks
+):
+    server, kind = server
+    provider = PROVIDERS[kind](server)
+    (record,) = imported(server, provider)
+    reviewer = next(iter(server.world.accounts.values()))
+
+    batch = _request(
+        provider,
+        [record],
+        writer,
+        django_capture_on_commit_callbacks,
+        reviewers=[reviewer.nickname],
+    )
+
+    write = batch.writes.get()
+    assert write.state == WritebackState.SUCCEEDED, (write.error, write.hint)
+    assert batch.reviewers == [reviewer.nickname]
+    pr = world_repo(server, record).pull_requests[int(write.pull_request_id)]
+    assert pr.reviewers == [reviewer.uuid]
+    services.integration_update(integration=provider.integration, writeback_mode="commit")
+    with pytest.raises(ValidationError) as refused:
+        services.writeback_request(
+            integration=provider.integration,
+            discovered_ids=[record.pk],
+            mode="commit",
+            user=writer,
+            reviewers=[reviewer.nickname],
+        )
+    assert "reviewers" in refused.value.message_dict
