@@ -372,6 +372,14 @@ class AdvancedForm(forms.Form):
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     labels = forms.CharField(required=False, help_text="Comma-separated.")
+    writeback_mode = forms.ChoiceField(
+        choices=choices.WritebackMode.choices,
+        initial=choices.WritebackMode.PULL_REQUEST,
+        required=False,  # left out: the integration keeps its mode (a pull request when new)
+        label="Write-back",
+        help_text="How catalog-info.yaml is written to repositories: proposed as a pull request, "
+        "or committed straight to the default branch.",
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -386,6 +394,7 @@ class AdvancedForm(forms.Form):
             "scope": integration.scope_id,
             "description": integration.description,
             "labels": ", ".join(integration.labels or []),
+            "writeback_mode": integration.writeback_mode,
         }
 
 
@@ -410,6 +419,8 @@ def integration_values(
         "description": a["description"],
         "labels": _csv(a["labels"]),
     }
+    if a.get("writeback_mode"):
+        values["writeback_mode"] = a["writeback_mode"]
     if include_secondary:
         values["secondary_kinds"] = list(m["secondary_kinds"])
     return values

@@ -342,6 +342,33 @@ def test_configuration_edits_through_the_service(editor_client, synced):
     assert "Select a valid choice" in bad.content.decode()
 
 
+def test_configuration_sets_the_write_back_mode(editor_client, synced):
+    page = editor_client.get(f"/integrations/{synced.pk}/configuration/").content.decode()
+    assert 'name="writeback_mode"' in page
+    data = {
+        "name": synced.name,
+        "connector": synced.connector_id,
+        "workspace": "acme",
+        "registration": synced.registration,
+        "entity_kind": "Component",
+        "entity_type": "service",
+        "rule_ingested": ["name"],
+        "rule_operator": ["equals"],
+        "rule_catalog": ["metadata.name"],
+        "update_frequency": str(synced.update_frequency),
+        "writeback_mode": "commit",
+    }
+    editor_client.post(f"/integrations/{synced.pk}/configuration/", data)
+    synced.refresh_from_db()
+    assert synced.writeback_mode == "commit"
+    refused = editor_client.post(
+        f"/integrations/{synced.pk}/configuration/", {**data, "writeback_mode": "force"}
+    )
+    assert "Select a valid choice" in refused.content.decode()
+    synced.refresh_from_db()
+    assert synced.writeback_mode == "commit"
+
+
 def test_suspend_resume_and_delete_each_ask_first(editor_client, synced):
     confirm = editor_client.get(f"/integrations/{synced.pk}/suspend")
     assert "Suspend acme?" in confirm.content.decode()
