@@ -32,10 +32,22 @@ class ScorecardSerializer(serializers.ModelSerializer):
     distribution = serializers.SerializerMethodField(
         help_text="Entities per level reached (the empty key: below every level)."
     )
+    failing = serializers.SerializerMethodField(
+        help_text="The lowest-scoring entities below 100 (at most 20): {entity, score, level}."
+    )
 
     class Meta:
         model = Scorecard
-        fields = ["id", "name", "description", "filter", "levels", "checks", "distribution"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "filter",
+            "levels",
+            "checks",
+            "distribution",
+            "failing",
+        ]
 
     def get_checks(self, scorecard) -> list[dict]:
         return [
@@ -45,6 +57,9 @@ class ScorecardSerializer(serializers.ModelSerializer):
 
     def get_distribution(self, scorecard) -> dict[str, int]:
         return self.context.get("distribution", {}).get(scorecard.pk, {})
+
+    def get_failing(self, scorecard) -> list[dict]:
+        return self.context.get("failing", {}).get(scorecard.pk, [])
 
 
 class ScorecardInputSerializer(serializers.Serializer):
@@ -74,6 +89,7 @@ class ScorecardResultSerializer(serializers.Serializer):
 
 
 class EntityScorecardsSerializer(serializers.Serializer):
+    entity = serializers.CharField(help_text="The entity's ref.")
     metrics = serializers.DictField(
         help_text="By metric: {unit, windows: {'30'|'90'|'0': {value, n, status, computed_at}}}"
     )

@@ -1,5 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
+from portal.api import NoSuchEndpointApi
 from scorecards.api import views
 
 app_name = "scorecards-api"
@@ -23,4 +24,6 @@ urlpatterns = [
         views.EntityScorecardsApi.as_view(),
         name="entity",
     ),
+    # Last: any other path under this API is a JSON 404.
+    re_path(r"", NoSuchEndpointApi.as_view()),
 ]

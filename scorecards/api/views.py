@@ -63,8 +63,11 @@ class ScorecardViewSet(ModelPermissionMixin, viewsets.GenericViewSet):
         return selectors.scorecards_list()
 
     def _out(self, scorecards: list, *, many: bool):
-        distribution = selectors.level_distribution(user=self.request.user, scorecards=scorecards)
-        context = {"distribution": distribution}
+        user = self.request.user
+        context = {
+            "distribution": selectors.level_distribution(user=user, scorecards=scorecards),
+            "failing": selectors.failing_entities(user=user, scorecards=scorecards),
+        }
         return s.ScorecardSerializer(
             scorecards if many else scorecards[0], many=many, context=context
         ).data

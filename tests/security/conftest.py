@@ -179,11 +179,9 @@ class PathObjects:
             from scorecards.models import Check, Scorecard
 
             model = Check if "/checks/" in operation.path else Scorecard
-            values["id"] = str(
-                model.objects.get_or_create(name="matrix", defaults={"rule": {}})[0].pk
-                if model is Check
-                else model.objects.get_or_create(name="matrix")[0].pk
-            )
+            found = model.objects.order_by("pk").first()
+            extra = {"rule": {}} if model is Check else {}
+            values["id"] = str((found or model.objects.create(name="matrix", **extra)).pk)
         return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], operation.path)
 
     def ui_url(self, route: UiRoute) -> str:
