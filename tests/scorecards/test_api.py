@@ -47,3 +47,29 @@ def test_an_entity_shows_its_metrics_and_results(small_world, django_capture_on_
     assert listed[0]["distribution"] == {"Gold": 4}
     assert client.get("/api/scorecards/entities/component/default/nothing").status_code == 404
     assert APIClient().get("/api/scorecards/").status_code == 401
+
+
+def test_the_entity_endpoint_takes_a_fixed_number_of_statements(
+    small_world, django_assert_num_queries
+):
+    alpha = small_world["entities"]["alpha"]
+    services.metrics_refresh(entity_ids=[alpha.pk], now=NOW)
+    client = _client()
+    # the user's scopes and the entity (what any entity read takes), then what scorecards add:
+    # its metrics and its results (with their scorecards joined)
+    with django_assert_num_queries(4):
+        response = client.get(f"/api/scorecards/entities/component/default/{alpha.name}")
+    assert response.status_code == 200
+
+
+def test_changing_a_scorecard_through_the_api_refuses_bad_levels_naming_the_field():
+    client = _client("add_scorecard", "change_scorecard")
+    created = client.post("/api/scorecards/", {"name": "Basics"}, format="json")
+    assert created.status_code == 201, created.content
+    response = client.patch(
+        f"/api/scorecards/{created.json()['id']}",
+        {"levels": [{"name": "Gold", "threshold": "high"}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "levels[0].threshold: must be a number from 0 to 100" in str(response.json())
