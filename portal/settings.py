@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "portal.bitbucket_login",
     "catalog",
     "integrations",
+    "scorecards",
 ]
 
 MIDDLEWARE = [

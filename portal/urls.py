@@ -24,6 +24,7 @@ urlpatterns = [
     ),
     path("api/catalog/", include("catalog.api.urls")),
     path("api/integrations/", include("integrations.api.urls")),
+    path("api/scorecards/", include("scorecards.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(

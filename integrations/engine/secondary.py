@@ -24,6 +24,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from integrations import events
 from integrations.choices import DiscoveredState, SecondaryKind
 from integrations.engine.processing import RunErrors, provider_record_error, repository_scoped
 from integrations.engine.readahead import FirstSyncReads
@@ -199,6 +200,8 @@ class SecondarySync:
                 if items:
                     _UPSERT[kind]([(pk, item) for (pk, _), item in items.items()])
             _states_write(self._states)
+            written = {pk for items in self._items.values() for pk, _ in items}
+            events.secondary_changes_notify(discovered_ids=written)
         self._items = {kind: {} for kind in self.kinds}
         self._states = {}
         self.errors.flush()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("portal", "catalog", "integrations")
+PRODUCT_PACKAGES = ("portal", "catalog", "integrations", "scorecards")
 
 
 def _module_name(path: Path) -> str:
@@ -118,6 +118,11 @@ def _importers(prefix: str, *, of: str) -> list[str]:
 
 def test_the_catalog_never_imports_integrations():
     assert _importers("integrations", of="catalog") == []
+
+
+@pytest.mark.parametrize("package", ["catalog", "integrations"])
+def test_neither_the_catalog_nor_integrations_import_scorecards(package):
+    assert _importers("scorecards", of=package) == []
 
 
 @pytest.mark.parametrize(

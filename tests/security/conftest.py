@@ -55,6 +55,12 @@ API_PERMISSIONS: dict[str, str | None] = {
     "catalog_entities_by_refs": None,
     "catalog_entity_facets_predicate": None,
     "catalog_validate_entity": None,
+    "scorecards_create": "scorecards.add_scorecard",
+    "scorecards_update": "scorecards.change_scorecard",
+    "scorecards_destroy": "scorecards.delete_scorecard",
+    "scorecards_checks_create": "scorecards.add_check",
+    "scorecards_checks_update": "scorecards.change_check",
+    "scorecards_checks_destroy": "scorecards.delete_check",
 }
 # The same for the UI routes that accept POST (by URL name).
 UI_PERMISSIONS: dict[str, str] = {
@@ -179,6 +185,13 @@ class PathObjects:
         values["id"] = str(
             self.connector.pk if "/connectors/" in operation.path else self.integration.pk
         )
+        if operation.path.startswith("/api/scorecards/"):
+            from scorecards.models import Check, Scorecard
+
+            model = Check if "/checks/" in operation.path else Scorecard
+            found = model.objects.order_by("pk").first()
+            extra = {"rule": {}} if model is Check else {}
+            values["id"] = str((found or model.objects.create(name="matrix", **extra)).pk)
         return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], operation.path)
 
     def ui_url(self, route: UiRoute) -> str:

@@ -1,0 +1,288 @@
+"""The one write door of scorecards: metrics and results recomputed for the entities whose data
+changed, and checks and scorecards created, changed and deleted (validated the same way for the
+admin, the API and configuration files)."""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.models import Entity
+from catalog.query import filters_q
+from catalog.selectors import entity_documents
+from catalog.services import EntityChanges
+from integrations.models import ImportedEntity
+from scorecards.metrics import metrics_compute
+from scorecards.models import Check, EntityMetric, Scorecard, ScorecardCheck, ScorecardResult
+from scorecards.rules import level_for, rule_evaluate
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 2000
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def metrics_refresh(*, entity_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Recompute and store every metric of these entities (set-based: a few statements for the
+    whole set), then their scorecard results. Returns how many metric rows were written."""
+    ids = sorted(set(entity_ids))
+    written = 0
+    now = now or timezone.now()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        values = metrics_compute(entity_ids=chunk, now=now)
+        with transaction.atomic():
+            EntityMetric.objects.filter(entity_id__in=chunk).delete()
+            EntityMetric.objects.bulk_create(
+                EntityMetric(
+                    entity_id=v.entity_id,
+                    metric=v.metric,
+                    window_days=v.window_days,
+                    value=v.value,
+                    n=v.n,
+                    status=v.status,
+                    computed_at=now,
+                )
+                for v in values
+            )
+        written += len(values)
+    logger.info("scorecards.metrics.refreshed", extra={"entities": len(ids), "rows": written})
+    scorecard_results_refresh(entity_ids=ids)
+    return written
+
+
+def metrics_documents(*, entity_ids: Iterable[int]) -> dict[int, dict]:
+    """The ``metrics`` part of rule documents, per entity, in one query: each metric's no-window
+    or 90-day value at the top, the 30-day one under ``last_30_days``."""
+    documents: dict[int, dict] = {}
+    rows = EntityMetric.objects.filter(entity_id__in=list(entity_ids)).values_list(
+        "entity_id", "metric", "window_days", "value", "n", "status"
+    )
+    for entity_id, metric, days, value, n, status in rows:
+        entry = {"value": value, "n": n, "status": status, "window_days": days}
+        metrics = documents.setdefault(entity_id, {})
+        if days == 30:
+            metrics.setdefault(metric, {})["last_30_days"] = entry
+        else:
+            metrics.setdefault(metric, {}).update(entry)
+    return documents
+
+
+# -- scorecard evaluation ---------------------------------------------------------------------
+
+
+def rule_documents(*, entities: list[Entity]) -> dict[int, dict]:
+    """The documents rules read (see :mod:`scorecards.rules`), for many entities in two
+    statements: relations and metrics."""
+    rendered = entity_documents(entities)
+    metrics = metrics_documents(entity_ids=[e.pk for e in entities])
+    documents = {}
+    for entity, document in zip(entities, rendered, strict=True):
+        properties = document.pop("integration_properties", {})
+        documents[entity.pk] = {
+            "entity": document,
+            "properties": properties,
+            "metrics": metrics.get(entity.pk, {}),
+        }
+    return documents
+
+
+def scorecard_evaluate(*, scorecard: Scorecard, entries: list, document: dict) -> dict:
+    """One entity's result of one scorecard: score (percent of the weight passed) and level."""
+    checks = []
+    total = passed = 0
+    for entry in entries:
+        outcome = rule_evaluate(entry.check_item.rule, document)
+        total += entry.weight
+        passed += entry.weight if outcome.status == "pass" else 0
+        checks.append(
+            {
+                "check_id": entry.check_item_id,
+                "name": entry.check_item.name,
+                "weight": entry.weight,
+                **outcome.as_dict(),
+            }
+        )
+    score = round(100 * passed / total, 2) if total else 0.0
+    return {"score": score, "level": level_for(score, scorecard.levels), "checks": checks}
+
+
+def scorecard_results_refresh(
+    *, entity_ids: Iterable[int] | None = None, scorecard_ids: Iterable[int] | None = None
+) -> int:
+    """Evaluate scorecards for entities (all of them when ``entity_ids`` is None) and store the
+    results. The database selects each scorecard's entities (its catalog filter); the rules run
+    in Python over documents prepared in bulk, so the statements grow with the number of
+    scorecards and chunks, never with entities × checks."""
+    scorecards = Scorecard.objects.all()
+    if scorecard_ids is not None:
+        scorecards = scorecards.filter(pk__in=list(scorecard_ids))
+    scorecards = list(scorecards)
+    if not scorecards:
+        return 0
+    entries: dict[int, list] = {}
+    for entry in ScorecardCheck.objects.filter(scorecard__in=scorecards).select_related(
+        "check_item"
+    ):
+        entries.setdefault(entry.scorecard_id, []).append(entry)
+    scope = None if entity_ids is None else sorted(set(entity_ids))
+    matched: dict[int, set[int]] = {}
+    for scorecard in scorecards:
+        queryset = Entity.objects.all()
+        q = filters_q([scorecard.filter]) if scorecard.filter.strip() else None
+        if q is not None:
+            queryset = queryset.filter(q)
+        if scope is not None:
+            queryset = queryset.filter(pk__in=scope)
+        matched[scorecard.pk] = set(queryset.values_list("pk", flat=True))
+    wanted = sorted(set().union(*matched.values()))
+    now = timezone.now()
+    written = 0
+    for start in range(0, max(len(wanted), 1), CHUNK):
+        chunk_ids = wanted[start : start + CHUNK]
+        entities = list(Entity.objects.filter(pk__in=chunk_ids).order_by("pk"))
+        documents = rule_documents(entities=entities) if entities else {}
+        results = []
+        for scorecard in scorecards:
+            for entity_id in chunk_ids:
+                if entity_id in matched[scorecard.pk]:
+                    result = scorecard_evaluate(
+                        scorecard=scorecard,
+                        entries=entries.get(scorecard.pk, []),
+                        document=documents[entity_id],
+                    )
+                    results.append(
+                        ScorecardResult(
+                            scorecard=scorecard, entity_id=entity_id, evaluated_at=now, **result
+                        )
+                    )
+        with transaction.atomic():
+            stale = ScorecardResult.objects.filter(scorecard__in=scorecards)
+            if start == 0:  # results of entities a scorecard no longer selects go too
+                stale = stale if scope is None else stale.filter(entity_id__in=scope)
+            else:
+                stale = stale.filter(entity_id__in=chunk_ids)
+            stale.delete()
+            ScorecardResult.objects.bulk_create(results)
+        written += len(results)
+    logger.info(
+        "scorecards.results.refreshed",
+        extra={"scorecards": len(scorecards), "entities": len(wanted), "results": written},
+    )
+    return written
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+def scorecards_follow_catalog(changes: EntityChanges) -> None:
+    """Entities written: their documents (and so their results) may have changed, and an
+    import may have linked a repository whose metrics now apply. Deleted ones cascade."""
+    if changes.written:
+        metrics_refresh(entity_ids=changes.written)
+
+
+def scorecards_follow_ingestion(discovered_ids: set[int]) -> None:
+    """Pull requests or commits were ingested for these repositories."""
+    entity_ids = ImportedEntity.objects.filter(
+        discovered_id__in=discovered_ids, state="linked"
+    ).values_list("entity_id", flat=True)
+    ids = set(entity_ids)
+    if ids:
+        metrics_refresh(entity_ids=ids)
+
+
+# -- checks and scorecards --------------------------------------------------------------------
+
+
+def _saved(instance):
+    instance.full_clean()
+    instance.save()
+    return instance
+
+
+@transaction.atomic
+def check_create(*, name: str, rule: dict, description: str = "", how_to_fix: str = "") -> Check:
+    return _saved(Check(name=name, rule=rule, description=description, how_to_fix=how_to_fix))
+
+
+@transaction.atomic
+def check_update(*, check: Check, **values) -> Check:
+    for field, value in values.items():
+        setattr(check, field, value)
+    _saved(check)
+    transaction.on_commit(
+        lambda: scorecard_results_refresh(
+            scorecard_ids=list(check.entries.values_list("scorecard_id", flat=True))
+        )
+    )
+    return check
+
+
+def check_delete(*, check: Check) -> None:
+    if check.entries.exists():
+        names = ", ".join(sorted(check.entries.values_list("scorecard__name", flat=True)))
+        raise ValidationError({"check": f"Check {check.name!r} is used by scorecards: {names}"})
+    check.delete()
+
+
+def _entries_set(scorecard: Scorecard, checks: list[dict]) -> None:
+    """``checks``: [{"check": <Check or id>, "weight": int}] replacing the scorecard's."""
+    errors = []
+    rows = []
+    for index, item in enumerate(checks):
+        check = item.get("check")
+        if not isinstance(check, Check):
+            check = Check.objects.filter(pk=check).first()
+        weight = item.get("weight", 1)
+        if check is None:
+            errors.append(f"checks[{index}].check: no such check {item.get('check')!r}")
+        elif isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            errors.append(f"checks[{index}].weight: must be a whole number ≥ 1, got {weight!r}")
+        else:
+            rows.append(ScorecardCheck(scorecard=scorecard, check_item=check, weight=weight))
+    if len({row.check_item.pk for row in rows}) != len(rows):
+        errors.append("checks: a check appears twice")
+    if errors:
+        raise ValidationError({"checks": errors})
+    scorecard.entries.all().delete()
+    ScorecardCheck.objects.bulk_create(rows)
+
+
+@transaction.atomic
+def scorecard_create(
+    *,
+    name: str,
+    description: str = "",
+    filter: str = "",  # noqa: A002 - the field's name
+    levels: list | None = None,
+    checks: list[dict] | None = None,
+) -> Scorecard:
+    scorecard = _saved(
+        Scorecard(name=name, description=description, filter=filter, levels=levels or [])
+    )
+    _entries_set(scorecard, checks or [])
+    transaction.on_commit(lambda: scorecard_results_refresh(scorecard_ids=[scorecard.pk]))
+    return scorecard
+
+
+@transaction.atomic
+def scorecard_update(
+    *, scorecard: Scorecard, checks: list[dict] | None = None, **values
+) -> Scorecard:
+    for field, value in values.items():
+        setattr(scorecard, field, value)
+    _saved(scorecard)
+    if checks is not None:
+        _entries_set(scorecard, checks)
+    transaction.on_commit(lambda: scorecard_results_refresh(scorecard_ids=[scorecard.pk]))
+    return scorecard
+
+
+def scorecard_delete(*, scorecard: Scorecard) -> None:
+    scorecard.delete()
