@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from setuptools import find_namespace_packages
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("portal", "catalog", "integrations")
+PRODUCT_PACKAGES = ("portal", "catalog", "integrations", "scorecards")
 
 
 def shipped_packages() -> list[str]:
