@@ -16,6 +16,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
 from django.db.models.functions import Coalesce
 
@@ -168,8 +169,13 @@ def imported_list(
         .annotate(
             source_state=F("discovered__state"),
             source_gone_at=F("discovered__gone_at"),
-            declared=ExpressionWrapper(
-                Q(discovered__data__catalog_info__has_key="spec"), output_field=BooleanField()
+            # No catalog_info in the record's data makes the test NULL: the repository declares
+            # nothing, so False (the API documents a boolean).
+            declared=Coalesce(
+                ExpressionWrapper(
+                    Q(discovered__data__catalog_info__has_key="spec"), output_field=BooleanField()
+                ),
+                Value(False),
             ),
         )
     )

@@ -33,7 +33,7 @@ from rest_framework.test import APIClient
 from integrations import services
 from integrations.crypto import decrypt_json
 from integrations.engine.sync import integration_sync
-from integrations.models import Connector, Integration
+from integrations.models import Connector, Integration, WriteBackBatch
 from portal.logging import JsonFormatter, PlainFormatter
 from sandbox.tls import sandbox_tls
 from tests.integrations.bitbucket_cloud.conftest import cloud_test_settings  # noqa: F401
@@ -303,6 +303,7 @@ def test_no_api_response_shows_a_secret(every_kind, path_objects, superuser):
     client.force_authenticate(superuser)
     bodies = []
     for integration in every_kind:
+        WriteBackBatch.objects.create(integration=integration, mode="pull_request")
         objects = dataclasses.replace(
             path_objects, connector=integration.connector, integration=integration
         )
