@@ -56,3 +56,17 @@ def decrypt_json(token: str) -> dict:
             "Stored secrets cannot be decrypted: LANTERN_ENCRYPTION_KEY changed without keeping "
             "the old key"
         ) from exc
+
+
+def encrypted_value(column: str, key: str, doc: str = "") -> property:
+    """A model attribute holding one string, stored encrypted as ``{key: value}`` in the text
+    column ``column`` (blank when the value is blank), so the plain value is never a column. A
+    ``property``, so Django's model constructor and ``create()`` accept it as a keyword."""
+
+    def get(instance) -> str:
+        return decrypt_json(getattr(instance, column)).get(key, "")
+
+    def set_(instance, value: str) -> None:
+        setattr(instance, column, encrypt_json({key: value}) if value else "")
+
+    return property(get, set_, doc=doc)

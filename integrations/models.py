@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from catalog.models import Entity, Scope
 from integrations import choices
-from integrations.crypto import decrypt_json, encrypt_json
+from integrations.crypto import decrypt_json, encrypt_json, encrypted_value
 
 
 class Connector(models.Model):
@@ -60,14 +60,11 @@ class Connector(models.Model):
     def has_secrets(self) -> bool:
         return bool(self.secrets_encrypted)
 
-    @property
-    def proxy_url(self) -> str:
-        """The connector's own proxy (blank: the environment's HTTPS_PROXY/HTTP_PROXY)."""
-        return decrypt_json(self.proxy_url_encrypted).get("url", "")
-
-    @proxy_url.setter
-    def proxy_url(self, value: str) -> None:
-        self.proxy_url_encrypted = encrypt_json({"url": value}) if value else ""
+    proxy_url = encrypted_value(
+        "proxy_url_encrypted",
+        "url",
+        "The connector's own proxy (blank: the environment's HTTPS_PROXY/HTTP_PROXY).",
+    )
 
     @property
     def proxy_display(self) -> str:
@@ -181,13 +178,7 @@ class Integration(models.Model):
         if not set(self.secondary_kinds) <= set(choices.SecondaryKind.values):
             raise ValidationError({"secondary_kinds": "Unknown secondary kind."})
 
-    @property
-    def webhook_secret(self) -> str:
-        return decrypt_json(self.webhook_secret_encrypted).get("secret", "")
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str) -> None:
-        self.webhook_secret_encrypted = encrypt_json({"secret": value}) if value else ""
+    webhook_secret = encrypted_value("webhook_secret_encrypted", "secret")
 
     @property
     def is_enabled(self) -> bool:
@@ -241,13 +232,7 @@ class WebhookSubscription(models.Model):
     def __str__(self) -> str:
         return f"{self.provider} {self.host or 'default'} {self.scope_key}"
 
-    @property
-    def secret(self) -> str:
-        return decrypt_json(self.secret_encrypted).get("secret", "")
-
-    @secret.setter
-    def secret(self, value: str) -> None:
-        self.secret_encrypted = encrypt_json({"secret": value}) if value else ""
+    secret = encrypted_value("secret_encrypted", "secret")
 
     @property
     def url(self) -> str:
