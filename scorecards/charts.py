@@ -84,6 +84,12 @@ class Trend:
     def has_values(self) -> bool:
         return any(point.value is not None for point in self.points)
 
+    @property
+    def ticks(self) -> list[tuple[float, float]]:
+        """(value, y) of the axis lines: 0, half the maximum, the maximum."""
+        middle = (self.top + self.bottom) / 2
+        return [(0.0, self.bottom), (self.maximum / 2, middle), (self.maximum, self.top)]
+
 
 def _nice_ceiling(value: float) -> float:
     """A round axis maximum at or above the value: 1, 2, 5 × a power of ten."""
@@ -97,14 +103,19 @@ def _nice_ceiling(value: float) -> float:
 
 
 def weekly_trend(
-    points: list[TrendPoint], *, width: int = 600, height: int = 180, left: int = 40
+    points: list[TrendPoint],
+    *,
+    width: int = 600,
+    height: int = 180,
+    left: int = 40,
+    right: int = 24,
 ) -> Trend:
     """Places each week left to right and its value on a 0..maximum axis; a week without a
     value gets no point, and the line stops there (a gap, never a 0)."""
     top, bottom = 12, height - 28
     values = [p.value for p in points if p.value is not None]
     maximum = _nice_ceiling(max(values)) if values else 1.0
-    step = (width - left - 12) / max(len(points) - 1, 1)
+    step = (width - left - right) / max(len(points) - 1, 1)
     placed, lines, run = [], [], []
     for index, point in enumerate(points):
         x = round(left + index * step, 1)

@@ -259,15 +259,16 @@ def test_the_trend_breaks_its_line_at_a_week_without_value():
         [TrendPoint(w, v, 1 if v else 0) for w, v in zip(weeks, values, strict=True)]
     )
     assert trend.maximum == 5.0
-    # x from 40 in steps of (600 - 40 - 12) / 4 = 137; y = 152 - 140 × value / 5
+    # x from 40 in steps of (600 - 40 - 24) / 4 = 134; y = 152 - 140 × value / 5
     assert [(p.x, p.y) for p in trend.points] == [
         (40.0, None),
-        (177.0, 96.0),
-        (314.0, 40.0),
-        (451.0, None),
-        (588.0, 124.0),
+        (174.0, 96.0),
+        (308.0, 40.0),
+        (442.0, None),
+        (576.0, 124.0),
     ]
-    assert trend.lines == ["M177.0,96.0 L314.0,40.0"]
+    assert trend.ticks == [(0.0, 152), (2.5, 82.0), (5.0, 12)]
+    assert trend.lines == ["M174.0,96.0 L308.0,40.0"]
 
 
 # -- the Scorecards pages ----------------------------------------------------------------------
