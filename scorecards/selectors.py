@@ -12,7 +12,7 @@ from catalog.models import Entity
 from catalog.query import filters_q
 from catalog.refs import stringify_entity_ref
 from catalog.selectors import scope_visibility_q
-from integrations.models import PullRequest
+from integrations.models import ImportedEntity, PullRequest
 from scorecards.charts import TrendPoint
 from scorecards.metrics import METRICS, _closed_on, _percentile
 from scorecards.models import Check, EntityMetric, Scorecard, ScorecardResult
@@ -194,16 +194,10 @@ def _weekly_sql(entity: Entity, since: datetime) -> dict[date, tuple[float, int]
 
 def _weekly_python(entity: Entity, since: datetime) -> dict[date, tuple[float, int]]:
     """SQLite fallback: the same medians from the rows."""
-    rows = (
-        PullRequest.objects.filter(
-            discovered__imports__entity=entity,
-            discovered__imports__state="linked",
-            state="MERGED",
-            created_on__isnull=False,
-        )
-        .distinct()
-        .values_list("discovered_id", "state", "created_on", "updated_on", "data")
-    )
+    linked = ImportedEntity.objects.filter(entity=entity, state="linked").values("discovered_id")
+    rows = PullRequest.objects.filter(
+        discovered_id__in=linked, state="MERGED", created_on__isnull=False
+    ).values_list("discovered_id", "state", "created_on", "updated_on", "data")
     cycles: dict[date, list[float]] = {}
     for row in rows:
         merged_on = _closed_on(row)
