@@ -3,7 +3,8 @@
 Views are thin: visibility comes from :mod:`catalog.selectors`, filtering and keyset paging from
 :mod:`catalog.query` (through :mod:`catalog.filtersets`), documents from :mod:`catalog.rendering`.
 Other apps add tabs to the entity page with :func:`entity_tab_register` (the integrations app adds
-Pull requests and Commits) so the catalog never imports them.
+Pull requests and Commits) and cards to its Overview with :func:`entity_overview_panel_register`
+(the scorecards app adds Delivery metrics), so the catalog never imports them.
 """
 
 import base64
@@ -65,6 +66,36 @@ def entity_tab_register(tab: EntityTab) -> None:
     if any(existing.key == tab.key for existing in _registered_tabs):
         return
     _registered_tabs.append(tab)
+
+
+@dataclass(frozen=True)
+class EntityOverviewPanel:
+    """A card of the entity's Overview: ``context(request, entity)`` gives the template its
+    context, or None when the card has nothing to say about this entity. Each panel adds its
+    own statements to the page, so it should read what it shows in one or two."""
+
+    key: str
+    template_name: str
+    context: Callable[[HttpRequest, Entity], dict[str, Any] | None]
+
+
+_overview_panels: list[EntityOverviewPanel] = []
+
+
+def entity_overview_panel_register(panel: EntityOverviewPanel) -> None:
+    """Add a card below the Overview's facts, from an ``AppConfig.ready()``."""
+    if any(existing.key == panel.key for existing in _overview_panels):
+        return
+    _overview_panels.append(panel)
+
+
+def entity_overview_panels(request: HttpRequest, entity: Entity) -> list[dict[str, Any]]:
+    panels = []
+    for panel in _overview_panels:
+        context = panel.context(request, entity)
+        if context is not None:
+            panels.append({"key": panel.key, "template": panel.template_name, "context": context})
+    return panels
 
 
 @dataclass(frozen=True)
@@ -331,6 +362,7 @@ def entity_detail(request: HttpRequest, namespace: str, kind: str, name: str) ->
     )
     context["annotations"] = sorted((entity.annotations or {}).items())
     context["labels"] = sorted((entity.labels or {}).items())
+    context["panels"] = entity_overview_panels(request, entity)
     return render(request, "catalog/entity_detail.html", context)
 
 

@@ -6,6 +6,7 @@ from integrations import webhooks
 from integrations.urls import entity_tab_patterns
 from integrations.views import connector_oauth_callback
 from portal import health, views
+from scorecards.urls import entity_tab_patterns as scorecards_entity_tab_patterns
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,7 +16,9 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("catalog/", include("catalog.urls")),
     path("catalog/", include(entity_tab_patterns)),
+    path("catalog/", include(scorecards_entity_tab_patterns)),
     path("integrations/", include("integrations.urls")),
+    path("scorecards/", include("scorecards.urls")),
     # The redirect URL of a Data Center application link (what its admin registers there).
     path(
         "org/bitbucket-dc/<int:connector_id>/callback",

@@ -17,3 +17,18 @@ class ScorecardsConfig(AppConfig):
 
         entity_changes_subscribe(scorecards_follow_catalog)
         secondary_changes_subscribe(scorecards_follow_ingestion)
+
+        from catalog.views import (
+            EntityOverviewPanel,
+            EntityTab,
+            entity_overview_panel_register,
+            entity_tab_register,
+        )
+        from scorecards.views import delivery_metrics_panel
+
+        entity_tab_register(EntityTab("scorecards", "Scorecards", "scorecards-entity:scorecards"))
+        entity_overview_panel_register(
+            EntityOverviewPanel(
+                "delivery-metrics", "scorecards/entity_metrics_panel.html", delivery_metrics_panel
+            )
+        )

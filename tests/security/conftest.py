@@ -79,7 +79,13 @@ UI_PERMISSIONS: dict[str, str] = {
     "integrations:write-back": "integrations.write_back",
     "catalog:entity-delete": "catalog.delete_entity",
 }
-UI_NAMESPACES = ("catalog", "integrations", "integrations-entity")
+UI_NAMESPACES = (
+    "catalog",
+    "integrations",
+    "integrations-entity",
+    "scorecards",
+    "scorecards-entity",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +204,11 @@ class PathObjects:
         values = self.values()
         if route.name.startswith("integrations:connector-"):
             values["pk"] = str(self.connector.pk)
+        if route.name.startswith("scorecards:"):
+            from scorecards.models import Scorecard
+
+            found = Scorecard.objects.order_by("pk").first()
+            values["pk"] = str((found or Scorecard.objects.create(name="matrix")).pk)
         return reverse(route.name, kwargs={param: values[param] for param in route.params})
 
 

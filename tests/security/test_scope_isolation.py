@@ -131,8 +131,18 @@ UI_READS: dict[str, list[dict]] = {
     "integrations:suspend": [{}],
     "integrations:resume": [{}],
     "integrations:delete": [{}],
+    "scorecards-entity:scorecards": [{}],
+    "scorecards:list": [{}],
+    "scorecards:detail": [
+        {},
+        {"owner": "group:default/bravo-team"},
+        {"level": "-"},
+        {"page": "2"},
+    ],
 }
 UI_REDIRECTS = {"integrations:wizard-start"}  # GET only resets the wizard and redirects
+# UI pages of a definition of no scope (a scorecard): the same for both sides by the same id.
+UI_GLOBAL_DEFINITIONS = {"scorecards:detail"}
 # Route parameters naming an object (not the wizard's step): such pages 404 for another's.
 OBJECT_PARAMS = {"pk", "imported_pk", "namespace", "kind", "name"}
 
@@ -424,7 +434,7 @@ def test_ui_pages_show_nothing_of_another_scope(name, sides, subtests):
             theirs = _ui(bravo.user, bravo.objects.ui_url(route), params)
             assert theirs.status_code == 200
             assert MARKER in theirs.content
-            if set(route.params) & OBJECT_PARAMS:
+            if set(route.params) & OBJECT_PARAMS and name not in UI_GLOBAL_DEFINITIONS:
                 assert _ui(alpha.user, bravo.objects.ui_url(route), params).status_code == 404
 
 
@@ -438,6 +448,10 @@ def test_ui_counts_cover_only_the_users_scopes(sides):
     assert sum(row["count"] for row in home.context["kinds"]) == visible
     kinds = {row["kind"]: row["count"] for row in home.context["kinds"]}
     assert kinds["Component"] == 2  # alpha-ledger and shared-portal, not bravo-ledger
+    scorecards = _ui(alpha.user, "/scorecards/", {})
+    (sunset,) = scorecards.context["rows"]
+    assert sunset["bar"].total == 2  # the same two components, both failing: no level
+    assert [(s.label, s.count) for s in sunset["bar"].segments] == [("No level", 2)]
     integrations = _ui(alpha.user, "/integrations/", {})
     assert [i.name for i in integrations.context["integrations"]] == ["alpha-integration"]
 
