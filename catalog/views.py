@@ -28,8 +28,14 @@ from catalog.filtersets import ENTITY_FILTERS, ENTITY_SORTS, EntityListQuery
 from catalog.models import Entity, Relation
 from catalog.query import QueryError, condition_q, full_text_q, keyset_q, row_key_values
 from catalog.refs import EntityRefError, parse_entity_ref
-from catalog.rendering import dump_yaml, entity_document
-from catalog.selectors import entities_count, entities_visible, entity_by_ref, entity_facets
+from catalog.rendering import dump_yaml
+from catalog.selectors import (
+    entities_count,
+    entities_visible,
+    entity_by_ref,
+    entity_documents,
+    entity_facets,
+)
 from catalog.services import entity_delete
 
 PAGE_SIZE = 25
@@ -363,8 +369,7 @@ def entity_relationships(
 
 
 def _entity_yaml(entity: Entity) -> str:
-    relations = Relation.objects.filter(source_key=entity.ref_key)
-    return dump_yaml(entity_document(entity, relations))
+    return dump_yaml(entity_documents([entity], sections=True)[0])
 
 
 @require_GET

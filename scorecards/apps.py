@@ -6,19 +6,24 @@ class ScorecardsConfig(AppConfig):
     verbose_name = "Scorecards"
 
     def ready(self) -> None:
-        # Metrics and results follow what they are computed from: entities written by anything,
-        # and pull requests or commits an integration ingested (a sync or a webhook refresh).
+        from catalog.selectors import document_section_register
         from catalog.services import entity_changes_subscribe
         from integrations.config import config_section_register
         from integrations.events import secondary_changes_subscribe
+        from scorecards import documents
         from scorecards.config import CHECKS_SECTION, SCORECARDS_SECTION
         from scorecards.services import (
             scorecards_follow_catalog,
             scorecards_follow_ingestion,
         )
 
+        # Metrics and results follow what they are computed from: entities written by anything,
+        # and pull requests or commits an integration ingested (a sync or a webhook refresh).
         entity_changes_subscribe(scorecards_follow_catalog)
         secondary_changes_subscribe(scorecards_follow_ingestion)
         # apply_config's checks: and scorecards: keys, checks first (scorecards name them).
         config_section_register(CHECKS_SECTION)
         config_section_register(SCORECARDS_SECTION)
+        # Entity documents' Lantern-only scorecards: and metrics: sections.
+        document_section_register(documents.SCORECARDS_SECTION)
+        document_section_register(documents.METRICS_SECTION)
