@@ -6,12 +6,14 @@ class ScorecardsConfig(AppConfig):
     verbose_name = "Scorecards"
 
     def ready(self) -> None:
+        from catalog.query import query_field_register
         from catalog.selectors import document_section_register
         from catalog.services import entity_changes_subscribe
         from integrations.config import config_section_register
         from integrations.events import secondary_changes_subscribe
         from scorecards import documents
         from scorecards.config import CHECKS_SECTION, SCORECARDS_SECTION
+        from scorecards.query import SCORECARD_QUERY_FIELD
         from scorecards.services import (
             scorecards_follow_catalog,
             scorecards_follow_ingestion,
@@ -27,3 +29,5 @@ class ScorecardsConfig(AppConfig):
         # Entity documents' Lantern-only scorecards: and metrics: sections.
         document_section_register(documents.SCORECARDS_SECTION)
         document_section_register(documents.METRICS_SECTION)
+        # The catalog's scorecard.<name>.level filter and scorecard.<name>.score order.
+        query_field_register(SCORECARD_QUERY_FIELD)
