@@ -239,12 +239,15 @@ def _check_apply(spec: ObjectSpec) -> Outcome:
     return Outcome("check", spec.name, "updated", tuple(sorted(changes)))
 
 
-def _scorecard_apply(spec: ObjectSpec) -> Outcome:
+def _scorecard_apply(spec: ObjectSpec) -> Outcome | None:
+    """``None`` when a check it names was refused earlier in the file (already reported)."""
     values = dict(spec.values)
     declared_entries = values.pop("checks", None)
     checks = None
     if declared_entries is not None:
         by_name = Check.objects.in_bulk([name for name, _ in declared_entries], field_name="name")
+        if len(by_name) < len(declared_entries):
+            return None
         checks = [{"check": by_name[name], "weight": weight} for name, weight in declared_entries]
     existing = Scorecard.objects.filter(name=spec.name).first()
     if existing is None:
@@ -267,9 +270,12 @@ def _apply_each(specs: list[ObjectSpec], noun: str, apply_one) -> tuple[list, li
     outcomes, errors = [], []
     for spec in specs:
         try:
-            outcomes.append(apply_one(spec))
+            outcome = apply_one(spec)
         except ValidationError as exc:
             errors.extend(config_error_lines(exc, spec.lines, spec.line, f"{noun} {spec.name}"))
+            continue
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes, errors
 
 

@@ -260,9 +260,18 @@ def test_unknown_top_level_keys_are_refused_naming_the_allowed_ones(write):
 
 
 def test_a_change_the_services_refuse_is_reported_on_its_line(write):
-    path = write(f"checks:\n  - name: {'n' * 101}\n    rule: {{path: entity.kind, op: exists}}\n")
-    assert f"{path}:2: check {'n' * 101}: name: Ensure this value has at most 100" in refused(path)
-    assert not Check.objects.exists()
+    long = "n" * 101
+    path = write(
+        f"checks:\n  - name: {long}\n    rule: {{path: entity.kind, op: exists}}\n"
+        f"scorecards:\n  - name: S\n    checks: [{{check: {long}}}]\n"
+    )
+    message = refused(path)
+    # the scorecard naming the refused check adds no error of its own
+    assert message == (
+        f"Nothing was applied.\n{path}:2: check {long}: name: Ensure this value has at most 100 "
+        "characters (it has 101)."
+    )
+    assert not Check.objects.exists() and not Scorecard.objects.exists()
 
 
 @pytest.mark.parametrize("key", ["checks", "connectors"])
