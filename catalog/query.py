@@ -7,6 +7,7 @@ an indexed lookup in the database, never a scan of JSON in Python.
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,62 @@ def relation_type_q(relation_type: str) -> Q:
     return Q(type=canonical) if canonical else Q(type__iexact=relation_type)
 
 
+@dataclass(frozen=True)
+class QueryChoice:
+    """One subject of a query field that the entity list offers people (a scorecard): its
+    filter key and values, and the order field it sorts by."""
+
+    label: str
+    filter_key: str
+    values: list[str]
+    none_label: str  # what the empty value means (``filter_key=``)
+    order_field: str
+
+
+@dataclass(frozen=True)
+class QueryField:
+    """Filter keys and order fields under ``prefix`` that another app answers from its own
+    tables (the scorecards app: ``scorecard.<name>.level``, ``scorecard.<name>.score``);
+    catalog never imports it, so it registers from its ``AppConfig.ready()``.
+
+    ``condition(key, values, prefix)`` is :func:`condition_q` for a key under the prefix
+    (lower-cased), and ``order(field)`` the value to sort by: ``(expression over the entity
+    row or NULL, a stand-in of the same type for NULL)``; both raise :class:`QueryError` for a
+    key they do not know, and both must compile to indexed SQL, never to a query per entity.
+    ``choices()`` lists what the entity list offers (one query).
+    """
+
+    prefix: str
+    condition: Callable[[str, list[Any] | None, Any], Q]
+    order: Callable[[str], tuple[Any, Any]]
+    choices: Callable[[], list[QueryChoice]]
+
+
+_query_fields: dict[str, QueryField] = {}
+
+
+def query_field_register(query_field: QueryField) -> None:
+    if query_field.prefix in _query_fields:
+        raise ValueError(f"query fields under {query_field.prefix!r} are already registered")
+    _query_fields[query_field.prefix] = query_field
+
+
+def query_field_for(key: str) -> QueryField | None:
+    """The registered field answering ``key`` (lower-cased), if any."""
+    return next((f for prefix, f in _query_fields.items() if key.startswith(prefix)), None)
+
+
+def query_choices() -> list[QueryChoice]:
+    return [choice for query_field in _query_fields.values() for choice in query_field.choices()]
+
+
 def condition_q(key: str, values: list[Any] | None = None, prefix: str | None = None) -> Q:
     """Entities having ``key`` (any value when neither ``values`` nor ``prefix`` is given)."""
     key = key.strip().lower()
     if not key:
         raise QueryError("Filter keys must not be empty")
+    if (query_field := query_field_for(key)) is not None:
+        return query_field.condition(key, values, prefix)
     if key.startswith("relations."):
         rows = Relation.objects.filter(relation_type_q(key.removeprefix("relations.")))
         if values is not None:
@@ -255,23 +307,28 @@ def ordered(queryset: QuerySet, order: list[OrderField]) -> tuple[QuerySet, list
     keys: list[tuple[str, bool]] = []
     annotations: dict[str, Any] = {}
     for index, order_field in enumerate(order):
-        column = _ORDER_COLUMNS.get(order_field.field.lower())
+        name = order_field.field.lower()
+        column = _ORDER_COLUMNS.get(name)
         if column is not None:
             annotations[f"_sort{index}"] = Lower(column)
             keys.append((f"_sort{index}", order_field.descending))
             continue
-        value = Subquery(
-            EntitySearch.objects.filter(entity=OuterRef("pk"), key=order_field.field.lower())
-            .order_by("value")
-            .values("value")[:1]
-        )
+        if (query_field := query_field_for(name)) is not None:
+            value, stand_in = query_field.order(name)
+        else:
+            value = Subquery(
+                EntitySearch.objects.filter(entity=OuterRef("pk"), key=name)
+                .order_by("value")
+                .values("value")[:1]
+            )
+            stand_in = Value("")
         annotations[f"_missing{index}"] = Case(
             When(Q(**{f"_raw{index}__isnull": True}), then=Value(1)),
             default=Value(0),
             output_field=IntegerField(),
         )
         queryset = queryset.annotate(**{f"_raw{index}": value})
-        annotations[f"_sort{index}"] = Coalesce(F(f"_raw{index}"), Value(""))
+        annotations[f"_sort{index}"] = Coalesce(F(f"_raw{index}"), stand_in)
         keys.append((f"_missing{index}", False))
         keys.append((f"_sort{index}", order_field.descending))
     queryset = queryset.annotate(**annotations)
@@ -279,6 +336,12 @@ def ordered(queryset: QuerySet, order: list[OrderField]) -> tuple[QuerySet, list
     keys.append(("pk", False))
     order_by = [F(alias).desc() if desc else F(alias).asc() for alias, desc in keys]
     return queryset.order_by(*order_by), keys
+
+
+def order_value(entity: Entity, index: int = 0) -> Any:
+    """The value :func:`ordered` sorted a row on for its ``index``-th order field (one not
+    answered by a column), ``None`` where the row has none."""
+    return getattr(entity, f"_raw{index}", None)
 
 
 def keyset_q(keys: list[tuple[str, bool]], values: list[Any], *, backwards: bool = False) -> Q:

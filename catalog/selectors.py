@@ -4,7 +4,8 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import caches
@@ -94,8 +95,54 @@ def entities_count(queryset: QuerySet[Entity]) -> int:
     return cached_per_generation("count", queryset, queryset.count)
 
 
-def entity_documents(entities: Sequence[Entity], *, fields: list[str] | None = None) -> list[dict]:
-    """Documents (with relations) for a page of entities in two queries whatever its size."""
+@dataclass(frozen=True)
+class DocumentSection:
+    """A Lantern-only top-level section of entity documents that another app computes (the
+    scorecards app's ``scorecards`` and ``metrics``); catalog never imports the apps that
+    supply them, so they register from their ``AppConfig.ready()``.
+
+    ``fetch`` answers a whole batch of entities in one query — entity id → the section's value,
+    entities without one left out (their documents have no such key) — so a page never costs a
+    query per entity. ``schema`` returns the DRF field describing the value in the OpenAPI
+    schema. Like ``integration_properties``, a section is derived data: :func:`source_document`
+    (export, write-back) never renders one and importing a document ignores it.
+    """
+
+    key: str
+    fetch: Callable[[Sequence[Entity]], dict[int, Any]]
+    schema: Callable[[], Any]
+
+
+ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec", "relations", "integration_properties")
+_document_sections: dict[str, DocumentSection] = {}
+
+
+def document_section_register(section: DocumentSection) -> None:
+    """Add a section to entity documents; a key the envelope or another section uses is
+    refused."""
+    if section.key in ENVELOPE_KEYS or section.key in _document_sections:
+        raise ValueError(f"entity documents already have a {section.key!r} section")
+    _document_sections[section.key] = section
+
+
+def document_sections() -> list[DocumentSection]:
+    return list(_document_sections.values())
+
+
+def _sections_wanted(fields: list[str] | None, sections: bool) -> list[DocumentSection]:
+    """With ``fields``, the sections they name; without, all of them if ``sections``."""
+    if fields:
+        roots = {f.split(".")[0] for f in fields}
+        return [section for section in document_sections() if section.key in roots]
+    return document_sections() if sections else []
+
+
+def entity_documents(
+    entities: Sequence[Entity], *, fields: list[str] | None = None, sections: bool = False
+) -> list[dict]:
+    """Documents (with relations) for a page of entities in two queries whatever its size, plus
+    one per registered section included: all of them with ``sections`` (single-entity reads),
+    otherwise only those ``fields`` names."""
     relations_by_source: dict[str, list[Relation]] = defaultdict(list)
     if entities and (not fields or any(f.split(".")[0] == "relations" for f in fields)):
         # Plain rows, not model instances: they are only read, and a page has hundreds of them.
@@ -104,10 +151,13 @@ def entity_documents(entities: Sequence[Entity], *, fields: list[str] | None = N
         )
         for relation in rows:
             relations_by_source[relation.source_key].append(relation)
-    return [
-        project_fields(entity_document(e, relations_by_source.get(e.ref_key, [])), fields)
-        for e in entities
-    ]
+    documents = [entity_document(e, relations_by_source.get(e.ref_key, [])) for e in entities]
+    for section in _sections_wanted(fields, sections) if entities else []:
+        values = section.fetch(entities)
+        for entity, document in zip(entities, documents, strict=True):
+            if entity.pk in values:
+                document[section.key] = values[entity.pk]
+    return [project_fields(document, fields) for document in documents]
 
 
 def entities_by_refs(*, queryset: QuerySet[Entity], refs: Iterable[str]) -> list[Entity | None]:

@@ -25,12 +25,32 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from catalog.filtersets import ENTITY_FILTERS, ENTITY_SORTS, EntityListQuery
+from catalog.filtersets import (
+    CHOICE_PARAM,
+    ENTITY_FILTERS,
+    ENTITY_SORTS,
+    EntityListQuery,
+    choice_statements,
+)
 from catalog.models import Entity, Relation
-from catalog.query import QueryError, condition_q, full_text_q, keyset_q, row_key_values
+from catalog.query import (
+    QueryError,
+    condition_q,
+    full_text_q,
+    keyset_q,
+    order_value,
+    query_choices,
+    row_key_values,
+)
 from catalog.refs import EntityRefError, parse_entity_ref
-from catalog.rendering import dump_yaml, entity_document
-from catalog.selectors import entities_count, entities_visible, entity_by_ref, entity_facets
+from catalog.rendering import dump_yaml
+from catalog.selectors import (
+    entities_count,
+    entities_visible,
+    entity_by_ref,
+    entity_documents,
+    entity_facets,
+)
 from catalog.services import entity_delete
 
 PAGE_SIZE = 25
@@ -242,17 +262,20 @@ def entity_list(request: HttpRequest) -> HttpResponse:
     """Keyset pages over the visible entities, filtered through the search table.
 
     Whatever the catalog's size, a page costs the same queries: one count, one page of rows
-    (ORDER BY a column with keyset conditions, never an OFFSET), one per filter's options.
+    (ORDER BY a column with keyset conditions, never an OFFSET), one per filter's options, one
+    for the choices other apps register (scorecards and their levels), and one to resolve a
+    registered filter or sort that is used.
     """
     query = EntityListQuery.from_params(request.GET)
+    choices = query_choices()
     orphans = request.GET.get("orphan") == "true"
     visible = entities_visible(user=request.user)
     error = ""
     try:
-        filtered = visible.filter(query.where())
+        filtered = visible.filter(query.where(choices))
         if orphans:
             filtered = filtered.filter(condition_q(ORPHAN_FILTER_KEY, ["true"]))
-        queryset, keys = query.ordered(filtered), query.keys
+        queryset, keys = query.ordered(filtered)
         after, before = request.GET.get("after"), request.GET.get("before")
         if after:
             queryset = queryset.filter(keyset_q(keys, _decode_position(after)))
@@ -294,6 +317,8 @@ def entity_list(request: HttpRequest) -> HttpResponse:
         )
         for key in ENTITY_SORTS
     }
+    # Sorted by a registered field (a score): its value per row, shown in its own column.
+    scores = None if query.sorts_by_column else [order_value(e) for e in entities]
     return render(
         request,
         "catalog/entity_list.html",
@@ -303,6 +328,13 @@ def entity_list(request: HttpRequest) -> HttpResponse:
             "query": query,
             "filters": filters,
             "sorts": [(key, label) for key, (label, _) in ENTITY_SORTS.items()],
+            "choice_param": CHOICE_PARAM,
+            "choices": [
+                {"label": choice.label, "options": choice_statements(choice)} for choice in choices
+            ],
+            "choice_sorts": [(choice.order_field, choice.label) for choice in choices],
+            "rows": zip(entities, scores or [None] * len(entities), strict=True),
+            "sorted_by_score": scores is not None,
             "sort_links": sort_links,
             "next_url": next_url,
             "prev_url": prev_url,
@@ -395,8 +427,7 @@ def entity_relationships(
 
 
 def _entity_yaml(entity: Entity) -> str:
-    relations = Relation.objects.filter(source_key=entity.ref_key)
-    return dump_yaml(entity_document(entity, relations))
+    return dump_yaml(entity_documents([entity], sections=True)[0])
 
 
 @require_GET

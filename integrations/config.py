@@ -14,11 +14,17 @@ and not written (stored secrets are compared decrypted, not re-encrypted). Setti
 take their defaults on creation and are left as they are on update, so a change made elsewhere
 (an integration suspended from the admin) survives a re-apply until the file declares otherwise.
 ``auth`` is always declared as a whole; ``workspace``/``projects``/``repository_pattern`` form the
-integration's target, replaced as a whole when any of them is declared.
+integration's target, replaced as a whole when any of them is declared. Objects a file does not
+mention are kept: the file states what should exist, not the whole list.
+
+Other apps add top-level keys (scorecards: ``checks``, ``scorecards``) with
+:func:`config_section_register`: read by the same reader, so their errors name lines too, and
+applied in the same transaction and summary. Any other key is refused.
 """
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -127,11 +133,12 @@ class Plan:
     path: str
     connectors: list[ConnectorSpec]
     integrations: list[IntegrationSpec]
+    sections: dict[str, list] = field(default_factory=dict)  # registered key → its specs
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # "connector" | "integration"
+    kind: str  # "connector" | "integration" | a registered section's noun ("check", ...)
     name: str
     action: str  # "created" | "updated" | "unchanged"
     fields: tuple[str, ...] = ()
@@ -166,22 +173,56 @@ class Summary:
         return [str(outcome) for outcome in self.outcomes] + [totals + "."]
 
 
+@dataclass(frozen=True)
+class ConfigSection:
+    """A top-level key of the file that another app reads and applies.
+
+    integrations never imports the apps built on it, so they register their keys from their
+    ``AppConfig.ready()``. ``read(reader, node, plan)`` gets the key's value node and the plan
+    read so far (sections read earlier, for references between them), reports problems through
+    ``reader.error`` and returns its specs; nothing is applied when any section reported one.
+    ``apply(specs)`` runs inside :func:`config_apply`'s transaction, after connectors,
+    integrations and the sections registered before it, and returns its outcomes and the
+    ``(line, message)`` errors of the changes its services refused.
+    """
+
+    key: str
+    read: Callable[["ConfigReader", yaml.Node, Plan], list]
+    apply: Callable[[list], tuple[list[Outcome], list[tuple[int, str]]]]
+
+
+CORE_KEYS = ("connectors", "integrations")
+_SECTIONS: dict[str, ConfigSection] = {}
+
+
+def config_section_register(section: ConfigSection) -> None:
+    """Let another app handle a top-level key; a key already handled is refused."""
+    if section.key in CORE_KEYS or section.key in _SECTIONS:
+        raise ValueError(f"apply_config already handles the key {section.key!r}")
+    _SECTIONS[section.key] = section
+
+
+def config_sections() -> list[ConfigSection]:
+    """The registered sections, in the order they are read and applied."""
+    return list(_SECTIONS.values())
+
+
 # Reading: YAML nodes keep their marks, so every error can name its line.
 
-_INVALID = object()  # a value that could not be constructed (already reported)
+INVALID = object()  # a value that could not be constructed (already reported)
 
 
-def _line(node: yaml.Node) -> int:
+def node_line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-class _Reader:
+class ConfigReader:
     def __init__(self, loader: yaml.SafeLoader):
         self.loader = loader
         self.errors: list[tuple[int, str]] = []
 
     def error(self, node_or_line: yaml.Node | int, message: str) -> None:
-        line = node_or_line if isinstance(node_or_line, int) else _line(node_or_line)
+        line = node_or_line if isinstance(node_or_line, int) else node_line(node_or_line)
         self.errors.append((line, message))
 
     def value(self, node: yaml.Node, where: str = "") -> Any:
@@ -190,7 +231,7 @@ class _Reader:
         except (yaml.YAMLError, ValueError) as exc:  # e.g. a date such as 2024-13-01
             problem = getattr(exc, "problem", None) or str(exc)
             self.error(node, f"{where}{': ' if where else ''}invalid value: {problem}")
-            return _INVALID
+            return INVALID
 
     def mapping(
         self, node: yaml.Node, where: str, allowed: set[str] | None = None
@@ -263,7 +304,7 @@ class _Reader:
         return value
 
 
-def _scope(reader: _Reader, node: yaml.Node, where: str) -> Scope | None:
+def _scope(reader: ConfigReader, node: yaml.Node, where: str) -> Scope | None:
     path = reader.string(node, where)
     if path is None:
         return None
@@ -273,7 +314,7 @@ def _scope(reader: _Reader, node: yaml.Node, where: str) -> Scope | None:
     return scope
 
 
-def _provider_class(reader: _Reader, node: yaml.Node, where: str):
+def _provider_class(reader: ConfigReader, node: yaml.Node, where: str):
     key = reader.string(node, where)
     if key is None:
         return None
@@ -284,12 +325,14 @@ def _provider_class(reader: _Reader, node: yaml.Node, where: str):
         return None
 
 
-def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provider_class) -> None:
+def _read_auth(
+    reader: ConfigReader, spec: dict, node: yaml.Node, where: str, provider_class
+) -> None:
     """Fill ``auth_kind``, ``auth_public`` and ``secrets`` of a connector spec."""
     keys = reader.mapping(node, where)
     if keys is None:
         return
-    spec["lines"]["auth_kind"] = spec["lines"]["secrets"] = _line(node)
+    spec["lines"]["auth_kind"] = spec["lines"]["secrets"] = node_line(node)
     if "kind" not in keys:
         reader.error(node, f"{where}: 'kind' is required")
         return
@@ -297,7 +340,7 @@ def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provide
     kind = reader.string(kind_node, f"{where}.kind")
     if kind is None:
         return
-    spec["lines"]["auth_kind"] = _line(kind_node)
+    spec["lines"]["auth_kind"] = node_line(kind_node)
     if provider_class is not None:
         try:
             services.connector_auth_kind_validate(provider=provider_class.key, auth_kind=kind)
@@ -335,14 +378,16 @@ def _read_auth(reader: _Reader, spec: dict, node: yaml.Node, where: str, provide
             reader.error(node, f"{where}: {' or '.join(alternatives)} is required for {kind}")
 
 
-def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path) -> dict | None:
+def _read_connector(
+    reader: ConfigReader, node: yaml.Node, index: int, base_dir: Path
+) -> dict | None:
     keys = reader.mapping(node, f"connectors[{index}]")
     if keys is None:
         return None
     where = reader.label(keys, f"connectors[{index}]", "connector")
     reader.refuse_unknown(keys, CONNECTOR_KEYS, where)
     spec: dict[str, Any] = {
-        "line": _line(node),
+        "line": node_line(node),
         "lines": {},
         "auth_public": {},
         "secrets": {},
@@ -354,19 +399,19 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
     if "name" in keys:
         name_node = keys["name"][1]
         spec["name"] = reader.string(name_node, f"{where}.name")
-        spec["lines"]["name"] = _line(name_node)
+        spec["lines"]["name"] = node_line(name_node)
     provider_class = None
     if "provider" in keys:
         provider_node = keys["provider"][1]
         provider_class = _provider_class(reader, provider_node, f"{where}.provider")
         spec["provider"] = provider_class.key if provider_class else None
-        spec["lines"]["provider"] = _line(provider_node)
+        spec["lines"]["provider"] = node_line(provider_node)
     if "auth" in keys:
         _read_auth(reader, spec, keys["auth"][1], f"{where}.auth", provider_class)
     if "base_url" in keys:
         url_node = keys["base_url"][1]
         url = reader.string(url_node, f"{where}.base_url")
-        spec["lines"]["base_url"] = _line(url_node)
+        spec["lines"]["base_url"] = node_line(url_node)
         if url is not None:
             try:
                 URLValidator(schemes=["http", "https"])(url)
@@ -375,7 +420,7 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
             spec["declared"]["base_url"] = url.rstrip("/")
     if "ca_pem_file" in keys:
         pem_node = keys["ca_pem_file"][1]
-        spec["lines"]["ca_pem"] = _line(pem_node)
+        spec["lines"]["ca_pem"] = node_line(pem_node)
         relative = reader.string(pem_node, f"{where}.ca_pem_file")
         if relative is not None:
             pem_path = base_dir / relative
@@ -391,7 +436,7 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
                 spec["declared"]["ca_pem"] = pem
     if "config" in keys:
         config_node = keys["config"][1]
-        spec["lines"]["config"] = _line(config_node)
+        spec["lines"]["config"] = node_line(config_node)
         if reader.mapping(config_node, f"{where}.config") is not None:
             config = reader.value(config_node)
             clash = set(config) & _public_auth_keys()
@@ -403,7 +448,7 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
             spec["declared"]["config"] = config
     if "proxy_url" in keys:
         proxy_node = keys["proxy_url"][1]
-        spec["lines"]["proxy_url"] = _line(proxy_node)
+        spec["lines"]["proxy_url"] = node_line(proxy_node)
         raw = reader.value(proxy_node) if isinstance(proxy_node, yaml.ScalarNode) else None
         # A proxy URL may carry a password: then, like any secret, it comes from the environment.
         carries_password = isinstance(raw, str) and "@" in urlsplit(raw).netloc
@@ -412,13 +457,13 @@ def _read_connector(reader: _Reader, node: yaml.Node, index: int, base_dir: Path
             spec["declared"]["proxy_url"] = proxy_url
     if "scope" in keys:
         scope_node = keys["scope"][1]
-        spec["lines"]["scope"] = _line(scope_node)
+        spec["lines"]["scope"] = node_line(scope_node)
         spec["declared"]["scope"] = _scope(reader, scope_node, f"{where}.scope")
     return spec
 
 
 def _read_target(
-    reader: _Reader, spec: dict, keys: dict, where: str, provider_class
+    reader: ConfigReader, spec: dict, keys: dict, where: str, provider_class
 ) -> dict | None:
     fields = registry.target_fields()
     declared = [key for key in fields if key in keys]
@@ -427,7 +472,7 @@ def _read_target(
     target: dict[str, Any] = {}
     for key in declared:
         value_node = keys[key][1]
-        spec["lines"][f"target.{key}"] = _line(value_node)
+        spec["lines"][f"target.{key}"] = node_line(value_node)
         if fields[key].many:
             items = reader.strings(value_node, f"{where}.{key}")
             if items is not None:
@@ -452,7 +497,7 @@ def _read_target(
     return target
 
 
-def _read_correlation(reader: _Reader, spec: dict, node: yaml.Node, where: str) -> list | None:
+def _read_correlation(reader: ConfigReader, spec: dict, node: yaml.Node, where: str) -> list | None:
     items = reader.sequence(node, f"{where}.correlation")
     if items is None:
         return None
@@ -463,13 +508,13 @@ def _read_correlation(reader: _Reader, spec: dict, node: yaml.Node, where: str) 
         if keys is None:
             continue
         rule = {}
-        spec["lines"][label] = _line(item)
+        spec["lines"][label] = node_line(item)
         for key in ("ingested", "catalog"):
             if key not in keys:
                 reader.error(item, f"{where}.{label}: {key!r} is required")
                 continue
             value_node = keys[key][1]
-            spec["lines"][f"{label}.{key}"] = _line(value_node)
+            spec["lines"][f"{label}.{key}"] = node_line(value_node)
             expression = reader.string(value_node, f"{where}.{label}.{key}")
             if expression is None:
                 continue
@@ -482,7 +527,7 @@ def _read_correlation(reader: _Reader, spec: dict, node: yaml.Node, where: str) 
         operator = choices.Operator.EQUALS
         if "operator" in keys:
             operator_node = keys["operator"][1]
-            spec["lines"][f"{label}.operator"] = _line(operator_node)
+            spec["lines"][f"{label}.operator"] = node_line(operator_node)
             operator = reader.value(operator_node)
             if operator not in choices.Operator.values:
                 reader.error(operator_node, f"{where}.{label}.operator: must be equals or contains")
@@ -491,15 +536,17 @@ def _read_correlation(reader: _Reader, spec: dict, node: yaml.Node, where: str) 
     return rules
 
 
-def _read_field_mappings(reader: _Reader, spec: dict, node: yaml.Node, where: str) -> dict | None:
+def _read_field_mappings(
+    reader: ConfigReader, spec: dict, node: yaml.Node, where: str
+) -> dict | None:
     keys = reader.mapping(node, f"{where}.field_mappings")
     if keys is None:
         return None
-    spec["lines"]["field_mappings"] = _line(node)
+    spec["lines"]["field_mappings"] = node_line(node)
     mappings = {}
     for path, (key_node, value_node) in keys.items():
         label = f"field_mappings.{path}"
-        spec["lines"][label] = _line(key_node)
+        spec["lines"][label] = node_line(key_node)
         try:
             services.catalog_path_validate(path, label)
         except ValidationError as exc:
@@ -518,14 +565,14 @@ def _read_field_mappings(reader: _Reader, spec: dict, node: yaml.Node, where: st
 
 
 def _read_integration(
-    reader: _Reader, node: yaml.Node, index: int, connector_providers: dict[str, Any]
+    reader: ConfigReader, node: yaml.Node, index: int, connector_providers: dict[str, Any]
 ) -> dict | None:
     keys = reader.mapping(node, f"integrations[{index}]")
     if keys is None:
         return None
     where = reader.label(keys, f"integrations[{index}]", "integration")
     reader.refuse_unknown(keys, INTEGRATION_KEYS | set(registry.target_fields()), where)
-    spec: dict[str, Any] = {"line": _line(node), "lines": {}, "values": {}}
+    spec: dict[str, Any] = {"line": node_line(node), "lines": {}, "values": {}}
     values = spec["values"]
     lines = spec["lines"]
     for required in ("name", "connector"):
@@ -534,11 +581,11 @@ def _read_integration(
     if "name" in keys:
         name_node = keys["name"][1]
         spec["name"] = reader.string(name_node, f"{where}.name")
-        lines["name"] = _line(name_node)
+        lines["name"] = node_line(name_node)
     provider_class = None
     if "connector" in keys:
         connector_node = keys["connector"][1]
-        lines["connector"] = _line(connector_node)
+        lines["connector"] = node_line(connector_node)
         spec["connector"] = reader.string(connector_node, f"{where}.connector")
         if spec["connector"] is not None:
             if spec["connector"] in connector_providers:
@@ -565,7 +612,7 @@ def _read_integration(
         if key not in keys:
             return None
         value_node = keys[key][1]
-        lines[field_name or key] = _line(value_node)
+        lines[field_name or key] = node_line(value_node)
         return value_node
 
     if (value_node := node_of("scope")) is not None:
@@ -617,7 +664,7 @@ def _read_integration(
                 start = date.fromisoformat(start)
             except ValueError:
                 start = None
-        if start is not _INVALID and (not isinstance(start, date) or hasattr(start, "hour")):
+        if start is not INVALID and (not isinstance(start, date) or hasattr(start, "hour")):
             reader.error(value_node, f"{where}.start_date: must be a date (YYYY-MM-DD)")
         values["start_date"] = start
     if (value_node := node_of("auto_import")) is not None:
@@ -661,7 +708,7 @@ def config_load(path: str | Path) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(label, [(0, f"cannot be read ({exc})")]) from exc
     loader = BoundedLoader(text)  # an operator's file, but bounded like any other
-    reader = _Reader(loader)
+    reader = ConfigReader(loader)
     try:
         try:
             root = loader.get_single_node()
@@ -686,8 +733,9 @@ def config_load(path: str | Path) -> Plan:
     return plan
 
 
-def _read_plan(reader: _Reader, root: yaml.Node, label: str, base_dir: Path) -> Plan:
-    top = reader.mapping(root, "the file", {"connectors", "integrations"}) or {}
+def _read_plan(reader: ConfigReader, root: yaml.Node, label: str, base_dir: Path) -> Plan:
+    allowed = {*CORE_KEYS, *(section.key for section in config_sections())}
+    top = reader.mapping(root, "the file", allowed) or {}
     for key, (_, value_node) in list(top.items()):
         if value_node.tag == "tag:yaml.org,2002:null":  # "connectors:" with nothing under it
             del top[key]
@@ -727,13 +775,17 @@ def _read_plan(reader: _Reader, root: yaml.Node, label: str, base_dir: Path) -> 
                 continue
             first_line[spec["name"]] = spec["line"]
             integration_specs.append(IntegrationSpec(**spec))
-    return Plan(label, connector_specs, integration_specs)
+    plan = Plan(label, connector_specs, integration_specs)
+    for section in config_sections():
+        if section.key in top:
+            plan.sections[section.key] = section.read(reader, top[section.key][1], plan)
+    return plan
 
 
 # Applying: diff against the database, write through the services, all or nothing.
 
 
-def _error_lines(exc: ValidationError, lines: dict[str, int], default: int, where: str):
+def config_error_lines(exc: ValidationError, lines: dict[str, int], default: int, where: str):
     if hasattr(exc, "error_dict"):
         for field_name, messages in exc.message_dict.items():
             line = lines.get(field_name)
@@ -859,7 +911,9 @@ def config_apply(plan: Plan, *, dry_run: bool = False) -> Summary:
             try:
                 connector, outcome = _connector_apply(spec)
             except ValidationError as exc:
-                errors.extend(_error_lines(exc, spec.lines, spec.line, f"connector {spec.name}"))
+                errors.extend(
+                    config_error_lines(exc, spec.lines, spec.line, f"connector {spec.name}")
+                )
                 continue
             connectors[spec.name] = connector
             summary.outcomes.append(outcome)
@@ -872,7 +926,14 @@ def config_apply(plan: Plan, *, dry_run: bool = False) -> Summary:
             try:
                 summary.outcomes.append(_integration_apply(spec, connector))
             except ValidationError as exc:
-                errors.extend(_error_lines(exc, spec.lines, spec.line, f"integration {spec.name}"))
+                errors.extend(
+                    config_error_lines(exc, spec.lines, spec.line, f"integration {spec.name}")
+                )
+        for section in config_sections():
+            if section.key in plan.sections:
+                outcomes, refused = section.apply(plan.sections[section.key])
+                summary.outcomes.extend(outcomes)
+                errors.extend(refused)
         if errors:
             raise ConfigError(plan.path, errors)
         if dry_run:

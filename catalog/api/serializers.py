@@ -5,6 +5,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from catalog.selectors import document_sections
+
 # Largest limit or offset accepted (a 32-bit integer; larger offsets would overflow the query).
 MAX_INTEGER = 2**31 - 1
 
@@ -44,6 +46,14 @@ class EntitySerializer(serializers.Serializer):
     spec = JSONObjectField(required=False)
     relations = EntityRelationSerializer(many=True, required=False)
     integration_properties = JSONObjectField(required=False)
+
+    def get_fields(self):
+        """The envelope, then the sections other apps add (see
+        :class:`catalog.selectors.DocumentSection`): known only once the apps are ready."""
+        fields = super().get_fields()
+        for section in document_sections():
+            fields[section.key] = section.schema()
+        return fields
 
 
 class PartialEntityMetadataSerializer(EntityMetadataSerializer):

@@ -323,7 +323,7 @@ class EntityByNameApi(CatalogReadApi):
         entity = entity_by_ref(queryset=self.visible(), kind=kind, namespace=namespace, name=name)
         if entity is None:
             raise_not_found(f"No entity named '{kind}:{namespace}/{name}' found")
-        return Response(entity_documents([entity])[0])
+        return Response(entity_documents([entity], sections=True)[0])
 
 
 class EntityAncestryApi(CatalogReadApi):
@@ -389,7 +389,7 @@ class EntityByUidApi(CatalogReadApi):
     )
     def get(self, request: Request, uid: str) -> Response:
         entity = get_object_or_404(self.visible(), uid=_uuid(uid))
-        return Response(entity_documents([entity])[0])
+        return Response(entity_documents([entity], sections=True)[0])
 
     @extend_schema(
         operation_id="catalog_entity_delete",

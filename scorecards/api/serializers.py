@@ -94,3 +94,35 @@ class EntityScorecardsSerializer(serializers.Serializer):
         help_text="By metric: {unit, windows: {'30'|'90'|'0': {value, n, status, computed_at}}}"
     )
     scorecards = ScorecardResultSerializer(many=True)
+
+
+# The entity documents' ``scorecards`` and ``metrics`` sections (see scorecards.documents).
+
+
+class DocumentCheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    weight = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["pass", "fail", "error"])
+    value = serializers.JSONField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class DocumentScorecardSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    score = serializers.FloatField()
+    level = serializers.CharField(allow_blank=True, help_text="Empty below the lowest level.")
+    checks = DocumentCheckSerializer(many=True)
+
+
+class DocumentMetricWindowSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["ok", "too little data"])
+
+
+class DocumentMetricSerializer(serializers.Serializer):
+    unit = serializers.CharField(allow_blank=True)
+    windows = serializers.DictField(
+        child=DocumentMetricWindowSerializer(),
+        help_text="By window in days: '30', '90', or '0' for a metric of the present.",
+    )

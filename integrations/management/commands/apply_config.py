@@ -5,7 +5,8 @@ from integrations.config import ConfigError, config_apply, config_load
 
 class Command(BaseCommand):
     help = (
-        "Create or update connectors and integrations from a YAML file, idempotently. Secrets "
+        "Create or update connectors and integrations (and the keys other apps register, such "
+        "as checks and scorecards) from a YAML file, idempotently. Secrets "
         "are ${ENV_VAR} references resolved from the environment. Nothing is written unless the "
         "whole file is valid."
     )
