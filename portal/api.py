@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-_ERROR_NAMES = {
+ERROR_NAMES = {
     400: "InputError",
     401: "AuthenticationError",
     403: "NotAllowedError",
@@ -55,7 +55,7 @@ def _message(detail) -> str:
 
 def error_body(request, status_code: int, message: str, name: str | None = None) -> dict:
     return {
-        "error": {"name": name or _ERROR_NAMES.get(status_code, "Error"), "message": message},
+        "error": {"name": name or ERROR_NAMES.get(status_code, "Error"), "message": message},
         "request": {"method": request.method, "url": request.get_full_path()},
         "response": {"statusCode": status_code},
     }

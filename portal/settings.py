@@ -139,6 +139,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets of fields that share a name ("status") across apps get names of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "CheckStatusEnum": "scorecards.models.CheckStatus",
+        "MetricStatusEnum": "scorecards.models.MetricStatus",
+    },
 }
 
 # Exact counts and facet counts over the catalog are cached in process until the catalog next

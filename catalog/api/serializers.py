@@ -2,10 +2,11 @@
 because entity documents are open-ended (any kind, any spec)."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from catalog.selectors import document_sections
+from portal.api import ERROR_NAMES
 
 # Largest limit or offset accepted (a 32-bit integer; larger offsets would overflow the query).
 MAX_INTEGER = 2**31 - 1
@@ -175,3 +176,14 @@ class ErrorSerializer(serializers.Serializer):
     error = JSONObjectField()
     request = JSONObjectField()
     response = JSONObjectField()
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """The schema's error responses for these status codes, each in Backstage's error shape and
+    described by its error name (406: the Accept header names no format the endpoint serves)."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_NAMES[code]) for code in codes}
+
+
+# Any request may be refused as malformed (a NUL character in a parameter, say) or ask for a
+# format the endpoint does not serve, reads too.
+REQUEST_ERRORS = error_responses(400, 401, 406)

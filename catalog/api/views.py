@@ -52,11 +52,8 @@ from portal.renderers import JSONRenderer
 DEFAULT_QUERY_LIMIT = 20
 MAX_LIMIT = 1000
 
-_ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="InputError"),
-    401: OpenApiResponse(s.ErrorSerializer, description="AuthenticationError"),
-}
-_NOT_FOUND = {404: OpenApiResponse(s.ErrorSerializer, description="NotFoundError")}
+_ERRORS = s.REQUEST_ERRORS
+_NOT_FOUND = s.error_responses(404)
 
 
 def _csv_params(request: Request, name: str) -> list[str]:

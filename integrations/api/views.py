@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.serializers import ErrorSerializer
+from catalog.api.serializers import REQUEST_ERRORS, ErrorSerializer, error_responses
 from integrations import services
 from integrations.api import serializers as s
 from integrations.choices import (
@@ -57,15 +57,11 @@ EDIT_PERMISSION = "integrations.edit_integration"
 CanEditIntegrations = require_perm(EDIT_PERMISSION)
 CanWriteBack = require_perm(services.WRITE_BACK_PERMISSION)
 
-_ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="InputError"),
-    401: OpenApiResponse(ErrorSerializer, description="AuthenticationError"),
-}
-# Any request may be refused as malformed (a NUL character in a parameter, say), reads too.
+_ERRORS = REQUEST_ERRORS
 _READ_ERRORS = _ERRORS
-_FORBIDDEN = {403: OpenApiResponse(ErrorSerializer, description="NotAllowedError")}
-_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="NotFoundError")}
-_CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="ConflictError")}
+_FORBIDDEN = error_responses(403)
+_NOT_FOUND = error_responses(404)
+_CONFLICT = error_responses(409)
 
 
 # ``?state=error`` on the discovered list: the records that need attention.

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from scorecards.models import Check, Scorecard
+from scorecards.models import Check, CheckStatus, MetricStatus, Scorecard
 
 
 class CheckSerializer(serializers.ModelSerializer):
@@ -74,7 +74,7 @@ class CheckResultSerializer(serializers.Serializer):
     check_id = serializers.IntegerField()
     name = serializers.CharField()
     weight = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["pass", "fail", "error"])
+    status = serializers.ChoiceField(choices=CheckStatus.choices)
     value = serializers.JSONField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
 
@@ -102,7 +102,7 @@ class EntityScorecardsSerializer(serializers.Serializer):
 class DocumentCheckSerializer(serializers.Serializer):
     name = serializers.CharField()
     weight = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["pass", "fail", "error"])
+    status = serializers.ChoiceField(choices=CheckStatus.choices)
     value = serializers.JSONField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
 
@@ -117,7 +117,7 @@ class DocumentScorecardSerializer(serializers.Serializer):
 class DocumentMetricWindowSerializer(serializers.Serializer):
     value = serializers.FloatField(allow_null=True)
     n = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["ok", "too little data"])
+    status = serializers.ChoiceField(choices=MetricStatus.choices)
 
 
 class DocumentMetricSerializer(serializers.Serializer):

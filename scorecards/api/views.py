@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -16,19 +16,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.serializers import ErrorSerializer
+from catalog.api.serializers import REQUEST_ERRORS, error_responses
 from catalog.selectors import entities_visible, entity_by_ref
 from portal.api import require_perm
 from scorecards import selectors, services
 from scorecards.api import serializers as s
 from scorecards.models import Check
 
-_ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="InputError"),
-    401: OpenApiResponse(ErrorSerializer, description="AuthenticationError"),
-    403: OpenApiResponse(ErrorSerializer, description="NotAllowedError"),
-}
-_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="NotFoundError")}
+_ERRORS = {**REQUEST_ERRORS, **error_responses(403)}
+_NOT_FOUND = error_responses(404)
 
 
 @contextmanager
