@@ -7,7 +7,7 @@ from catalog.models import Entity
 from catalog.refs import stringify_entity_ref
 from catalog.selectors import scope_visibility_q
 from scorecards.metrics import METRICS
-from scorecards.models import EntityMetric, Scorecard, ScorecardResult
+from scorecards.models import EntityMetric, PendingRefresh, Scorecard, ScorecardResult
 
 
 def scorecards_list() -> QuerySet[Scorecard]:
@@ -68,3 +68,8 @@ def entity_scorecards(*, entity: Entity) -> dict:
         }
     results = ScorecardResult.objects.filter(entity=entity).select_related("scorecard")
     return {"entity": entity.ref, "metrics": metrics, "scorecards": list(results)}
+
+
+def entity_pending_refresh(*, entity: Entity) -> PendingRefresh | None:
+    """The entity's recompute still owed (waiting or failed), or None when it is current."""
+    return PendingRefresh.objects.filter(entity=entity).first()

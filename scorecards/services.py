@@ -16,7 +16,14 @@ from catalog.selectors import entity_documents
 from catalog.services import EntityChanges
 from integrations.models import ImportedEntity
 from scorecards.metrics import metrics_compute
-from scorecards.models import Check, EntityMetric, Scorecard, ScorecardCheck, ScorecardResult
+from scorecards.models import (
+    Check,
+    EntityMetric,
+    PendingRefresh,
+    Scorecard,
+    ScorecardCheck,
+    ScorecardResult,
+)
 from scorecards.rules import level_for, rule_evaluate
 
 logger = logging.getLogger(__name__)
@@ -177,14 +184,86 @@ def scorecard_results_refresh(
     return written
 
 
-# -- subscriptions ----------------------------------------------------------------------------
+# -- subscriptions and the background recompute ------------------------------------------------
+
+REFRESH_TASK_ENTITIES = CHUNK  # entities per task: a big sync sends a few tasks, not thousands
+
+
+def refresh_request(*, entity_ids: Iterable[int]) -> int:
+    """Mark entities as owed a recompute and send a task for those no task is carrying yet:
+    one per transaction that changed them (chunked), and none for an entity already waiting,
+    so a sync that writes it again before its task ran does not recompute it twice. Returns
+    how many entities were sent."""
+    from scorecards.tasks import entities_refresh_enqueue  # tasks imports this module
+
+    ids = sorted(set(Entity.objects.filter(pk__in=set(entity_ids)).values_list("pk", flat=True)))
+    if not ids:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        PendingRefresh.objects.bulk_create(
+            [PendingRefresh(entity_id=pk, requested_at=now) for pk in ids],
+            update_conflicts=True,
+            unique_fields=["entity"],
+            update_fields=["requested_at"],
+        )
+        # One UPDATE claims the entities no task carries; a concurrent request waits on the row
+        # locks and then finds them claimed.
+        PendingRefresh.objects.filter(entity_id__in=ids, queued_at__isnull=True).update(
+            queued_at=now
+        )
+        sent = list(
+            PendingRefresh.objects.filter(entity_id__in=ids, queued_at=now)
+            .order_by("entity_id")
+            .values_list("entity_id", flat=True)
+        )
+        for start in range(0, len(sent), REFRESH_TASK_ENTITIES):
+            entities_refresh_enqueue(entity_ids=sent[start : start + REFRESH_TASK_ENTITIES])
+    return len(sent)
+
+
+def pending_refresh_run(*, entity_ids: Iterable[int]) -> int:
+    """The task's work: recompute these entities' metrics and results. Success removes their
+    pending rows (unless they were requested again meanwhile: their own task is coming); a
+    failure is written on the rows, where the admin and the API show it, and raised for the
+    worker to record."""
+    ids = sorted(set(entity_ids))
+    started = timezone.now()
+    # From here a new change sends a new task: this one may have read the data before it.
+    PendingRefresh.objects.filter(entity_id__in=ids).update(queued_at=None)
+    try:
+        written = metrics_refresh(entity_ids=ids, now=started)
+    except Exception as exc:
+        PendingRefresh.objects.filter(entity_id__in=ids).update(
+            failed_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        logger.exception("scorecards.refresh.failed", extra={"entities": len(ids)})
+        raise
+    PendingRefresh.objects.filter(entity_id__in=ids, requested_at__lte=started).delete()
+    return written
+
+
+def pending_refresh_retry(*, entity_ids: Iterable[int]) -> int:
+    """Send pending entities again, whether their last attempt failed or their task was lost
+    (the admin's action)."""
+    ids = set(entity_ids)
+    PendingRefresh.objects.filter(entity_id__in=ids).update(queued_at=None)
+    return refresh_request(entity_ids=ids)
+
+
+def results_refresh_request(*, scorecard_ids: list[int]) -> None:
+    """Re-evaluate scorecards in the background once the current transaction commits."""
+    from scorecards.tasks import results_refresh_enqueue  # tasks imports this module
+
+    if scorecard_ids:
+        results_refresh_enqueue(scorecard_ids=scorecard_ids)
 
 
 def scorecards_follow_catalog(changes: EntityChanges) -> None:
     """Entities written: their documents (and so their results) may have changed, and an
     import may have linked a repository whose metrics now apply. Deleted ones cascade."""
     if changes.written:
-        metrics_refresh(entity_ids=changes.written)
+        refresh_request(entity_ids=changes.written)
 
 
 def scorecards_follow_ingestion(discovered_ids: set[int]) -> None:
@@ -192,9 +271,7 @@ def scorecards_follow_ingestion(discovered_ids: set[int]) -> None:
     entity_ids = ImportedEntity.objects.filter(
         discovered_id__in=discovered_ids, state="linked"
     ).values_list("entity_id", flat=True)
-    ids = set(entity_ids)
-    if ids:
-        metrics_refresh(entity_ids=ids)
+    refresh_request(entity_ids=entity_ids)
 
 
 # -- checks and scorecards --------------------------------------------------------------------
@@ -216,10 +293,8 @@ def check_update(*, check: Check, **values) -> Check:
     for field, value in values.items():
         setattr(check, field, value)
     _saved(check)
-    transaction.on_commit(
-        lambda: scorecard_results_refresh(
-            scorecard_ids=list(check.entries.values_list("scorecard_id", flat=True))
-        )
+    results_refresh_request(
+        scorecard_ids=list(check.entries.values_list("scorecard_id", flat=True))
     )
     return check
 
@@ -267,7 +342,7 @@ def scorecard_create(
         Scorecard(name=name, description=description, filter=filter, levels=levels or [])
     )
     _entries_set(scorecard, checks or [])
-    transaction.on_commit(lambda: scorecard_results_refresh(scorecard_ids=[scorecard.pk]))
+    results_refresh_request(scorecard_ids=[scorecard.pk])
     return scorecard
 
 
@@ -280,7 +355,7 @@ def scorecard_update(
     _saved(scorecard)
     if checks is not None:
         _entries_set(scorecard, checks)
-    transaction.on_commit(lambda: scorecard_results_refresh(scorecard_ids=[scorecard.pk]))
+    results_refresh_request(scorecard_ids=[scorecard.pk])
     return scorecard
 
 
