@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from catalog.models import Entity
 from catalog.query import filters_q
@@ -34,6 +35,27 @@ CHUNK = 2000
 # -- metrics ----------------------------------------------------------------------------------
 
 
+def rows_insert(model, fields: list[str], rows: list[tuple]) -> None:
+    """Insert many derived rows: with PostgreSQL's COPY (through parameters, 100,000 rows spend
+    most of their time being quoted), with ``bulk_create`` elsewhere. JSON fields' values are
+    given as Python data."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(model(**dict(zip(fields, row, strict=True))) for row in rows)
+        return
+    json_at = [
+        i
+        for i, name in enumerate(fields)
+        if model._meta.get_field(name).get_internal_type() == "JSONField"
+    ]
+    columns = ", ".join(model._meta.get_field(name).column for name in fields)
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                if json_at:
+                    row = [Jsonb(v) if i in json_at else v for i, v in enumerate(row)]
+                copy.write_row(row)
+
+
 def metrics_refresh(*, entity_ids: Iterable[int], now: datetime | None = None) -> int:
     """Recompute and store every metric of these entities (set-based: a few statements for the
     whole set), then their scorecard results. Returns how many metric rows were written."""
@@ -45,17 +67,13 @@ def metrics_refresh(*, entity_ids: Iterable[int], now: datetime | None = None) -
         values = metrics_compute(entity_ids=chunk, now=now)
         with transaction.atomic():
             EntityMetric.objects.filter(entity_id__in=chunk).delete()
-            EntityMetric.objects.bulk_create(
-                EntityMetric(
-                    entity_id=v.entity_id,
-                    metric=v.metric,
-                    window_days=v.window_days,
-                    value=v.value,
-                    n=v.n,
-                    status=v.status,
-                    computed_at=now,
-                )
-                for v in values
+            rows_insert(
+                EntityMetric,
+                ["entity_id", "metric", "window_days", "value", "n", "status", "computed_at"],
+                [
+                    (v.entity_id, v.metric, v.window_days, v.value, v.n, v.status, now)
+                    for v in values
+                ],
             )
         written += len(values)
     logger.info("scorecards.metrics.refreshed", extra={"entities": len(ids), "rows": written})
@@ -164,8 +182,13 @@ def scorecard_results_refresh(
                         document=documents[entity_id],
                     )
                     results.append(
-                        ScorecardResult(
-                            scorecard=scorecard, entity_id=entity_id, evaluated_at=now, **result
+                        (
+                            scorecard.pk,
+                            entity_id,
+                            result["score"],
+                            result["level"],
+                            result["checks"],
+                            now,
                         )
                     )
         with transaction.atomic():
@@ -175,7 +198,11 @@ def scorecard_results_refresh(
             else:
                 stale = stale.filter(entity_id__in=chunk_ids)
             stale.delete()
-            ScorecardResult.objects.bulk_create(results)
+            rows_insert(
+                ScorecardResult,
+                ["scorecard_id", "entity_id", "score", "level", "checks", "evaluated_at"],
+                results,
+            )
         written += len(results)
     logger.info(
         "scorecards.results.refreshed",
