@@ -16,6 +16,7 @@ from catalog.query import filters_q
 from catalog.selectors import entity_documents
 from catalog.services import EntityChanges
 from integrations.models import ImportedEntity
+from scorecards.compiler import NotCompilable, scorecard_results_sql
 from scorecards.metrics import metrics_compute
 from scorecards.models import (
     Check,
@@ -138,12 +139,17 @@ def scorecard_evaluate(*, scorecard: Scorecard, entries: list, document: dict) -
 
 
 def scorecard_results_refresh(
-    *, entity_ids: Iterable[int] | None = None, scorecard_ids: Iterable[int] | None = None
+    *,
+    entity_ids: Iterable[int] | None = None,
+    scorecard_ids: Iterable[int] | None = None,
+    in_database: bool | None = None,
 ) -> int:
     """Evaluate scorecards for entities (all of them when ``entity_ids`` is None) and store the
-    results. The database selects each scorecard's entities (its catalog filter); the rules run
-    in Python over documents prepared in bulk, so the statements grow with the number of
-    scorecards and chunks, never with entities × checks."""
+    results. On PostgreSQL a scorecard whose rules compile (:mod:`scorecards.compiler`) is
+    evaluated and written by one statement over the entities its filter selects; the others
+    (and every scorecard on SQLite, or with ``in_database=False``) in Python over documents
+    prepared in bulk. Either way the statements grow with scorecards and chunks, never with
+    entities × checks."""
     scorecards = Scorecard.objects.all()
     if scorecard_ids is not None:
         scorecards = scorecards.filter(pk__in=list(scorecard_ids))
@@ -156,17 +162,69 @@ def scorecard_results_refresh(
     ):
         entries.setdefault(entry.scorecard_id, []).append(entry)
     scope = None if entity_ids is None else sorted(set(entity_ids))
-    matched: dict[int, set[int]] = {}
-    for scorecard in scorecards:
-        queryset = Entity.objects.all()
-        q = filters_q([scorecard.filter]) if scorecard.filter.strip() else None
-        if q is not None:
-            queryset = queryset.filter(q)
-        if scope is not None:
-            queryset = queryset.filter(pk__in=scope)
-        matched[scorecard.pk] = set(queryset.values_list("pk", flat=True))
-    wanted = sorted(set().union(*matched.values()))
+    if connection.vendor != "postgresql":
+        in_database = False
     now = timezone.now()
+    written = 0
+    in_python = []
+    for scorecard in scorecards:
+        try:
+            if in_database is False:
+                raise NotCompilable("evaluated in Python")
+            written += _results_in_database(scorecard, entries.get(scorecard.pk, []), scope, now)
+        except NotCompilable:
+            in_python.append(scorecard)
+    if in_python:
+        written += _results_in_python(in_python, entries, scope, now)
+    logger.info(
+        "scorecards.results.refreshed",
+        extra={
+            "scorecards": len(scorecards),
+            "in_python": len(in_python),
+            "results": written,
+        },
+    )
+    return written
+
+
+def _selected(scorecard: Scorecard, scope: list[int] | None):
+    """The entities a scorecard applies to (its catalog filter), within ``scope``."""
+    queryset = Entity.objects.all()
+    q = filters_q([scorecard.filter]) if scorecard.filter.strip() else None
+    if q is not None:
+        queryset = queryset.filter(q)
+    if scope is not None:
+        queryset = queryset.filter(pk__in=scope)
+    return queryset.values("pk")
+
+
+def _stale(scorecards: list[Scorecard], entity_ids: list[int] | None):
+    """Results to replace; all of the scorecards' without ``entity_ids`` (so those of entities
+    a scorecard no longer selects go too)."""
+    stale = ScorecardResult.objects.filter(scorecard__in=scorecards)
+    return stale if entity_ids is None else stale.filter(entity_id__in=entity_ids)
+
+
+def _results_in_database(scorecard, entries, scope, now) -> int:
+    statement = scorecard_results_sql(
+        scorecard=scorecard,
+        entries=entries,
+        selection=_selected(scorecard, scope).query.sql_with_params(),
+        now=now,
+    )
+    with transaction.atomic():
+        _stale([scorecard], scope).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(statement.text, statement.params)
+            return cursor.rowcount
+
+
+def _results_in_python(scorecards, entries, scope, now) -> int:
+    matched = {
+        scorecard.pk: set(_selected(scorecard, scope).values_list("pk", flat=True))
+        for scorecard in scorecards
+    }
+    wanted = sorted(set().union(*matched.values()))
     written = 0
     for start in range(0, max(len(wanted), 1), CHUNK):
         chunk_ids = wanted[start : start + CHUNK]
@@ -181,33 +239,17 @@ def scorecard_results_refresh(
                         entries=entries.get(scorecard.pk, []),
                         document=documents[entity_id],
                     )
-                    results.append(
-                        (
-                            scorecard.pk,
-                            entity_id,
-                            result["score"],
-                            result["level"],
-                            result["checks"],
-                            now,
-                        )
-                    )
+                    checks = result["checks"]
+                    row = (scorecard.pk, entity_id, result["score"], result["level"], checks, now)
+                    results.append(row)
         with transaction.atomic():
-            stale = ScorecardResult.objects.filter(scorecard__in=scorecards)
-            if start == 0:  # results of entities a scorecard no longer selects go too
-                stale = stale if scope is None else stale.filter(entity_id__in=scope)
-            else:
-                stale = stale.filter(entity_id__in=chunk_ids)
-            stale.delete()
+            _stale(scorecards, scope if start == 0 else chunk_ids).delete()
             rows_insert(
                 ScorecardResult,
                 ["scorecard_id", "entity_id", "score", "level", "checks", "evaluated_at"],
                 results,
             )
         written += len(results)
-    logger.info(
-        "scorecards.results.refreshed",
-        extra={"scorecards": len(scorecards), "entities": len(wanted), "results": written},
-    )
     return written
 
 
