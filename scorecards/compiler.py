@@ -97,7 +97,7 @@ class ScorecardCompiler:
         if len(rest) != 1 or rest[0] not in METRIC_FIELDS:
             raise NotCompilable(".".join(names))
         alias = self.metric_joins.setdefault((metric, window), f"m{len(self.metric_joins)}")
-        column = f"{alias}.{rest[0]}"
+        column = f"m.{alias}_{rest[0]}"
         if rest[0] == "value":
             return _Sql(_FLOAT_JSONB.format(c=column))
         return _Sql(f"to_jsonb({column})")
@@ -153,7 +153,9 @@ class ScorecardCompiler:
 
     def _add(self, text: str, params: list) -> str:
         alias = f"n{len(self.nodes)}"
-        self.nodes.append(_Sql(f"CROSS JOIN LATERAL ({text}) {alias}", params))
+        # OFFSET 0 keeps each node a subquery of its own, computed once per entity: flattened,
+        # the planner would copy a node's expression into every node that reads it.
+        self.nodes.append(_Sql(f"CROSS JOIN LATERAL ({text} OFFSET 0) {alias}", params))
         return alias
 
     def rule(self, rule: Any) -> str:
@@ -185,7 +187,7 @@ class ScorecardCompiler:
         return self._add(
             f"SELECT st.s, jsonb_build_array({values}) AS v, concat_ws('; ', {reasons}) AS r "
             f"FROM (SELECT CASE WHEN '{decisive}' IN ({statuses}) THEN '{decisive}' "
-            f"WHEN 'error' IN ({statuses}) THEN 'error' ELSE '{other}' END AS s) st",
+            f"WHEN 'error' IN ({statuses}) THEN 'error' ELSE '{other}' END AS s OFFSET 0) st",
             [],
         )
 
@@ -196,8 +198,8 @@ class ScorecardCompiler:
         value = self._value(path)
         status, status_params, reason, reason_params = _judgement(op, expected, path)
         return self._add(
-            f"SELECT st.s AS s, x.a AS v, {reason} AS r FROM (SELECT {value.text} AS a) x "
-            f"CROSS JOIN LATERAL (SELECT {status} AS s) st",
+            f"SELECT st.s AS s, x.a AS v, {reason} AS r FROM (SELECT {value.text} AS a OFFSET 0) x "
+            f"CROSS JOIN LATERAL (SELECT {status} AS s OFFSET 0) st",
             [*reason_params, *value.params, *status_params],
         )
 
@@ -289,8 +291,9 @@ def _judgement(op: str, expected: Any, path: str) -> tuple[str, list, str, list]
 
 
 def scorecard_results_sql(*, scorecard, entries: list, selection: tuple[str, list], now) -> _Sql:
-    """The ``INSERT … SELECT`` writing the results of ``scorecard`` for the entities whose ids
-    ``selection`` (SQL, params) selects. Raises :class:`NotCompilable`."""
+    """The statement writing the results of ``scorecard`` for the entities whose ids
+    ``selection`` (SQL, params) selects: those ids first, then the metric rows the rules read,
+    one row per entity, then each rule node per entity. Raises :class:`NotCompilable`."""
     compiler = ScorecardCompiler()
     tops = [compiler.rule(entry.check_item.rule) for entry in entries]
     total = sum(entry.weight for entry in entries)
@@ -313,38 +316,49 @@ def scorecard_results_sql(*, scorecard, entries: list, selection: tuple[str, lis
         )
         or "0"
     )
-    scores = []
-    for weight in range(total + 1):
-        score = round(100 * weight / total, 2) if total else 0.0
-        scores.append((weight, score, level_for(score, scorecard.levels)))
-    joins = "\n".join(
-        f"LEFT JOIN scorecards_entitymetric {alias} ON {alias}.entity_id = e.id "
-        f"AND {alias}.metric = %s AND {alias}.window_days = %s"
+    # Score and level by weight passed (0 … total), as scorecard_evaluate computes them.
+    scores = [round(100 * weight / total, 2) if total else 0.0 for weight in range(total + 1)]
+    levels = [level_for(score, scorecard.levels) for score in scores]
+    pivot = ", ".join(
+        f"max({column}) FILTER (WHERE metric = %s AND window_days = %s) AS {alias}_{column}"
         for alias in compiler.metric_joins.values()
+        for column in ("value", "n", "status", "window_days")
     )
-    join_params = [param for key in compiler.metric_joins for param in key]
-    node_params = [param for node in compiler.nodes for param in node.params]
-    lookup = ", ".join("(%s::int, %s::float8, %s::text)" for _ in scores)
-    lookup_params = [param for row in scores for param in row]
+    pivot_params = [param for key in compiler.metric_joins for _ in range(4) for param in key]
+    metrics = (
+        f"metrics AS MATERIALIZED (SELECT entity_id, {pivot} FROM scorecards_entitymetric "
+        "WHERE entity_id IN (SELECT id FROM selected) AND metric = ANY(%s) GROUP BY entity_id), "
+        if compiler.metric_joins
+        else "metrics AS (SELECT NULL::bigint AS entity_id), "
+    )
+    metric_names = [sorted({metric for metric, _ in compiler.metric_joins})] if pivot else []
     selection_sql, selection_params = selection
     text = (
+        f"WITH selected AS MATERIALIZED (SELECT q.id FROM ({selection_sql}) q(id)), "
+        f"{metrics}"
+        "scored AS (SELECT e.id, p.passed, "
+        f"jsonb_build_array({checks}) AS checks "
+        "FROM selected JOIN catalog_entity e ON e.id = selected.id "
+        "LEFT JOIN metrics m ON m.entity_id = e.id\n"
+        + "\n".join(node.text for node in compiler.nodes)
+        + f"\nCROSS JOIN LATERAL (SELECT {passed} AS passed OFFSET 0) p) "
         "INSERT INTO scorecards_scorecardresult "
         "(scorecard_id, entity_id, score, level, checks, evaluated_at) "
-        f"SELECT %s, e.id, lv.score, lv.level, jsonb_build_array({checks}), %s "
-        f"FROM catalog_entity e\n{joins}\n"
-        + "\n".join(node.text for node in compiler.nodes)
-        + f"\nJOIN (VALUES {lookup}) AS lv(passed, score, level) ON lv.passed = ({passed}) "
-        f"WHERE e.id IN ({selection_sql})"
+        "SELECT %s, id, (%s::float8[])[passed + 1], (%s::text[])[passed + 1], checks, %s "
+        "FROM scored"
     )
+    node_params = [param for node in compiler.nodes for param in node.params]
     return _Sql(
         text,
         [
-            scorecard.pk,
-            *check_params,
-            now,
-            *join_params,
-            *node_params,
-            *lookup_params,
             *selection_params,
+            *pivot_params,
+            *metric_names,
+            *check_params,
+            *node_params,
+            scorecard.pk,
+            scores,
+            levels,
+            now,
         ],
     )

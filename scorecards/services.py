@@ -168,12 +168,13 @@ def scorecard_results_refresh(
     written = 0
     in_python = []
     for scorecard in scorecards:
-        try:
-            if in_database is False:
-                raise NotCompilable("evaluated in Python")
-            written += _results_in_database(scorecard, entries.get(scorecard.pk, []), scope, now)
-        except NotCompilable:
+        done = None
+        if in_database is not False:
+            done = _results_in_database(scorecard, entries.get(scorecard.pk, []), scope, now)
+        if done is None:
             in_python.append(scorecard)
+        else:
+            written += done
     if in_python:
         written += _results_in_python(in_python, entries, scope, now)
     logger.info(
@@ -205,13 +206,17 @@ def _stale(scorecards: list[Scorecard], entity_ids: list[int] | None):
     return stale if entity_ids is None else stale.filter(entity_id__in=entity_ids)
 
 
-def _results_in_database(scorecard, entries, scope, now) -> int:
-    statement = scorecard_results_sql(
-        scorecard=scorecard,
-        entries=entries,
-        selection=_selected(scorecard, scope).query.sql_with_params(),
-        now=now,
-    )
+def _results_in_database(scorecard, entries, scope, now) -> int | None:
+    """How many results one statement wrote; None when a rule does not compile."""
+    try:
+        statement = scorecard_results_sql(
+            scorecard=scorecard,
+            entries=entries,
+            selection=_selected(scorecard, scope).order_by().query.sql_with_params(),
+            now=now,
+        )
+    except NotCompilable:
+        return None
     with transaction.atomic():
         _stale([scorecard], scope).delete()
         with connection.cursor() as cursor:
