@@ -309,6 +309,35 @@ def _timed(operation) -> dict:
     }
 
 
+def _python_compared(services, scorecard) -> dict:
+    """One evaluation of the scorecard by the Python evaluator (what SQLite, and rules the
+    database cannot read, use) and how many entities' results differ from the database's:
+    compared in SQL, row by row (score, level, every check's status, value and reason)."""
+    from django.db import connection
+
+    started = time.perf_counter()
+    services.scorecard_results_refresh(scorecard_ids=[scorecard.pk], in_database=False)
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE bench_in_python AS SELECT entity_id, score, level, checks "
+            "FROM scorecards_scorecardresult WHERE scorecard_id = %s",
+            [scorecard.pk],
+        )
+        compared = cursor.rowcount
+        services.scorecard_results_refresh(scorecard_ids=[scorecard.pk], in_database=True)
+        cursor.execute(
+            "SELECT count(*) FROM ((SELECT * FROM bench_in_python EXCEPT SELECT entity_id, "
+            "score, level, checks FROM scorecards_scorecardresult WHERE scorecard_id = %s) "
+            "UNION ALL (SELECT entity_id, score, level, checks FROM scorecards_scorecardresult "
+            "WHERE scorecard_id = %s EXCEPT SELECT * FROM bench_in_python)) differing",
+            [scorecard.pk, scorecard.pk],
+        )
+        differing = cursor.fetchone()[0]
+        cursor.execute("DROP TABLE bench_in_python")
+    return {"one_run_s": round(seconds, 2), "compared": compared, "results_differing": differing}
+
+
 @scenario("scorecards")
 def scorecards(quick: bool) -> dict:
     """(a) every metric and every scorecard result of the 10,000 linked entities (``--quick``:
@@ -357,6 +386,7 @@ def scorecards(quick: bool) -> dict:
             "entities": ScorecardResult.objects.filter(scorecard=delivery).count(),
             "levels": levels,
             **evaluation,
+            "in_python": _python_compared(services, delivery),
         },
     }
     target(
