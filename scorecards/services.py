@@ -308,13 +308,18 @@ def pending_refresh_run(*, entity_ids: Iterable[int]) -> int:
     try:
         written = metrics_refresh(entity_ids=ids, now=started)
     except Exception as exc:
-        PendingRefresh.objects.filter(entity_id__in=ids).update(
-            failed_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
+        pending_refresh_failed(entity_ids=ids, error=f"{type(exc).__name__}: {exc}")
         logger.exception("scorecards.refresh.failed", extra={"entities": len(ids)})
         raise
     PendingRefresh.objects.filter(entity_id__in=ids, requested_at__lte=started).delete()
     return written
+
+
+def pending_refresh_failed(*, entity_ids: Iterable[int], error: str) -> None:
+    """Record why these entities' recompute did not happen; no task carries them any more."""
+    PendingRefresh.objects.filter(entity_id__in=set(entity_ids)).update(
+        queued_at=None, failed_at=timezone.now(), error=error[:2000]
+    )
 
 
 def pending_refresh_retry(*, entity_ids: Iterable[int]) -> int:

@@ -2,10 +2,15 @@
 writer's path. Thin: they take ids and call one service. Without a broker they run in process
 (``task_always_eager``), like every Lantern task."""
 
+import logging
+
 from celery import shared_task
 from django.db import transaction
+from kombu.exceptions import OperationalError
 
 from scorecards import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="scorecards.entities_refresh", acks_late=True)
@@ -14,9 +19,20 @@ def entities_refresh(entity_ids: list[int]) -> int:
 
 
 def entities_refresh_enqueue(*, entity_ids: list[int]) -> None:
-    """Send the recompute once the current transaction commits (a failure to send is logged;
-    the entities stay pending and the next change, or the admin's action, sends them again)."""
-    transaction.on_commit(lambda: entities_refresh.delay(entity_ids), robust=True)
+    """Send the recompute once the current transaction commits. If the broker cannot take it,
+    the entities are marked failed with the reason (the admin shows them and sends them again);
+    the writer's commit stands."""
+    transaction.on_commit(lambda: _entities_refresh_send(entity_ids), robust=True)
+
+
+def _entities_refresh_send(entity_ids: list[int]) -> None:
+    try:
+        entities_refresh.delay(entity_ids)
+    except OperationalError as exc:
+        logger.exception("scorecards.refresh.not_sent", extra={"entities": len(entity_ids)})
+        services.pending_refresh_failed(
+            entity_ids=entity_ids, error=f"The task could not be sent: {exc}"
+        )
 
 
 @shared_task(name="scorecards.results_refresh", acks_late=True)

@@ -111,3 +111,29 @@ def test_a_failed_recompute_is_shown_until_a_retry_succeeds(
     body = client.get(f"/api/scorecards/entities/component/default/{alpha.name}").json()
     assert body["refresh"] is None
     assert body["metrics"]["open_prs"]["windows"]["0"]["value"] == 2.0
+
+
+def test_a_recompute_the_broker_refuses_is_marked_failed_with_the_reason(
+    small_world, django_capture_on_commit_callbacks, monkeypatch
+):
+    from kombu.exceptions import OperationalError
+
+    from scorecards import tasks
+
+    def refuse(*args):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.entities_refresh, "delay", refuse)
+    alpha = small_world["entities"]["alpha"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.refresh_request(entity_ids=[alpha.pk]) == 1
+    pending = PendingRefresh.objects.get(entity=alpha)
+    assert (pending.state, pending.queued_at) == ("failed", None)
+    assert pending.error == (
+        "The task could not be sent: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+    )
+    # the next change sends it again
+    monkeypatch.undo()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.refresh_request(entity_ids=[alpha.pk]) == 1
+    assert not PendingRefresh.objects.exists()
