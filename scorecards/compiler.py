@@ -74,10 +74,11 @@ _FLOAT_JSONB = (
 
 
 class ScorecardCompiler:
-    """Collects the joins and subqueries of one scorecard's rules."""
+    """Collects what one scorecard's rules read: the metric rows (as columns of one pivot row per
+    entity, ``m.<prefix>_<field>``) and the rule nodes."""
 
     def __init__(self) -> None:
-        self.metric_joins: dict[tuple[str, int], str] = {}
+        self.metric_columns: dict[tuple[str, int], str] = {}
         self.nodes: list[_Sql] = []
 
     # -- values -----------------------------------------------------------------------------
@@ -96,7 +97,7 @@ class ScorecardCompiler:
             window, rest = 30, rest[1:]
         if len(rest) != 1 or rest[0] not in METRIC_FIELDS:
             raise NotCompilable(".".join(names))
-        alias = self.metric_joins.setdefault((metric, window), f"m{len(self.metric_joins)}")
+        alias = self.metric_columns.setdefault((metric, window), f"m{len(self.metric_columns)}")
         column = f"m.{alias}_{rest[0]}"
         if rest[0] == "value":
             return _Sql(_FLOAT_JSONB.format(c=column))
@@ -321,17 +322,17 @@ def scorecard_results_sql(*, scorecard, entries: list, selection: tuple[str, lis
     levels = [level_for(score, scorecard.levels) for score in scores]
     pivot = ", ".join(
         f"max({column}) FILTER (WHERE metric = %s AND window_days = %s) AS {alias}_{column}"
-        for alias in compiler.metric_joins.values()
+        for alias in compiler.metric_columns.values()
         for column in ("value", "n", "status", "window_days")
     )
-    pivot_params = [param for key in compiler.metric_joins for _ in range(4) for param in key]
+    pivot_params = [param for key in compiler.metric_columns for _ in range(4) for param in key]
     metrics = (
         f"metrics AS MATERIALIZED (SELECT entity_id, {pivot} FROM scorecards_entitymetric "
         "WHERE entity_id IN (SELECT id FROM selected) AND metric = ANY(%s) GROUP BY entity_id), "
-        if compiler.metric_joins
+        if compiler.metric_columns
         else "metrics AS (SELECT NULL::bigint AS entity_id), "
     )
-    metric_names = [sorted({metric for metric, _ in compiler.metric_joins})] if pivot else []
+    metric_names = [sorted({metric for metric, _ in compiler.metric_columns})] if pivot else []
     selection_sql, selection_params = selection
     text = (
         f"WITH selected AS MATERIALIZED (SELECT q.id FROM ({selection_sql}) q(id)), "
