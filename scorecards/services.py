@@ -31,6 +31,18 @@ from scorecards.rules import level_for, rule_evaluate
 logger = logging.getLogger(__name__)
 
 CHUNK = 2000
+# pg_advisory_xact_lock key of the derived rows' writes (any 64-bit number no one else uses).
+WRITES_LOCK = 0x5C0_4EC4_4D5
+
+
+def _writes_serialized() -> None:
+    """Inside a transaction that replaces metric or result rows, wait for any other worker
+    doing the same: two recomputes of one entity that overlap would both delete the old rows
+    and then both insert, and the second would break the unique constraint. The computing
+    happens outside the lock; only the writes (and the SQL evaluation, which is one) queue."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [WRITES_LOCK])
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -67,6 +79,7 @@ def metrics_refresh(*, entity_ids: Iterable[int], now: datetime | None = None) -
         chunk = ids[start : start + CHUNK]
         values = metrics_compute(entity_ids=chunk, now=now)
         with transaction.atomic():
+            _writes_serialized()
             EntityMetric.objects.filter(entity_id__in=chunk).delete()
             rows_insert(
                 EntityMetric,
@@ -218,6 +231,7 @@ def _results_in_database(scorecard, entries, scope, now) -> int | None:
     except NotCompilable:
         return None
     with transaction.atomic():
+        _writes_serialized()
         _stale([scorecard], scope).delete()
         with connection.cursor() as cursor:
             cursor.execute(statement.text, statement.params)
@@ -248,6 +262,7 @@ def _results_in_python(scorecards, entries, scope, now) -> int:
                     row = (scorecard.pk, entity_id, result["score"], result["level"], checks, now)
                     results.append(row)
         with transaction.atomic():
+            _writes_serialized()
             _stale(scorecards, scope if start == 0 else chunk_ids).delete()
             rows_insert(
                 ScorecardResult,
