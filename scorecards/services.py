@@ -331,10 +331,34 @@ def pending_refresh_run(*, entity_ids: Iterable[int]) -> int:
 
 
 def pending_refresh_failed(*, entity_ids: Iterable[int], error: str) -> None:
-    """Record why these entities' recompute did not happen; no task carries them any more."""
-    PendingRefresh.objects.filter(entity_id__in=set(entity_ids)).update(
-        queued_at=None, failed_at=timezone.now(), error=error[:2000]
+    """Record why these entities' recompute did not happen (a row for each, made if missing);
+    no task carries them any more."""
+    now = timezone.now()
+    ids = Entity.objects.filter(pk__in=set(entity_ids)).values_list("pk", flat=True)
+    PendingRefresh.objects.bulk_create(
+        [
+            PendingRefresh(entity_id=pk, requested_at=now, failed_at=now, error=error[:2000])
+            for pk in ids
+        ],
+        update_conflicts=True,
+        unique_fields=["entity"],
+        update_fields=["queued_at", "failed_at", "error"],
     )
+
+
+def scorecard_results_recompute(*, scorecard_ids: list[int]) -> int:
+    """The background re-evaluation after checks or scorecards were saved. If it fails, the
+    entities those scorecards apply to are marked failed with the error (their results are
+    stale), and the error is raised for the worker to record."""
+    try:
+        return scorecard_results_refresh(scorecard_ids=scorecard_ids)
+    except Exception as exc:
+        entity_ids: set[int] = set()
+        for scorecard in Scorecard.objects.filter(pk__in=scorecard_ids):
+            entity_ids.update(_selected(scorecard, None).values_list("pk", flat=True))
+        pending_refresh_failed(entity_ids=entity_ids, error=f"{type(exc).__name__}: {exc}")
+        logger.exception("scorecards.results.failed", extra={"scorecards": scorecard_ids})
+        raise
 
 
 def pending_refresh_retry(*, entity_ids: Iterable[int]) -> int:

@@ -37,7 +37,7 @@ def _entities_refresh_send(entity_ids: list[int]) -> None:
 
 @shared_task(name="scorecards.results_refresh", acks_late=True)
 def results_refresh(scorecard_ids: list[int]) -> int:
-    return services.scorecard_results_refresh(scorecard_ids=scorecard_ids)
+    return services.scorecard_results_recompute(scorecard_ids=scorecard_ids)
 
 
 def results_refresh_enqueue(*, scorecard_ids: list[int]) -> None:

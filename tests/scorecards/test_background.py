@@ -137,3 +137,23 @@ def test_a_recompute_the_broker_refuses_is_marked_failed_with_the_reason(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.refresh_request(entity_ids=[alpha.pk]) == 1
     assert not PendingRefresh.objects.exists()
+
+
+def test_a_failed_re_evaluation_after_saving_a_scorecard_marks_its_entities(
+    small_world, django_capture_on_commit_callbacks, monkeypatch
+):
+    def cancelled(*args, **kwargs):
+        raise RuntimeError("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(services, "_results_in_database", cancelled)
+    monkeypatch.setattr(services, "_results_in_python", cancelled)
+    check = services.check_create(name="owner", rule={"path": "entity.spec.owner", "op": "exists"})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.scorecard_create(name="Basics", filter="kind=component", checks=[{"check": check}])
+    failed = PendingRefresh.objects.filter(failed_at__isnull=False)
+    assert set(failed.values_list("entity_id", flat=True)) == {
+        e.pk for e in small_world["entities"].values()
+    }
+    assert {row.error for row in failed} == {
+        "RuntimeError: canceling statement due to statement timeout"
+    }
