@@ -157,3 +157,37 @@ def test_a_failed_re_evaluation_after_saving_a_scorecard_marks_its_entities(
     assert {row.error for row in failed} == {
         "RuntimeError: canceling statement due to statement timeout"
     }
+
+
+def test_the_writes_of_two_recomputes_of_one_entity_take_turns(
+    transactional_db, world, make_integration
+):
+    import threading
+
+    from django.db import connection, transaction
+
+    from integrations.models import ImportedEntity
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite takes one writer at a time anyway")
+    world.add_repo("svc", prs=3, commits=2)
+    integration = make_integration(auto_import=True, secondary_kinds=["pull_requests"])
+    integration_sync(integration_id=integration.pk, trigger="manual")
+    entity_id = ImportedEntity.objects.get().entity_id
+    finished = threading.Event()
+
+    def other_worker():
+        try:
+            services.metrics_refresh(entity_ids=[entity_id])
+        finally:
+            connection.close()
+            finished.set()
+
+    with transaction.atomic():
+        services._writes_serialized()  # this worker is writing
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        assert not finished.wait(1.0)  # the other waits for the lock, does not insert
+    assert finished.wait(10)
+    thread.join()
+    assert EntityMetric.objects.filter(entity_id=entity_id, metric="open_prs").count() == 1
