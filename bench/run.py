@@ -26,6 +26,7 @@ django.setup()
 from bench import (  # noqa: E402, F401
     common,  # noqa: E402
     scenario_catalog,
+    scenario_scorecards,
     scenario_sync,
     scenario_webhooks,
 )

@@ -147,3 +147,30 @@ class ScorecardResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scorecard} · {self.entity_id}: {self.score:.0f} {self.level}"
+
+
+class PendingRefresh(models.Model):
+    """An entity whose metrics and results are owed a recompute: written after the commit of
+    whatever changed its data (a sync, a webhook refresh, a catalog write), removed by the task
+    once it succeeded. ``queued_at`` says a task carrying the entity is on its way, so later
+    changes do not send another; a failed attempt keeps its ``error``, so the admin and the API
+    say the entity's results are stale instead of showing old ones as current."""
+
+    entity = models.OneToOneField(
+        Entity, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    queued_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-failed_at", "requested_at"]
+        verbose_name_plural = "pending refreshes"
+
+    def __str__(self) -> str:
+        return f"{self.entity_id}: {self.state}"
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.failed_at else "waiting"

@@ -19,6 +19,7 @@ metric, an operator that does not exist or a value of the wrong type for it. Eva
 (:func:`rule_evaluate`) never raises: what cannot be evaluated is ``error`` with the reason.
 """
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,43 +196,84 @@ def _evaluate(rule: dict, document: dict) -> Outcome:
         actual = jmespath.search(path, document)
     except JMESPathError as exc:
         return Outcome("error", reason=f"{path}: {exc}")
-    expected = rule.get("value")
+    return leaf_outcome(op, rule.get("value"), path, actual)
+
+
+def leaf_outcome(op: str, expected: Any, path: str, actual: Any) -> Outcome:
+    """What ``op`` says of the value a path found (``None``: nothing there). The reasons quote
+    values as JSON, as the database writes them (:func:`json_text`), so both ways of
+    evaluating give the same text."""
     if op == "exists":
         found = actual is not None and actual != "" and actual != [] and actual != {}
         return Outcome("pass" if found else "fail", actual, "" if found else f"{path} is not set")
     if op in ("==", "!="):
-        equal = actual == expected
+        equal = json_equal(actual, expected)
         ok = equal if op == "==" else not equal
-        return Outcome("pass" if ok else "fail", actual, "" if ok else f"{path} is {actual!r}")
+        return _judged(ok, actual, f"{path} is {json_text(actual)}")
     if op in ORDERING_OPS:
         if actual is None:
             return Outcome("fail", None, f"{path} has no value")
         if not _is_number(actual):
-            return Outcome("error", actual, f"{path} is {actual!r}, not a number, for {op!r}")
+            reason = f"{path} is {json_text(actual)}, not a number, for {op!r}"
+            return Outcome("error", actual, reason)
         ok = {
             "<": actual < expected,
             "<=": actual <= expected,
             ">": actual > expected,
             ">=": actual >= expected,
         }[op]
-        return Outcome(
-            "pass" if ok else "fail",
-            actual,
-            "" if ok else f"{path} is {actual}, not {op} {expected}",
-        )
+        return _judged(ok, actual, f"{path} is {json_text(actual)}, not {op} {expected}")
     if op == "in":
-        ok = actual in expected
-        return Outcome("pass" if ok else "fail", actual, "" if ok else f"{path} is {actual!r}")
+        ok = any(json_equal(actual, item) for item in expected)
+        return _judged(ok, actual, f"{path} is {json_text(actual)}")
     # contains
     if isinstance(actual, str) and isinstance(expected, str):
         ok = expected in actual
     elif isinstance(actual, list):
-        ok = expected in actual
+        ok = any(json_equal(item, expected) for item in actual)
     elif actual is None:
         return Outcome("fail", None, f"{path} has no value")
     else:
-        return Outcome("error", actual, f"{path} is {actual!r}: 'contains' needs a list or string")
-    return Outcome("pass" if ok else "fail", actual, "" if ok else f"{path} lacks {expected!r}")
+        reason = f"{path} is {json_text(actual)}: 'contains' needs a list or string"
+        return Outcome("error", actual, reason)
+    return _judged(ok, actual, f"{path} lacks {expected!r}")
+
+
+def _judged(ok: bool, actual: Any, reason: str) -> Outcome:
+    return Outcome("pass", actual) if ok else Outcome("fail", actual, reason)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values: ``true`` is not ``1`` (Python's ``True == 1`` is), numbers
+    compare by value (``1`` is ``1.0``), lists in order, objects by keys."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[key], b[key]) for key in a)
+    return type(a) is type(b) and a == b
+
+
+def _jsonb_key(key: str) -> tuple[int, bytes]:
+    raw = key.encode()
+    return len(raw), raw
+
+
+def _jsonb_ordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonb_ordered(value[k]) for k in sorted(value, key=_jsonb_key)}
+    if isinstance(value, list):
+        return [_jsonb_ordered(item) for item in value]
+    return value
+
+
+def json_text(value: Any) -> str:
+    """A value as PostgreSQL prints it as ``jsonb`` (keys shorter first, then bytewise; no
+    ASCII escaping): what reasons quote, the same text whichever way a rule was evaluated."""
+    return json.dumps(_jsonb_ordered(value), ensure_ascii=False)
 
 
 def filter_validate(value: Any) -> None:

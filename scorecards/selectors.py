@@ -15,7 +15,7 @@ from catalog.selectors import scope_visibility_q
 from integrations.models import ImportedEntity, PullRequest
 from scorecards.charts import TrendPoint
 from scorecards.metrics import METRICS, _closed_on, _percentile
-from scorecards.models import Check, EntityMetric, Scorecard, ScorecardResult
+from scorecards.models import Check, EntityMetric, PendingRefresh, Scorecard, ScorecardResult
 
 
 def scorecards_list() -> QuerySet[Scorecard]:
@@ -221,3 +221,8 @@ def cycle_time_weekly(*, entity: Entity, now: datetime, weeks: int = 12) -> list
         median, n = found.get(week, (None, 0))
         points.append(TrendPoint(week, median, n))
     return points
+
+
+def entity_pending_refresh(*, entity: Entity) -> PendingRefresh | None:
+    """The entity's recompute still owed (waiting or failed), or None when it is current."""
+    return PendingRefresh.objects.filter(entity=entity).first()

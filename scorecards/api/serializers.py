@@ -88,12 +88,24 @@ class ScorecardResultSerializer(serializers.Serializer):
     evaluated_at = serializers.DateTimeField()
 
 
+class PendingRefreshSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["waiting", "failed"])
+    requested_at = serializers.DateTimeField()
+    failed_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
 class EntityScorecardsSerializer(serializers.Serializer):
     entity = serializers.CharField(help_text="The entity's ref.")
     metrics = serializers.DictField(
         help_text="By metric: {unit, windows: {'30'|'90'|'0': {value, n, status, computed_at}}}"
     )
     scorecards = ScorecardResultSerializer(many=True)
+    refresh = PendingRefreshSerializer(
+        allow_null=True,
+        help_text="Null when the metrics and results are current; otherwise a recompute is "
+        "waiting, or failed (with the error), and they are stale.",
+    )
 
 
 # The entity documents' ``scorecards`` and ``metrics`` sections (see scorecards.documents).

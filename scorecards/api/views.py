@@ -193,6 +193,8 @@ class EntityScorecardsApi(APIView):
         )
         if entity is None:
             raise NotFound(f"No entity {kind}:{namespace}/{name} that you can read")
-        return Response(
-            s.EntityScorecardsSerializer(selectors.entity_scorecards(entity=entity)).data
-        )
+        body = {
+            **selectors.entity_scorecards(entity=entity),
+            "refresh": selectors.entity_pending_refresh(entity=entity),
+        }
+        return Response(s.EntityScorecardsSerializer(body).data)

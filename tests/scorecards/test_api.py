@@ -56,8 +56,8 @@ def test_the_entity_endpoint_takes_a_fixed_number_of_statements(
     services.metrics_refresh(entity_ids=[alpha.pk], now=NOW)
     client = _client()
     # the user's scopes and the entity (what any entity read takes), then what scorecards add:
-    # its metrics and its results (with their scorecards joined)
-    with django_assert_num_queries(4):
+    # its metrics, its results (with their scorecards joined) and whether a recompute is owed
+    with django_assert_num_queries(5):
         response = client.get(f"/api/scorecards/entities/component/default/{alpha.name}")
     assert response.status_code == 200
 

@@ -1,9 +1,10 @@
 """Metrics and results follow the data over real sockets: after the first sync of a Cloud
-sandbox, then after webhook refreshes the sandbox delivers to a live Lantern server."""
+sandbox, then after webhook refreshes the sandbox delivers to a live Lantern server (the
+recompute is a task sent after the commit, run in process without a broker)."""
 
 from integrations.models import ImportedEntity
 from scorecards import services
-from scorecards.models import EntityMetric, ScorecardResult
+from scorecards.models import EntityMetric, PendingRefresh, ScorecardResult
 from tests.integrations.webhooks.conftest import webhook_test_settings  # noqa: F401 (autouse)
 from tests.integrations.webhooks.test_end_to_end import WS, lantern, settle  # noqa: F401
 from tests.sandbox.helpers import first_repo
@@ -26,6 +27,7 @@ def test_metrics_and_results_follow_a_sync_and_webhook_refreshes(cloud_sandbox, 
     )
     services.scorecard_create(name="Tidy", checks=[{"check": check}])
     assert ScorecardResult.objects.get(entity=entity).score == 100.0
+    assert not PendingRefresh.objects.exists()  # every recompute the tasks were sent finished
     merged_before = _metric(entity, "merged_prs_per_week", 30).n
 
     pr = world.pullrequest_open(
@@ -42,3 +44,4 @@ def test_metrics_and_results_follow_a_sync_and_webhook_refreshes(cloud_sandbox, 
     assert _metric(entity, "merged_prs_per_week", 30).n == merged_before + 1
     assert _metric(entity, "days_since_last_commit").value < 1
     assert ScorecardResult.objects.get(entity=entity).score == 100.0
+    assert not PendingRefresh.objects.exists()  # every recompute the tasks were sent finished
