@@ -87,12 +87,20 @@ links AS (
 windows AS (SELECT unnest(%(windows)s::int[]) AS days)
 """
 
-_PRS_BODY = """,
+# A pull request's merge or decline time in SQL (``p``: the pull-request row), as
+# :func:`closed_on` reads it: Data Center's ``closedDate``, else ``updated_on`` (Bitbucket Cloud
+# has no merge time).
+CLOSED_ON_SQL = """CASE WHEN jsonb_typeof(p.data -> 'closedDate') = 'number'
+                THEN to_timestamp((p.data ->> 'closedDate')::double precision / 1000)
+                ELSE p.updated_on END"""
+
+_PRS_BODY = (
+    """,
 prs AS (
     SELECT l.entity_id, p.state, p.created_on,
-           CASE WHEN jsonb_typeof(p.data -> 'closedDate') = 'number'
-                THEN to_timestamp((p.data ->> 'closedDate')::double precision / 1000)
-                ELSE p.updated_on END AS closed_on
+           """  # noqa: S608 - a constant of this module
+    + CLOSED_ON_SQL
+    + """ AS closed_on
     FROM links l JOIN integrations_pullrequest p ON p.discovered_id = l.discovered_id
 )
 SELECT prs.entity_id, w.days,
@@ -107,6 +115,7 @@ FROM prs CROSS JOIN windows w
 WHERE state IN ('MERGED', 'DECLINED') AND closed_on >= %(now)s - w.days * interval '1 day'
 GROUP BY prs.entity_id, w.days
 """
+)
 _PRS = "WITH " + _LINKS + _PRS_BODY  # noqa: S608
 
 _PR_TOTALS_BODY = """
@@ -167,7 +176,7 @@ def _aggregates_sql(entity_ids: list[int], now: datetime) -> _Aggregates:
 # -- the Python fallback (SQLite): the same aggregates from the rows ---------------------------
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
+def percentile(values: list[float], fraction: float) -> float | None:
     """``percentile_cont``: linear interpolation between the closest ranks."""
     if not values:
         return None
@@ -177,7 +186,7 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return values[low] + (values[high] - values[low]) * (position - low)
 
 
-def _closed_on(state_row: tuple) -> datetime:
+def closed_on(state_row: tuple) -> datetime:
     _, _, _, updated_on, data = state_row
     closed = (data or {}).get("closedDate")
     if isinstance(closed, int | float) and not isinstance(closed, bool):
@@ -211,9 +220,9 @@ def _aggregates_python(entity_ids: list[int], now: datetime) -> _Aggregates:
         for days in WINDOWS:
             since = now.timestamp() - days * 86400
             closed = [
-                (r, _closed_on(r))
+                (r, closed_on(r))
                 for r in rows
-                if r[1] in ("MERGED", "DECLINED") and _closed_on(r).timestamp() >= since
+                if r[1] in ("MERGED", "DECLINED") and closed_on(r).timestamp() >= since
             ]
             if not closed:
                 continue
@@ -223,8 +232,8 @@ def _aggregates_python(entity_ids: list[int], now: datetime) -> _Aggregates:
                 if r[1] == "MERGED" and r[2] is not None
             ]
             result.prs[(entity_id, days)] = (
-                _percentile(cycles, 0.5),
-                _percentile(cycles, 0.85),
+                percentile(cycles, 0.5),
+                percentile(cycles, 0.85),
                 len(cycles),
                 sum(1 for r, _ in closed if r[1] == "MERGED"),
                 sum(1 for r, _ in closed if r[1] == "DECLINED"),

@@ -14,7 +14,7 @@ from catalog.refs import stringify_entity_ref
 from catalog.selectors import scope_visibility_q
 from integrations.models import ImportedEntity, PullRequest
 from scorecards.charts import TrendPoint
-from scorecards.metrics import METRICS, _closed_on, _percentile
+from scorecards.metrics import CLOSED_ON_SQL, METRICS, closed_on, percentile
 from scorecards.models import Check, EntityMetric, PendingRefresh, Scorecard, ScorecardResult
 
 
@@ -156,18 +156,18 @@ def scorecard_failing(
 
 # -- the weekly cycle-time trend --------------------------------------------------------------
 
-# The merge time is the one ``scorecards.metrics`` uses: Data Center's ``closedDate``, else
-# ``updated_on`` (Bitbucket Cloud has no merge time).
-_WEEKLY_CYCLE_TIME = """
+# The merge time is the one the metrics use (``scorecards.metrics.CLOSED_ON_SQL``).
+_WEEKLY_CYCLE_TIME = (
+    """
 WITH links AS (
     SELECT DISTINCT discovered_id FROM integrations_importedentity
     WHERE state = 'linked' AND entity_id = %(entity)s
 ),
 merged AS (
     SELECT p.created_on,
-           CASE WHEN jsonb_typeof(p.data -> 'closedDate') = 'number'
-                THEN to_timestamp((p.data ->> 'closedDate')::double precision / 1000)
-                ELSE p.updated_on END AS merged_on
+           """  # noqa: S608 - a constant of this module
+    + CLOSED_ON_SQL
+    + """ AS merged_on
     FROM links l JOIN integrations_pullrequest p ON p.discovered_id = l.discovered_id
     WHERE p.state = 'MERGED' AND p.created_on IS NOT NULL
 )
@@ -179,6 +179,7 @@ FROM merged
 WHERE merged_on >= %(since)s
 GROUP BY 1
 """
+)
 
 
 def _week_start(moment: datetime) -> date:
@@ -200,11 +201,11 @@ def _weekly_python(entity: Entity, since: datetime) -> dict[date, tuple[float, i
     ).values_list("discovered_id", "state", "created_on", "updated_on", "data")
     cycles: dict[date, list[float]] = {}
     for row in rows:
-        merged_on = _closed_on(row)
+        merged_on = closed_on(row)
         if merged_on >= since:
             week = _week_start(merged_on.astimezone(since.tzinfo))
             cycles.setdefault(week, []).append((merged_on - row[2]).total_seconds() / 86400)
-    return {week: (_percentile(values, 0.5), len(values)) for week, values in cycles.items()}
+    return {week: (percentile(values, 0.5), len(values)) for week, values in cycles.items()}
 
 
 def cycle_time_weekly(*, entity: Entity, now: datetime, weeks: int = 12) -> list[TrendPoint]:
