@@ -70,13 +70,18 @@ class ScorecardInputSerializer(serializers.Serializer):
     checks = ScorecardEntrySerializer(many=True, required=False)
 
 
-class CheckResultSerializer(serializers.Serializer):
-    check_id = serializers.IntegerField()
+class DocumentCheckSerializer(serializers.Serializer):
+    """A check's outcome as entity documents carry it (and, with its id, the API)."""
+
     name = serializers.CharField()
     weight = serializers.IntegerField()
     status = serializers.ChoiceField(choices=CheckStatus.choices)
     value = serializers.JSONField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
+
+
+class CheckResultSerializer(DocumentCheckSerializer):
+    check_id = serializers.IntegerField()
 
 
 class ScorecardResultSerializer(serializers.Serializer):
@@ -109,14 +114,6 @@ class EntityScorecardsSerializer(serializers.Serializer):
 
 
 # The entity documents' ``scorecards`` and ``metrics`` sections (see scorecards.documents).
-
-
-class DocumentCheckSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    weight = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=CheckStatus.choices)
-    value = serializers.JSONField(allow_null=True)
-    reason = serializers.CharField(allow_blank=True)
 
 
 class DocumentScorecardSerializer(serializers.Serializer):
