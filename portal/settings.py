@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -139,6 +140,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI from Lantern's own static files: it works with no
+    # internet, and the browser is never sent to a CDN. (No ReDoc page: its page loads web
+    # fonts and a logo from the internet.)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Choice sets of fields that share a name ("status") across apps get names of their own.
     "ENUM_NAME_OVERRIDES": {
         "CheckStatusEnum": "scorecards.models.CheckStatus",

@@ -6,8 +6,10 @@ They skip where ``/usr/bin/chromium`` or the ``playwright`` package is missing, 
 """
 
 import importlib.util
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -61,13 +63,37 @@ def browser():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def _on_this_machine(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @pytest.fixture
 def page(browser, live_server):
+    """A page of the server under test. The browser reaches loopback only (the live server and
+    the sandboxes); anything else (a CDN, a font host) is refused and fails the test, so a page
+    that needs the internet cannot pass."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1360, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
+    refused: list[str] = []
+
+    def guard(route) -> None:
+        if _on_this_machine(route.request.url):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", guard)
     page = context.new_page()
     yield page
     context.close()
+    assert not refused, f"the pages asked for resources off this machine: {refused}"
 
 
 @pytest.fixture
