@@ -373,6 +373,7 @@ class ImportedEntity(models.Model):
     unlinked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "imported entities"
         ordering = ["-imported_at", "-pk"]
         constraints = [
             models.UniqueConstraint(

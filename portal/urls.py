@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from integrations import webhooks
@@ -10,6 +12,12 @@ from scorecards.urls import entity_tab_patterns as scorecards_entity_tab_pattern
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin's, the API's).
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
