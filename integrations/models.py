@@ -175,8 +175,18 @@ class Integration(models.Model):
         return self.name
 
     def clean(self) -> None:
+        errors = {}
         if not set(self.secondary_kinds) <= set(choices.SecondaryKind.values):
-            raise ValidationError({"secondary_kinds": "Unknown secondary kind."})
+            errors["secondary_kinds"] = "Unknown secondary kind."
+        today = timezone.localdate()
+        if self.start_date and self.start_date > today:
+            errors["start_date"] = (
+                f"{self.start_date.isoformat()} is in the future: nothing would be ingested "
+                f"until then. Pick {today.isoformat()} or earlier, or leave it empty for all "
+                "history."
+            )
+        if errors:
+            raise ValidationError(errors)
 
     webhook_secret = encrypted_value("webhook_secret_encrypted", "secret")
 

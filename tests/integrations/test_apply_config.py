@@ -522,3 +522,13 @@ def test_a_file_expanding_through_aliases_is_refused_as_invalid_yaml(write):
     path = write("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=r"invalid YAML.*more than 100000 values"):
         config_load(path)
+
+
+def test_a_start_date_in_the_future_is_refused_with_its_line(fake_provider, write):
+    path = write(BASIC.replace("start_date: 2024-01-01", "start_date: 2099-01-01"))
+
+    error = refused(path)
+
+    line = line_of(path, "start_date: 2099-01-01")
+    assert f"{path}:{line}: integration acme: start_date: 2099-01-01 is in the future" in str(error)
+    assert not Integration.objects.exists() and not Connector.objects.exists()

@@ -1,8 +1,11 @@
 """Integrations: create, read, PATCH, delete, and the validation the services apply."""
 
+from datetime import timedelta
+
 import jmespath
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from jmespath.exceptions import JMESPathError
 
 from catalog.models import Entity
@@ -290,3 +293,18 @@ def test_explicit_empty_field_mappings_are_kept(connector, editor_client):
     )
     assert response.status_code == 201
     assert response.json()["field_mappings"] == {}
+
+
+def test_a_start_date_in_the_future_is_refused_and_nothing_changes(created, editor_client):
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    response = editor_client.patch(
+        f"{API}/{created['id']}", {"start_date": tomorrow}, format="json"
+    )
+    assert response.status_code == 400
+    (message,) = response.json()["error"]["details"]["start_date"]
+    assert message.startswith(f"{tomorrow} is in the future: nothing would be ingested")
+    assert Integration.objects.get(pk=created["id"]).start_date is None
+    today = timezone.localdate().isoformat()
+    response = editor_client.patch(f"{API}/{created['id']}", {"start_date": today}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["start_date"] == today
