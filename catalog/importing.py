@@ -108,11 +108,13 @@ def catalog_files(paths: Iterable[str]) -> list[Path]:
 
 
 def read_documents(path: Path) -> Iterator[SourceDocument]:
+    """The file's documents, one at a time: the file is read as the parser goes, so a large
+    file is never held whole in memory."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        stream = path.open(encoding="utf-8")
+    except OSError as exc:
         raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
-    loader = CatalogLoader(text)
+    loader = CatalogLoader(stream)
     index = 0
     try:
         while loader.check_node():
@@ -122,6 +124,8 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
             if document is None:
                 continue
             yield SourceDocument(str(path), index, node.start_mark.line + 1, document)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -129,3 +133,4 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
         raise CatalogFileError(f"{path}:{where}: invalid YAML: {problem}") from exc
     finally:
         loader.dispose()
+        stream.close()

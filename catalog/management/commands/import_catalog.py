@@ -2,14 +2,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.importing import CatalogFileError, catalog_files, read_documents
 from catalog.models import Scope
-from catalog.services import DocumentError, entities_upsert
+from catalog.services import IMPORT_BATCH, DocumentError, entities_import
 
 
 class Command(BaseCommand):
     help = (
         "Load Backstage catalog-info.yaml files (multi-document; files or directories) and "
-        "upsert their entities by ref. All documents are validated first: on any error nothing "
-        "is written."
+        "upsert their entities by ref. All documents are validated first (a streaming pass), then "
+        "written in batches in one transaction: on any error nothing is written."
     )
 
     def add_arguments(self, parser):
@@ -22,36 +22,31 @@ class Command(BaseCommand):
             target_scope = Scope.objects.filter(path=scope).first()
             if target_scope is None:
                 raise CommandError(f"No scope with path {scope!r}")
-        sources = []
         try:
             files = catalog_files(paths)
-            for number, path in enumerate(files, start=1):
-                for source in read_documents(path):
-                    sources.append(source)
-                    if len(sources) % 1000 == 0:
-                        self._progress(
-                            f"read {len(sources)} documents ({number}/{len(files)} files)"
-                        )
         except CatalogFileError as exc:
             raise CommandError(str(exc)) from exc
-        if len(sources) >= 1000:
-            self._progress(f"read {len(sources)} documents from {len(files)} files\n")
-        if not sources:
-            raise CommandError("No entity documents found")
-        self.stderr.write(f"Validating and writing {len(sources)} documents…")
+
+        def sources():
+            for path in files:
+                for source in read_documents(path):
+                    yield source.document, source.label
+
         try:
-            result = entities_upsert(
-                documents=[source.document for source in sources],
-                labels=[source.label for source in sources],
-                scope=target_scope,
-            )
+            result = entities_import(sources=sources, scope=target_scope, progress=self._progress)
+        except CatalogFileError as exc:
+            raise CommandError(str(exc)) from exc
         except DocumentError as exc:
             raise CommandError(f"Nothing imported. {exc}") from exc
+        if not result.documents:
+            raise CommandError("No entity documents found")
+        if result.documents >= IMPORT_BATCH:
+            self.stderr.write("")
         self.stdout.write(
-            f"Imported {len(sources)} entities: {result.created} created, "
+            f"Imported {result.documents} entities: {result.created} created, "
             f"{result.updated} updated, {result.unchanged} unchanged."
         )
 
-    def _progress(self, message: str) -> None:
-        self.stderr.write(f"\r{message}", ending="")
+    def _progress(self, stage: str, done: int) -> None:
+        self.stderr.write(f"\r{stage} {done} documents", ending="")
         self.stderr.flush()
