@@ -13,3 +13,8 @@ class CatalogConfig(AppConfig):
         from catalog.models import json_loads
 
         set_json_loads(json_loads)
+
+        from catalog.services import refresh_handler_register
+        from catalog.tasks import entity_refresh_from_location
+
+        refresh_handler_register(entity_refresh_from_location)

@@ -112,6 +112,12 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
+    yield from parse_documents(text, str(path))
+
+
+def parse_documents(text: str, label: str) -> Iterator[SourceDocument]:
+    """The documents of one catalog file's text (``label`` names it in errors), lazily: a
+    caller that stops early does not parse the rest."""
     loader = CatalogLoader(text)
     index = 0
     try:
@@ -121,11 +127,11 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
             document = loader.construct_document(node)
             if document is None:
                 continue
-            yield SourceDocument(str(path), index, node.start_mark.line + 1, document)
+            yield SourceDocument(label, index, node.start_mark.line + 1, document)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogFileError(f"{path}:{where}: invalid YAML: {problem}") from exc
+        raise CatalogFileError(f"{label}:{where}: invalid YAML: {problem}") from exc
     finally:
         loader.dispose()

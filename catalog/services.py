@@ -222,10 +222,18 @@ def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()
             relations.append(
                 (entity.pk, target.key, INVERSE[declared.type], str(source), source.key)
             )
-        rows += [(entity.pk, *row) for row in search_rows(entity_document(entity))]
+        rows += [(entity.pk, *row) for row in search_rows(_searchable_document(entity))]
     rows_insert(Relation, _RELATION_COLUMNS, relations)
     rows_insert(EntitySearch, _SEARCH_COLUMNS, rows)
     _entity_changes_record(written={entity.pk: entity.ref_key for entity in entities})
+
+
+def _searchable_document(entity: Entity) -> dict:
+    """The document the search rows are made from: without ``status``, which changes apart
+    from the document (see :func:`entities_status_write`) and is not filtered on."""
+    document = entity_document(entity)
+    document.pop("status", None)
+    return document
 
 
 _RELATION_COLUMNS = ("originating_entity_id", "source_key", "type", "target_ref", "target_key")
@@ -419,3 +427,39 @@ def _entity_changes_deliver(batches: dict) -> None:
                     "catalog.entity_changes.subscriber_failed",
                     extra={"written": len(written), "deleted": len(deleted), "source": source},
                 )
+
+
+# -- processing status: Backstage's ``status.items`` -------------------------------------------
+
+PROCESSING_STATUS_TYPE = "backstage.io/catalog-processing"
+
+
+def processing_error_item(*, name: str, message: str) -> dict:
+    """One ``status.items`` entry as Backstage's processing engine writes it for a failure, so
+    its entity page shows the error."""
+    return {
+        "type": PROCESSING_STATUS_TYPE,
+        "level": "error",
+        "message": f"{name}: {message}",
+        "error": {"name": name, "message": message},
+    }
+
+
+def entities_status_write(*, statuses: Mapping[int, list[dict]]) -> int:
+    """Replace the ``status.items`` of entities (id → items; an empty list clears them), for
+    whoever refreshes them (a location, an integration). Returns how many changed; those get a
+    new etag, as their documents changed."""
+    if not statuses:
+        return 0
+    changed = []
+    rows = Entity.objects.filter(pk__in=list(statuses)).only("pk", "status_items", "etag")
+    for entity in rows:
+        items = list(statuses[entity.pk])
+        if (entity.status_items or []) != items:
+            entity.status_items = items
+            entity.etag = uuid.uuid4().hex
+            entity.updated_at = timezone.now()
+            changed.append(entity)
+    if changed:
+        Entity.objects.bulk_update(changed, ["status_items", "etag", "updated_at"], batch_size=500)
+    return len(changed)

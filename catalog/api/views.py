@@ -13,7 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotAcceptable, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -112,8 +112,11 @@ class CatalogReadApi(APIView):
 
     def perform_content_negotiation(self, request, force=False):
         # DRF answers an unknown ?format= with a 404; it is a bad parameter, not a missing page.
+        # An Accept header naming nothing served gets JSON, as Backstage's catalog answers.
         try:
             return super().perform_content_negotiation(request, force)
+        except NotAcceptable:
+            return super().perform_content_negotiation(request, force=True)
         except Http404 as exc:
             formats = ", ".join(renderer.format for renderer in self.get_renderers())
             raise InputError(
