@@ -222,18 +222,10 @@ def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()
             relations.append(
                 (entity.pk, target.key, INVERSE[declared.type], str(source), source.key)
             )
-        rows += [(entity.pk, *row) for row in search_rows(_searchable_document(entity))]
+        rows += [(entity.pk, *row) for row in search_rows(entity_document(entity))]
     rows_insert(Relation, _RELATION_COLUMNS, relations)
     rows_insert(EntitySearch, _SEARCH_COLUMNS, rows)
     _entity_changes_record(written={entity.pk: entity.ref_key for entity in entities})
-
-
-def _searchable_document(entity: Entity) -> dict:
-    """The document the search rows are made from: without ``status``, which changes apart
-    from the document (see :func:`entities_status_write`) and is not filtered on."""
-    document = entity_document(entity)
-    document.pop("status", None)
-    return document
 
 
 _RELATION_COLUMNS = ("originating_entity_id", "source_key", "type", "target_ref", "target_key")

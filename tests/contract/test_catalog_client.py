@@ -2,7 +2,8 @@
 
 A catalog is imported with ``import_catalog``. A token is issued to a user who may view, refresh
 and delete entities and add, change and delete locations; a Bitbucket Cloud sandbox and an
-integration of its workspace serve the catalog file the locations checks register. The full documents are then read back from ``GET /api/catalog/entities``, and
+integration of its workspace serve the catalog file the locations checks register. The full
+documents are then read back from ``GET /api/catalog/entities``, and
 ``catalog_client/contract.mjs`` drives the live server with the pinned client and checks every
 answer against those documents. ``CLIENT_PROTOCOL.md`` lists the requests involved.
 
@@ -309,7 +310,9 @@ def test_backstage_catalog_client_contract(live_server, cloud_sandbox, tmp_path)
     expected.write_text(json.dumps(documents), encoding="utf-8")
 
     location = _location_in_sandbox(cloud_sandbox)
-    out = _run_contract(node, url=live_server.url, token=token, expected=expected, location=location)
+    out = _run_contract(
+        node, url=live_server.url, token=token, expected=expected, location=location
+    )
     assert out.count("ok - location:") == LOCATION_CHECKS, out
 
 
