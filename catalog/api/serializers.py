@@ -90,6 +90,8 @@ class EntityQueryRequestSerializer(serializers.Serializer):
     fullTextFilter = FullTextFilterSerializer(required=False)
     cursor = serializers.CharField(required=False)
     skipTotalItems = serializers.BooleanField(required=False, default=False)
+    totalItems = serializers.ChoiceField(choices=["include", "exclude"], required=False)
+    ownedByCurrentUser = serializers.BooleanField(required=False)
 
     def to_internal_value(self, data):
         # Clients send a single order object as well as a list.
