@@ -4,7 +4,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from integrations.providers.base import (
     AuthKindSpec,
@@ -434,7 +434,7 @@ class BitbucketCloudProvider(Provider):
     @classmethod
     def file_url(cls, *, connector, target, repository, ref, path):
         workspace = target.get("workspace") or connector.config.get("workspace", "")
-        return f"{cls.web_url(connector)}/{workspace}/{repository}/src/{ref}/{path}"
+        return f"{cls.web_url(connector)}/{workspace}/{repository}/src/{quote(ref)}/{quote(path)}"
 
     def _repository_slugs(self):
         """Lazily: only listed when the workspace hook is refused and repositories need one."""

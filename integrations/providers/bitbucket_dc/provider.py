@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from django.conf import settings
 
@@ -579,8 +579,8 @@ class BitbucketDataCenterProvider(Provider):
     def file_url(cls, *, connector, target, repository, ref, path):
         key, _, slug = repository.partition("/")
         base = (connector.base_url or "").rstrip("/")
-        query = urlencode({"at": f"refs/heads/{ref}"})
-        return f"{base}/projects/{key}/repos/{slug}/browse/{path}?{query}"
+        at = quote(f"refs/heads/{ref}", safe="/")
+        return f"{base}/projects/{key}/repos/{slug}/browse/{quote(path)}?at={at}"
 
     def _hook_subjects(self) -> list[tuple[str, str | None]]:
         """One hook per chosen project; with every project, one per repository."""
