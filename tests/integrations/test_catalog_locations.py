@@ -4,6 +4,8 @@ the integration that owns the workspace (its connector, guard and budget), refus
 
 import pytest
 import yaml
+from django.test import Client
+from django.urls import reverse
 
 from catalog.models import Entity, Location
 from catalog.tasks import refresh_due_locations
@@ -285,3 +287,28 @@ def test_adding_and_deleting_need_their_permissions(make_user, bearer_client, in
     response = add(plain, "https://bitbucket.example.com/x")
     assert response.status_code == 403
     assert "catalog.add_location" in response.json()["error"]["message"]
+
+
+def test_the_admin_refreshes_and_deletes_through_the_services(
+    api, integration, cloud_sandbox, django_user_model
+):
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
+    assert add(api, file_url(cloud_sandbox)).status_code == 201
+    location = Location.objects.get()
+    admin = django_user_model.objects.create_superuser("root", password="pw-unused-123")
+    client = Client()
+    client.force_login(admin)
+    changelist = reverse("admin:catalog_location_changelist")
+
+    write(cloud_sandbox, "kind: [unclosed\n")
+    action = {"action": "refresh_selected", "_selected_action": [str(location.pk)]}
+    response = client.post(changelist, action, follow=True)
+    assert "Refreshed 0, 1 failed." in response.content.decode()
+    assert Entity.objects.get(name="feeds").status_items[0]["level"] == "error"
+
+    response = client.post(
+        reverse("admin:catalog_location_delete", args=[location.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Location.objects.exists()
+    assert Entity.objects.get(name="feeds").annotations["backstage.io/orphan"] == "true"
