@@ -20,6 +20,7 @@ recorded error (and its entities' ``status.items``).
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,12 +28,12 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from catalog.importing import CatalogFileError, parse_documents
-from catalog.models import Entity, Location, Scope
+from catalog.models import Entity, Location, Scope, ScopeMembership
 from catalog.refs import DEFAULT_NAMESPACE, ref_key
 from catalog.rendering import source_document
 from catalog.services import (
@@ -89,13 +90,21 @@ class LocationAnalysis:
     generated: list[dict] = field(default_factory=list)
 
 
+# Whether the scope of a source's integration (None: of none) is one the person asking may
+# read through; a URL owned only by integrations of other scopes is not theirs to read.
+ScopeAllowed = Callable[[int | None], bool]
+
+
 class LocationSource(Protocol):
-    """Reads the URLs it owns. Each method answers ``None`` for a URL that is not its own and
-    raises :class:`LocationError` for one it owns but cannot read (a missing file is a 404)."""
+    """Reads the URLs it owns. Each method answers ``None`` for a URL that is not its own (or
+    only of scopes ``allowed`` refuses) and raises :class:`LocationError` for one it owns but
+    cannot read (a missing file is a 404)."""
 
-    def read(self, target: str) -> LocationContent | None: ...
+    def read(self, target: str, allowed: ScopeAllowed) -> LocationContent | None: ...
 
-    def analyze(self, target: str, catalog_filename: str) -> LocationAnalysis | None: ...
+    def analyze(
+        self, target: str, catalog_filename: str, allowed: ScopeAllowed
+    ) -> LocationAnalysis | None: ...
 
 
 _sources: list[LocationSource] = []
@@ -139,12 +148,33 @@ def _no_source(target: str) -> LocationError:
     )
 
 
-def location_read(*, type: str, target: str) -> LocationContent:
+def scopes_allowed(user) -> ScopeAllowed:
+    """Which integrations' scopes ``user`` may read a location through: a superuser (or the
+    schedule, ``None``) any; anyone else no scope, and the scopes they belong to and below."""
+    if user is None or user.is_superuser:
+        return lambda scope_id: True
+    paths = []
+    if user.is_authenticated:
+        paths = list(
+            ScopeMembership.objects.filter(user=user).values_list("scope__path", flat=True)
+        )
+
+    def allowed(scope_id: int | None) -> bool:
+        if scope_id is None:
+            return True
+        path = Scope.objects.filter(pk=scope_id).values_list("path", flat=True).first() or ""
+        return any(path == p or path.startswith(f"{p}/") for p in paths)
+
+    return allowed
+
+
+def location_read(*, type: str, target: str, user=None) -> LocationContent:
     location_target_check(type=type, target=target)
     if type == Location.Type.FILE:
         return _file_read(target)
+    allowed = scopes_allowed(user)
     for source in list(_sources):
-        content = source.read(target)
+        content = source.read(target, allowed)
         if content is not None:
             if len(content.data) > MAX_LOCATION_BYTES:
                 raise LocationError(
@@ -267,7 +297,12 @@ class LocationAdded:
 
 
 def location_add(
-    *, type: str, target: str, dry_run: bool = False, on_conflict: str = "reject"
+    *,
+    type: str,
+    target: str,
+    dry_run: bool = False,
+    on_conflict: str = "reject",
+    user=None,
 ) -> LocationAdded:
     """Register a location and store its entities, or (``dry_run``) say what it would store.
 
@@ -281,9 +316,11 @@ def location_add(
             raise LocationError(
                 f"Location {existing.ref} already exists", status=409, name="ConflictError"
             )
+        if not scopes_allowed(user)(existing.scope_id):
+            raise _no_source(target)
         location_refresh(location=existing, raise_errors=True)
         return LocationAdded(existing, [], True)
-    content = location_read(type=type, target=target)
+    content = location_read(type=type, target=target, user=user)
     documents = [
         location_entity_document(type=type, target=target),
         *location_documents(type=type, target=target, data=content.data),
@@ -293,16 +330,21 @@ def location_add(
         location = existing or Location(id=uuid.uuid4(), type=type, target=target)
         return LocationAdded(location, documents, existing is not None)
     now = timezone.now()
-    with transaction.atomic():
-        location = Location.objects.create(
-            type=type,
-            target=target,
-            scope_id=content.scope_id,
-            source=content.source,
-            refreshed_at=now,
-            next_refresh_at=_next_refresh(now),
-        )
-        _entities_store(location, documents)
+    try:
+        with transaction.atomic():
+            location = Location.objects.create(
+                type=type,
+                target=target,
+                scope_id=content.scope_id,
+                source=content.source,
+                refreshed_at=now,
+                next_refresh_at=_next_refresh(now),
+            )
+            _entities_store(location, documents)
+    except IntegrityError as exc:  # added by another request meanwhile
+        raise LocationError(
+            f"Location {type}:{target} already exists", status=409, name="ConflictError"
+        ) from exc
     logger.info(
         "catalog.location.added",
         extra={"location_id": str(location.pk), "entities": len(documents)},
@@ -310,7 +352,7 @@ def location_add(
     return LocationAdded(location, [], False)
 
 
-def location_update(*, location: Location, type: str, target: str) -> Location:
+def location_update(*, location: Location, type: str, target: str, user=None) -> Location:
     """Point a location at another target: read it, then store its entities in place of the
     old target's (those the new file no longer holds are orphaned)."""
     location_target_check(type=type, target=target)
@@ -320,19 +362,23 @@ def location_update(*, location: Location, type: str, target: str) -> Location:
         raise LocationError(
             f"Location {type}:{target} already exists", status=409, name="ConflictError"
         )
-    content = location_read(type=type, target=target)
+    content = location_read(type=type, target=target, user=user)
     documents = [
         location_entity_document(type=type, target=target),
         *location_documents(type=type, target=target, data=content.data),
     ]
     _conflicts_check(documents, location)
     now = timezone.now()
+    previous_entity_ref = location.entity_ref
     with transaction.atomic():
         location.type, location.target = type, target
         location.scope_id, location.source = content.scope_id, content.source
         location.refreshed_at, location.next_refresh_at = now, _next_refresh(now)
         location.last_error = {}
         location.save()
+        if previous_entity_ref != location.entity_ref:  # the old Location entity goes
+            for entity in location.entities.filter(ref_key=previous_entity_ref):
+                entity_delete(entity=entity)
         _entities_store(location, documents)
     return location
 
@@ -372,9 +418,14 @@ def location_refresh(*, location: Location, raise_errors: bool = False) -> bool:
         ]
         _conflicts_check(documents, location)
         with transaction.atomic():
+            location.scope_id, location.source = content.scope_id, content.source
             _entities_store(location, documents)
             Location.objects.filter(pk=location.pk).update(
-                refreshed_at=now, next_refresh_at=_next_refresh(now), last_error={}
+                scope_id=content.scope_id,
+                source=content.source,
+                refreshed_at=now,
+                next_refresh_at=_next_refresh(now),
+                last_error={},
             )
     except LocationError as exc:
         error = {"name": exc.name, "message": exc.message, "at": now.isoformat()}
@@ -423,10 +474,9 @@ def _conflicts_check(documents: list[dict], location: Location | None) -> None:
         owner = (entity.annotations or {}).get(MANAGED_BY_LOCATION)
         if entity.location_id is None and owner == keys[entity.ref_key]:
             continue
-        held_by = f"location {owner}" if owner else "an integration or a person"
         raise LocationError(
-            f"Entity {entity.ref} already exists, held by {held_by}: remove it or rename the "
-            "entity in the file",
+            f"Entity {entity.ref} already exists and is not this location's (another location, "
+            "an integration or a person holds it): remove it or rename the entity in the file",
             status=409,
             name="ConflictError",
         )
@@ -460,18 +510,19 @@ def _entities_orphan(entities: list[Entity]) -> None:
 # -- analysing ---------------------------------------------------------------------------------
 
 
-def location_analyze(*, type: str, target: str, catalog_filename: str = "") -> dict:
+def location_analyze(*, type: str, target: str, catalog_filename: str = "", user=None) -> dict:
     """``POST /analyze-location``: the entities a catalog file at ``target`` holds (and whether
     each is registered already), or, for a repository without one, the entity Lantern would
     create for it. Nothing is stored."""
     location_target_check(type=type, target=target)
     if type == Location.Type.FILE:
-        content = location_read(type=type, target=target)
+        content = location_read(type=type, target=target, user=user)
         analysis = LocationAnalysis(files=[(target, content.data)])
     else:
         analysis = None
+        allowed = scopes_allowed(user)
         for source in list(_sources):
-            analysis = source.analyze(target, catalog_filename or "catalog-info.yaml")
+            analysis = source.analyze(target, catalog_filename or "catalog-info.yaml", allowed)
             if analysis is not None:
                 break
         if analysis is None:

@@ -15,6 +15,7 @@ from catalog.locations import (
     LocationAnalysis,
     LocationContent,
     LocationError,
+    ScopeAllowed,
     location_not_found,
 )
 from integrations.choices import IntegrationState
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 class IntegrationLocations:
     """The :class:`catalog.locations.LocationSource` of the integrations app."""
 
-    def read(self, target: str) -> LocationContent | None:
-        owner = _owner(target)
+    def read(self, target: str, allowed: ScopeAllowed) -> LocationContent | None:
+        owner = _owner(target, allowed)
         if owner is None:
             _internal_refuse(target)
             return None
@@ -59,8 +60,10 @@ class IntegrationLocations:
             data=data, scope_id=integration.scope_id, source=f"integration:{integration.pk}"
         )
 
-    def analyze(self, target: str, catalog_filename: str) -> LocationAnalysis | None:
-        owner = _owner(target)
+    def analyze(
+        self, target: str, catalog_filename: str, allowed: ScopeAllowed
+    ) -> LocationAnalysis | None:
+        owner = _owner(target, allowed)
         if owner is None:
             _internal_refuse(target)
             return None
@@ -86,12 +89,15 @@ class IntegrationLocations:
         return LocationAnalysis(generated=[_generated_entity(integration, record)])
 
 
-def _owner(target: str) -> tuple[Integration, RepositoryLocation] | None:
-    """The enabled integration whose repositories ``target`` is in, and what it names."""
+def _owner(target: str, allowed: ScopeAllowed) -> tuple[Integration, RepositoryLocation] | None:
+    """The enabled integration whose repositories ``target`` is in (of a scope ``allowed``
+    accepts), and what it names."""
     integrations = Integration.objects.filter(state=IntegrationState.ENABLED).select_related(
         "connector"
     )
     for integration in integrations.order_by("pk"):
+        if not allowed(integration.scope_id):
+            continue
         try:
             provider_class = registry.get(integration.connector.provider)
         except registry.UnknownProvider:

@@ -117,6 +117,7 @@ class LocationListApi(LocationApi):
             target=body.validated_data["target"],
             dry_run=dry_run == "true",
             on_conflict=on_conflict,
+            user=request.user,
         )
         answer = {"location": location_data(added.location), "entities": added.entities}
         if dry_run == "true" or added.exists:
@@ -147,6 +148,7 @@ class LocationDetailApi(LocationApi):
             location=location,
             type=body.validated_data["type"],
             target=body.validated_data["target"],
+            user=request.user,
         )
         return Response(location_data(location))
 
@@ -261,5 +263,6 @@ class AnalyzeLocationApi(LocationApi):
                 type=location["type"],
                 target=location["target"],
                 catalog_filename=body.validated_data.get("catalogFilename", ""),
+                user=request.user,
             )
         )

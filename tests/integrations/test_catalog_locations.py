@@ -4,10 +4,11 @@ the integration that owns the workspace (its connector, guard and budget), refus
 
 import pytest
 import yaml
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from catalog.models import Entity, Location
+from catalog.models import Entity, Location, ScopeMembership
 from catalog.tasks import refresh_due_locations
 from integrations import services
 from tests.integrations.api.conftest import make_scope  # noqa: F401
@@ -97,6 +98,7 @@ def test_adding_a_location_stores_its_entities_with_the_integrations_scope(
     scope = make_scope("alpha")
     integration.scope = scope
     integration.save(update_fields=["scope"])
+    ScopeMembership.objects.create(user=User.objects.get(username="locator"), scope=scope)
     write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
     response = add(api, file_url(cloud_sandbox))
     assert response.status_code == 201, response.content
@@ -311,4 +313,55 @@ def test_the_admin_refreshes_and_deletes_through_the_services(
     )
     assert response.status_code == 302
     assert not Location.objects.exists()
+    assert Entity.objects.get(name="feeds").annotations["backstage.io/orphan"] == "true"
+
+
+def test_an_integration_of_another_scope_is_not_read_for_a_member_of_one(
+    integration,
+    cloud_sandbox,
+    make_scope,  # noqa: F811
+    make_user,
+    bearer_client,
+):
+    integration.scope = make_scope("bravo")
+    integration.save(update_fields=["scope"])
+    member = make_user("alpha-member", *PERMS)
+    ScopeMembership.objects.create(user=member, scope=make_scope("alpha"))
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
+    cloud_sandbox.api.log.reset()
+    for query in ({"dryRun": "true"}, {}):
+        response = add(bearer_client(member), file_url(cloud_sandbox), **query)
+        assert response.status_code == 400, response.content
+        assert "no integration owns it" in response.json()["error"]["message"]
+    body = {"location": {"type": "url", "target": file_url(cloud_sandbox)}}
+    response = bearer_client(member).post("/api/catalog/analyze-location", body, format="json")
+    assert response.status_code == 400
+    assert cloud_sandbox.api.log.entries() == []  # nothing read through bravo's integration
+    assert not Location.objects.exists()
+
+
+def test_pointing_a_location_elsewhere_replaces_its_location_entity_and_orphans_the_rest(
+    make_user, bearer_client, integration, cloud_sandbox
+):
+    api = bearer_client(make_user("editor", *PERMS, "catalog.change_location"))
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
+    write(cloud_sandbox, yaml.safe_dump_all([component("ledger")]), repo="ledger-web")
+    location_id = add(api, file_url(cloud_sandbox)).json()["location"]["id"]
+    old_entity_ref = Location.objects.get().entity_ref
+
+    target = file_url(cloud_sandbox, repo="ledger-web")
+    response = api.put(
+        f"/api/catalog/locations/{location_id}", {"type": "url", "target": target}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    location = Location.objects.get()
+    assert response.json() == {
+        "id": location_id,
+        "type": "url",
+        "target": target,
+        "entityRef": location.entity_ref,
+    }
+    locations = Entity.objects.filter(kind="Location")
+    assert [e.ref for e in locations] == [location.entity_ref] != [old_entity_ref]
+    assert Entity.objects.get(name="ledger").location_id == location.pk
     assert Entity.objects.get(name="feeds").annotations["backstage.io/orphan"] == "true"
