@@ -166,7 +166,7 @@ class PathObjects:
     integration: Integration
     imported: ImportedEntity
     entity: Entity
-    location: Location | None = None
+    location: Location
 
     @property
     def batch_pk(self) -> int:
@@ -219,10 +219,15 @@ class PathObjects:
 @pytest.fixture
 def path_objects(synced) -> PathObjects:  # noqa: F811
     """An integration after a sync of three repositories, one of them imported; its connector;
-    the catalog entity ``payments`` (which has no link, so deleting it breaks nothing)."""
+    the catalog entity ``payments`` (which has no link, so deleting it breaks nothing) and the
+    registered location it comes from."""
     integration = synced["integration"]
     imported = discovered_import(discovered=synced["discovered"]["billing"])
-    return PathObjects(integration.connector, integration, imported, synced["entity"])
+    location = Location.objects.create(
+        type="url", target="https://bitbucket.example.com/acme/x/src/main/catalog-info.yaml"
+    )
+    Entity.objects.filter(pk=synced["entity"].pk).update(location=location)
+    return PathObjects(integration.connector, integration, imported, synced["entity"], location)
 
 
 def stored_state() -> dict:
