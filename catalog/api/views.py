@@ -398,6 +398,8 @@ def _parent_location(queryset, entity: Entity) -> Entity | None:
     target = (entity.annotations or {}).get("backstage.io/managed-by-location", "")
     if not target or entity.kind.lower() == "location":
         return None
+    if entity.location_id is not None:  # a registered location's: its Location entity
+        return queryset.filter(location_id=entity.location_id, kind__iexact="location").first()
     _, _, location_target = target.partition(":")
     return (
         queryset.filter(condition_q("kind", ["location"]))

@@ -365,3 +365,16 @@ def test_pointing_a_location_elsewhere_replaces_its_location_entity_and_orphans_
     assert [e.ref for e in locations] == [location.entity_ref] != [old_entity_ref]
     assert Entity.objects.get(name="ledger").location_id == location.pk
     assert Entity.objects.get(name="feeds").annotations["backstage.io/orphan"] == "true"
+
+
+def test_ancestry_leads_to_the_location_entity_whatever_the_targets_length(
+    api, integration, cloud_sandbox
+):
+    path = "/".join(["deep-folder-name"] * 14) + "/catalog-info.yaml"  # a 256-character URL
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]), path=path)
+    target = file_url(cloud_sandbox, path=path)
+    assert len(target) > 200  # longer than a search row's value
+    assert add(api, target).status_code == 201
+    body = api.get("/api/catalog/entities/by-name/component/default/feeds/ancestry").json()
+    location = Location.objects.get()
+    assert [item["parentEntityRefs"] for item in body["items"]] == [[location.entity_ref], []]
