@@ -489,7 +489,11 @@ def _entities_store(location: Location, documents: list[dict]) -> None:
     except DocumentError as exc:  # validated already; a rename race at most
         raise LocationError(str(exc)) from exc
     ids = [entity.pk for entity in result.entities]
-    Entity.objects.filter(pk__in=ids).update(location=location)
+    # Only what changes is written: an update advances the catalog generation (and so drops
+    # every cached count), and most refreshes change nothing.
+    unlinked = Entity.objects.filter(pk__in=ids).exclude(location=location)
+    if unlinked_ids := list(unlinked.values_list("pk", flat=True)):
+        Entity.objects.filter(pk__in=unlinked_ids).update(location=location)
     entities_status_write(statuses={pk: [] for pk in ids})
     _entities_orphan(list(Entity.objects.filter(location=location).exclude(pk__in=ids)))
 

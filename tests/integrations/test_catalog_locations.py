@@ -5,9 +5,12 @@ the integration that owns the workspace (its connector, guard and budget), refus
 import pytest
 import yaml
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from catalog.locations import location_refresh
 from catalog.models import Entity, Location, ScopeMembership
 from catalog.tasks import refresh_due_locations
 from integrations import services
@@ -378,3 +381,17 @@ def test_ancestry_leads_to_the_location_entity_whatever_the_targets_length(
     body = api.get("/api/catalog/entities/by-name/component/default/feeds/ancestry").json()
     location = Location.objects.get()
     assert [item["parentEntityRefs"] for item in body["items"]] == [[location.entity_ref], []]
+
+
+def test_refreshing_an_unchanged_location_writes_no_entity(api, integration, cloud_sandbox):
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds"), component("feeds-worker")]))
+    assert add(api, file_url(cloud_sandbox)).status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        assert location_refresh(location=Location.objects.get())
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith(("UPDATE", "INSERT", "DELETE")) and "catalog_entity" in q["sql"]
+    ]
+    assert writes == []
+    assert Location.objects.get().refreshed_at is not None
