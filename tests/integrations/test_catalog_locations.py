@@ -395,3 +395,17 @@ def test_refreshing_an_unchanged_location_writes_no_entity(api, integration, clo
     ]
     assert writes == []
     assert Location.objects.get().refreshed_at is not None
+
+
+def test_a_location_whose_integration_is_suspended_shows_the_error_on_its_entities(
+    api, integration, cloud_sandbox
+):
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
+    assert add(api, file_url(cloud_sandbox)).status_code == 201
+    services.integration_suspend(integration=integration)
+    assert not location_refresh(location=Location.objects.get())
+    (item,) = Entity.objects.get(name="feeds").status_items
+    assert "no integration owns it" in item["error"]["message"]
+    services.integration_resume(integration=integration)
+    assert location_refresh(location=Location.objects.get())
+    assert Entity.objects.get(name="feeds").status_items == []
