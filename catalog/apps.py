@@ -18,3 +18,7 @@ class CatalogConfig(AppConfig):
         from catalog.tasks import entity_refresh_from_location
 
         refresh_handler_register(entity_refresh_from_location)
+
+        from catalog.views import entity_notice_register, entity_notices_from_location
+
+        entity_notice_register(entity_notices_from_location)

@@ -409,3 +409,17 @@ def test_a_location_whose_integration_is_suspended_shows_the_error_on_its_entiti
     services.integration_resume(integration=integration)
     assert location_refresh(location=Location.objects.get())
     assert Entity.objects.get(name="feeds").status_items == []
+
+
+def test_the_entity_page_says_when_its_location_could_not_be_read(
+    api, integration, cloud_sandbox, admin_client
+):
+    write(cloud_sandbox, yaml.safe_dump_all([component("feeds")]))
+    assert add(api, file_url(cloud_sandbox)).status_code == 201
+    page = reverse("catalog:entity", args=["default", "component", "feeds"])
+    assert "could not be read" not in admin_client.get(page).content.decode()
+    write(cloud_sandbox, "kind: [unclosed\n")
+    location_refresh(location=Location.objects.get())
+    content = admin_client.get(page).content.decode()
+    assert f"Its location url:{file_url(cloud_sandbox)} could not be read" in content
+    assert "invalid YAML" in content
