@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.db import transaction
 
-from catalog.models import Entity, Relation, Scope
+from catalog.locations import location_delete, location_refresh
+from catalog.models import Entity, Location, Relation, Scope
 from catalog.services import entities_index, entity_delete
 
 
@@ -37,6 +38,8 @@ class EntityAdmin(admin.ModelAdmin):
         "etag",
         "integration_links",
         "integration_properties",
+        "location",
+        "status_items",
         "created_at",
         "updated_at",
     )
@@ -68,3 +71,41 @@ class RelationAdmin(admin.ModelAdmin):
     list_select_related = ("originating_entity",)
     raw_id_fields = ("originating_entity",)
     show_full_result_count = False
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    """Registered locations, to look at, refresh and delete: adding one reads its file, which
+    the API (``POST /api/catalog/locations``) does."""
+
+    list_display = ("target", "type", "source", "scope", "refreshed_at", "next_refresh_at")
+    list_filter = ("type", "scope")
+    search_fields = ("target",)
+    readonly_fields = (
+        "id",
+        "type",
+        "target",
+        "scope",
+        "source",
+        "created_at",
+        "refreshed_at",
+        "next_refresh_at",
+        "last_error",
+    )
+    actions = ["refresh_selected"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Read the selected locations again")
+    def refresh_selected(self, request, queryset) -> None:
+        failed = sum(not location_refresh(location=location) for location in queryset)
+        self.message_user(request, f"Refreshed {queryset.count() - failed}, {failed} failed.")
+
+    def delete_model(self, request, obj: Location) -> None:
+        location_delete(location=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset) -> None:
+        for location in queryset:
+            location_delete(location=location)

@@ -13,3 +13,12 @@ class CatalogConfig(AppConfig):
         from catalog.models import json_loads
 
         set_json_loads(json_loads)
+
+        from catalog.services import refresh_handler_register
+        from catalog.tasks import entity_refresh_from_location
+
+        refresh_handler_register(entity_refresh_from_location)
+
+        from catalog.views import entity_notice_register, entity_notices_from_location
+
+        entity_notice_register(entity_notices_from_location)

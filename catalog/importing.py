@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -114,7 +115,17 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
         stream = path.open(encoding="utf-8")
     except OSError as exc:
         raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
-    loader = CatalogLoader(stream)
+    with stream:
+        try:
+            yield from parse_documents(stream, str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
+
+
+def parse_documents(text: str | TextIO, label: str) -> Iterator[SourceDocument]:
+    """The documents of one catalog file's text or open stream (``label`` names it in errors),
+    lazily: a caller that stops early does not parse the rest."""
+    loader = CatalogLoader(text)
     index = 0
     try:
         while loader.check_node():
@@ -123,14 +134,11 @@ def read_documents(path: Path) -> Iterator[SourceDocument]:
             document = loader.construct_document(node)
             if document is None:
                 continue
-            yield SourceDocument(str(path), index, node.start_mark.line + 1, document)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogFileError(f"{path}: cannot be read ({exc})") from exc
+            yield SourceDocument(label, index, node.start_mark.line + 1, document)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogFileError(f"{path}:{where}: invalid YAML: {problem}") from exc
+        raise CatalogFileError(f"{label}:{where}: invalid YAML: {problem}") from exc
     finally:
         loader.dispose()
-        stream.close()

@@ -1,5 +1,6 @@
 """The software catalog: entities in the Backstage envelope, their relations and search rows."""
 
+import hashlib
 import json
 import uuid
 
@@ -110,6 +111,57 @@ class ScopeMembership(models.Model):
         return f"{self.user} in {self.scope}"
 
 
+class Location(models.Model):
+    """A registered location (Backstage's locations API): a catalog file the catalog reads its
+    entities from, again on a schedule and on request.
+
+    A ``url`` location is read by whichever integration owns the URL (the catalog does not know
+    how: readers are registered into :mod:`catalog.locations`), so ``scope`` and ``source`` are
+    that integration's; a ``file`` location is a path under ``LANTERN_LOCATION_FILE_ROOTS``.
+    ``last_error``: why the last read failed (empty once one succeeds).
+    """
+
+    class Type(models.TextChoices):
+        URL = "url", "URL"
+        FILE = "file", "File"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    target = models.CharField(max_length=2000)
+    scope = models.ForeignKey(
+        Scope, null=True, blank=True, on_delete=models.PROTECT, related_name="locations"
+    )
+    source = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["type", "target"], name="catalog_location_unique")
+        ]
+        indexes = [models.Index(fields=["next_refresh_at"], name="catalog_location_due")]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    @property
+    def ref(self) -> str:
+        """``type:target``, as Backstage's ``stringifyLocationRef`` writes it."""
+        return f"{self.type}:{self.target}"
+
+    @property
+    def entity_name(self) -> str:
+        """The name of the Location entity Backstage generates for it."""
+        return "generated-" + hashlib.sha1(self.ref.encode(), usedforsecurity=False).hexdigest()
+
+    @property
+    def entity_ref(self) -> str:
+        return stringify_entity_ref("Location", DEFAULT_NAMESPACE, self.entity_name)
+
+
 class Entity(models.Model):
     """One catalog entity.
 
@@ -144,6 +196,13 @@ class Entity(models.Model):
     scope = models.ForeignKey(
         Scope, null=True, blank=True, on_delete=models.PROTECT, related_name="entities"
     )
+    # The registered location that emits the entity, if one does (catalog.locations).
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="entities"
+    )
+    # Backstage's ``status.items``: why the entity's source failed to refresh it, written by
+    # whoever refreshes it (a location, an integration) and cleared by its next success.
+    status_items = DocumentJSONField(default=list, blank=True, editable=False)
     etag = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -59,6 +59,8 @@ def entity_document(entity: Entity, relations: Iterable[Relation] | None = None)
         document["relations"] = relation_dicts(relations)
     if entity.integration_properties:
         document["integration_properties"] = entity.integration_properties
+    if entity.status_items:
+        document["status"] = {"items": entity.status_items}
     return document
 
 
@@ -68,6 +70,7 @@ def source_document(entity: Entity) -> dict:
     for generated in ("uid", "etag", "integration"):
         document["metadata"].pop(generated, None)
     document.pop("integration_properties", None)
+    document.pop("status", None)
     if document["metadata"]["namespace"] == "default":
         document["metadata"].pop("namespace")
     return document

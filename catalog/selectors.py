@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Entity, EntitySearch, Relation, ScopeMembership
 from catalog.query import relation_type_q
-from catalog.refs import EntityRefError, parse_entity_ref, ref_key
+from catalog.refs import DEFAULT_NAMESPACE, EntityRefError, parse_entity_ref, ref_key
 from catalog.rendering import entity_document, project_fields
 
 
@@ -204,3 +204,15 @@ def _entity_facets(queryset: QuerySet[Entity], facets: list[str]) -> dict[str, l
         items.sort(key=lambda item: (-item["count"], str(item["value"])))
         result[facet] = items
     return result
+
+
+def user_ownership_refs(*, user, queryset: QuerySet[Entity]) -> list[str]:
+    """The owner refs that make an entity the user's (``ownedByCurrentUser``): their User
+    entity's ref, ``user:default/<username>`` (how Backstage's usual sign-in resolver names
+    it), and, when the catalog holds that entity, the groups it is a member of."""
+    user_key = ref_key("User", DEFAULT_NAMESPACE, user.get_username())
+    refs = [user_key]
+    if queryset.filter(ref_key=user_key).exists():
+        groups = Relation.objects.filter(source_key=user_key, type="memberOf")
+        refs += sorted(set(groups.values_list("target_key", flat=True)))
+    return refs

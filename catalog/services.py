@@ -512,3 +512,39 @@ def _entity_changes_deliver(batches: dict) -> None:
                     "catalog.entity_changes.subscriber_failed",
                     extra={"written": len(written), "deleted": len(deleted), "source": source},
                 )
+
+
+# -- processing status: Backstage's ``status.items`` -------------------------------------------
+
+PROCESSING_STATUS_TYPE = "backstage.io/catalog-processing"
+
+
+def processing_error_item(*, name: str, message: str) -> dict:
+    """One ``status.items`` entry as Backstage's processing engine writes it for a failure, so
+    its entity page shows the error."""
+    return {
+        "type": PROCESSING_STATUS_TYPE,
+        "level": "error",
+        "message": f"{name}: {message}",
+        "error": {"name": name, "message": message},
+    }
+
+
+def entities_status_write(*, statuses: Mapping[int, list[dict]]) -> int:
+    """Replace the ``status.items`` of entities (id → items; an empty list clears them), for
+    whoever refreshes them (a location, an integration). Returns how many changed; those get a
+    new etag, as their documents changed."""
+    if not statuses:
+        return 0
+    changed = []
+    rows = Entity.objects.filter(pk__in=list(statuses)).only("pk", "status_items", "etag")
+    for entity in rows:
+        items = list(statuses[entity.pk])
+        if (entity.status_items or []) != items:
+            entity.status_items = items
+            entity.etag = uuid.uuid4().hex
+            entity.updated_at = timezone.now()
+            changed.append(entity)
+    if changed:
+        Entity.objects.bulk_update(changed, ["status_items", "etag", "updated_at"], batch_size=500)
+    return len(changed)

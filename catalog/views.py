@@ -32,7 +32,7 @@ from catalog.filtersets import (
     EntityListQuery,
     choice_statements,
 )
-from catalog.models import Entity, Relation
+from catalog.models import Entity, Location, Relation
 from catalog.query import (
     QueryError,
     condition_q,
@@ -473,3 +473,25 @@ def entity_delete_view(request: HttpRequest, namespace: str, kind: str, name: st
     entity_delete(entity=entity)
     messages.success(request, f"Deleted {ref} from the catalog.")
     return redirect("catalog:entity-list")
+
+
+def entity_notices_from_location(request: HttpRequest, entity: Entity) -> list[EntityNotice]:
+    """The entity page's notice when the location that emits the entity failed its last read
+    (the error its document shows in ``status.items``): the entity stays as last read."""
+    if entity.location_id is None:
+        return []
+    location = Location.objects.filter(pk=entity.location_id, last_error__has_key="message")
+    location = location.only("type", "target", "last_error").first()
+    if location is None:
+        return []
+    return [
+        EntityNotice(
+            level="danger",
+            title=f"Its location {location.ref} could not be read",
+            message=location.last_error["message"],
+            hint=(
+                "The entity stays as the location last gave it. Fix the file (or the "
+                "integration that reads it), then refresh."
+            ),
+        )
+    ]

@@ -53,3 +53,9 @@ class IntegrationsConfig(AppConfig):
         from integrations.views import entity_notices_from_sources
 
         entity_notice_register(entity_notices_from_sources)
+
+        # url locations of the catalog's locations API are read through their integration.
+        from catalog.locations import location_source_register
+        from integrations.locations import IntegrationLocations
+
+        location_source_register(IntegrationLocations())

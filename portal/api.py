@@ -21,6 +21,7 @@ ERROR_NAMES = {
     413: "InputError",
     415: "InputError",
     429: "TooManyRequestsError",
+    503: "ServiceUnavailableError",
 }
 
 

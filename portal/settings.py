@@ -166,6 +166,14 @@ CACHES = {
 # Catalog: reading the API needs an authenticated user unless this is on.
 LANTERN_CATALOG_ANONYMOUS_READ = env_bool("LANTERN_CATALOG_ANONYMOUS_READ", False)
 LANTERN_PUBLIC_URL = env_str("LANTERN_PUBLIC_URL", "http://127.0.0.1:8000")
+# Registered locations (the catalog's locations API): how often each is read again; what becomes
+# of the entities of a deleted location ("keep": orphaned, as Backstage's default, or
+# "delete"); the most entity documents one catalog file may hold; the folders a ``file``
+# location may point into (none: file locations are refused).
+LANTERN_LOCATION_REFRESH_SECONDS = env_int("LANTERN_LOCATION_REFRESH_SECONDS", 1800)
+LANTERN_LOCATION_ORPHAN_STRATEGY = env_str("LANTERN_LOCATION_ORPHAN_STRATEGY", "keep")
+LANTERN_LOCATION_MAX_DOCUMENTS = env_int("LANTERN_LOCATION_MAX_DOCUMENTS", 1000)
+LANTERN_LOCATION_FILE_ROOTS = env_list("LANTERN_LOCATION_FILE_ROOTS", [])
 # Register each enabled integration's webhook on the provider (and remove it on suspend/delete).
 LANTERN_WEBHOOKS_AUTO_REGISTER = env_bool("LANTERN_WEBHOOKS_AUTO_REGISTER", True)
 LANTERN_ENCRYPTION_KEY = env_str("LANTERN_ENCRYPTION_KEY", "")
@@ -204,6 +212,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "enqueue-due-integrations": {
         "task": "integrations.enqueue_due_integrations",
+        "schedule": 60.0,
+    },
+    "refresh-due-locations": {
+        "task": "catalog.refresh_due_locations",
         "schedule": 60.0,
     },
 }

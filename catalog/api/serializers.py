@@ -101,6 +101,8 @@ class EntityQueryRequestSerializer(serializers.Serializer):
     fullTextFilter = FullTextFilterSerializer(required=False)
     cursor = serializers.CharField(required=False)
     skipTotalItems = serializers.BooleanField(required=False, default=False)
+    totalItems = serializers.ChoiceField(choices=["include", "exclude"], required=False)
+    ownedByCurrentUser = serializers.BooleanField(required=False)
 
     def to_internal_value(self, data):
         # Clients send a single order object as well as a list.
@@ -187,3 +189,77 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 # Any request may be refused as malformed (a NUL character in a parameter, say) or ask for a
 # format the endpoint does not serve, reads too.
 REQUEST_ERRORS = error_responses(400, 401, 406)
+
+
+# -- locations -----------------------------------------------------------------------------------
+
+
+class LocationSpecSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["url", "file"], default="url")
+    target = serializers.CharField(max_length=2000, trim_whitespace=False)
+
+
+class LocationSerializer(serializers.Serializer):
+    """A registered location as Backstage serves it (``entityRef``: its Location entity)."""
+
+    id = serializers.CharField()
+    type = serializers.CharField()
+    target = serializers.CharField()
+    entityRef = serializers.CharField()
+
+
+class LocationItemSerializer(serializers.Serializer):
+    data = LocationSerializer()
+
+
+class LocationAddResponseSerializer(serializers.Serializer):
+    location = LocationSerializer()
+    # The entities the location would store: filled in a dry run only, as in Backstage.
+    entities = EntitySerializer(many=True)
+    exists = serializers.BooleanField(required=False)
+
+
+class LocationQueryRequestSerializer(serializers.Serializer):
+    query = JSONObjectField(required=False)
+    limit = serializers.IntegerField(min_value=0, max_value=MAX_INTEGER, required=False)
+    cursor = serializers.CharField(required=False)
+
+
+class LocationQueryPageInfoSerializer(serializers.Serializer):
+    nextCursor = serializers.CharField(required=False)
+
+
+class LocationQueryResponseSerializer(serializers.Serializer):
+    items = LocationSerializer(many=True)
+    totalItems = serializers.IntegerField()
+    pageInfo = LocationQueryPageInfoSerializer()
+
+
+class AnalyzeLocationRequestSerializer(serializers.Serializer):
+    location = LocationSpecSerializer()
+    catalogFilename = serializers.CharField(required=False, max_length=255)
+
+
+class AnalyzeExistingEntitySerializer(serializers.Serializer):
+    location = LocationSpecSerializer()
+    isRegistered = serializers.BooleanField()
+    entity = EntitySerializer()
+
+
+class AnalyzeEntityFieldSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=["analysisSuggestedValue", "analysisSuggestedNoValue", "needsUserInput"]
+    )
+    value = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+
+
+class AnalyzeGeneratedEntitySerializer(serializers.Serializer):
+    entity = JSONObjectField()
+    fields = AnalyzeEntityFieldSerializer(many=True)
+
+
+class AnalyzeLocationResponseSerializer(serializers.Serializer):
+    existingEntityFiles = AnalyzeExistingEntitySerializer(many=True)
+    generateEntities = AnalyzeGeneratedEntitySerializer(many=True)

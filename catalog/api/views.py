@@ -13,7 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotAcceptable, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,6 +43,7 @@ from catalog.selectors import (
     entity_by_ref,
     entity_documents,
     entity_facets,
+    user_ownership_refs,
 )
 from catalog.services import entity_delete, entity_refresh_request
 from catalog.validation import validate_entity_document
@@ -99,6 +100,33 @@ def _limit(value: int | None, default: int | None) -> int | None:
     return min(value, MAX_LIMIT)
 
 
+def _owned_by_current_user(request: Request, raw) -> dict | None:
+    """``ownedByCurrentUser=true``: the predicate that keeps the entities the signed-in user
+    or one of their groups owns (``None`` without the parameter)."""
+    if raw in (None, "", False, "false"):
+        return None
+    if raw not in (True, "true"):
+        raise InputError(f"ownedByCurrentUser must be true or false, got {raw!r}")
+    if not request.user.is_authenticated:
+        raise InputError("ownedByCurrentUser needs a signed-in user")
+    refs = user_ownership_refs(user=request.user, queryset=entities_visible(user=request.user))
+    return {"relations.ownedBy": {"$in": refs}}
+
+
+def _with_predicate(predicate: dict | None, extra: dict | None) -> dict | None:
+    if extra is None:
+        return predicate
+    return {"$all": [predicate, extra]} if predicate else extra
+
+
+_OWNED_PARAM = OpenApiParameter(
+    "ownedByCurrentUser",
+    str,
+    enum=["true", "false"],
+    description="only entities the signed-in user or one of their groups owns",
+)
+
+
 class CatalogReadApi(APIView):
     permission_classes = [IsAuthenticatedOrAnonymousRead]
 
@@ -109,8 +137,11 @@ class CatalogReadApi(APIView):
 
     def perform_content_negotiation(self, request, force=False):
         # DRF answers an unknown ?format= with a 404; it is a bad parameter, not a missing page.
+        # An Accept header naming nothing served gets JSON, as Backstage's catalog answers.
         try:
             return super().perform_content_negotiation(request, force)
+        except NotAcceptable:
+            return super().perform_content_negotiation(request, force=True)
         except Http404 as exc:
             formats = ", ".join(renderer.format for renderer in self.get_renderers())
             raise InputError(
@@ -146,6 +177,7 @@ class EntityListApi(CatalogReadApi):
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
             OpenApiParameter("after", str, description="cursor from the Link header"),
+            _OWNED_PARAM,
         ],
         responses={200: s.PartialEntitySerializer(many=True), **_ERRORS},
     )
@@ -159,6 +191,9 @@ class EntityListApi(CatalogReadApi):
         else:
             cursor = Cursor(
                 filters=request.query_params.getlist("filter"),
+                predicate=_owned_by_current_user(
+                    request, request.query_params.get("ownedByCurrentUser")
+                ),
                 order=parse_order_params(request.query_params.getlist("order")),
             )
         _check(cursor)
@@ -199,6 +234,7 @@ class EntityQueryApi(CatalogReadApi):
             OpenApiParameter("offset", int),
             OpenApiParameter("cursor", str),
             OpenApiParameter("totalItems", str, enum=["include", "exclude"]),
+            _OWNED_PARAM,
         ],
         responses={200: s.EntityQueryResponseSerializer, **_ERRORS},
     )
@@ -211,6 +247,7 @@ class EntityQueryApi(CatalogReadApi):
         order = parse_order_fields(params.getlist("orderField"))
         cursor = Cursor(
             filters=params.getlist("filter"),
+            predicate=_owned_by_current_user(request, params.get("ownedByCurrentUser")),
             order=order,
             full_text_term=params.get("fullTextFilterTerm", "").strip(),
             full_text_fields=_csv_params(request, "fullTextFilterFields")
@@ -242,13 +279,14 @@ class EntityQueryApi(CatalogReadApi):
             for item in data.get("orderBy") or data.get("orderFields") or []
         ]
         full_text = data.get("fullTextFilter") or {}
+        owned = _owned_by_current_user(request, data.get("ownedByCurrentUser"))
         cursor = Cursor(
-            predicate=data.get("query") or {},
+            predicate=_with_predicate(data.get("query") or {}, owned),
             order=order,
             full_text_term=(full_text.get("term") or "").strip(),
             full_text_fields=full_text.get("fields") or [o.field for o in order[:1]],
         )
-        count_total = request.data.get("totalItems", "include") != "exclude" and not data.get(
+        count_total = data.get("totalItems", "include") != "exclude" and not data.get(
             "skipTotalItems"
         )
         return self._page(cursor, limit, data.get("offset") or 0, fields, count_total=count_total)
@@ -357,6 +395,8 @@ def _parent_location(queryset, entity: Entity) -> Entity | None:
     target = (entity.annotations or {}).get("backstage.io/managed-by-location", "")
     if not target or entity.kind.lower() == "location":
         return None
+    if entity.location_id is not None:  # a registered location's: its Location entity
+        return queryset.filter(location_id=entity.location_id, kind__iexact="location").first()
     _, _, location_target = target.partition(":")
     return (
         queryset.filter(condition_q("kind", ["location"]))

@@ -17,8 +17,9 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.choices import ProcessingStage
-from integrations.models import DiscoveredEntity, SyncRun
+from catalog.services import entities_status_write, processing_error_item
+from integrations.choices import LinkState, ProcessingStage
+from integrations.models import DiscoveredEntity, ImportedEntity, SyncRun
 from integrations.providers.base import ProviderAuthError, ProviderError, repository_scoped
 
 __all__ = ["RecordError", "RunErrors", "provider_record_error", "repository_scoped"]
@@ -171,6 +172,7 @@ class RunErrors:
             DiscoveredEntity.objects.bulk_update(
                 rows, ["processing_errors", "error_since"], batch_size=500
             )
+            entity_statuses_write(discovered_ids=[row.pk for row in rows])
 
 
 def processing_errors_clear(*, discovered_ids: Iterable[int], stages: Iterable[str]) -> int:
@@ -181,3 +183,37 @@ def processing_errors_clear(*, discovered_ids: Iterable[int], stages: Iterable[s
         errors.succeed(ids, stage)
     errors.flush()
     return len(ids)
+
+
+# The Backstage error name a reason is shown under in an entity's ``status.items``.
+_ERROR_NAMES = {"not found": "NotFoundError", "not permitted": "NotAllowedError"}
+
+
+def _error_name(reason: str) -> str:
+    return next(
+        (name for prefix, name in _ERROR_NAMES.items() if reason.startswith(prefix)),
+        "InputError" if reason.startswith(("invalid", "mapping")) else "ProcessingError",
+    )
+
+
+def entity_statuses_write(*, discovered_ids: Iterable[int]) -> int:
+    """Show the processing errors of these records on the entities they are linked to, as
+    Backstage's ``status.items`` (so its entity page shows them): one item per failing stage of
+    every record linked to the entity, none once they all succeed."""
+    linked = ImportedEntity.objects.filter(state=LinkState.LINKED)
+    entity_ids = set(
+        linked.filter(discovered_id__in=list(discovered_ids)).values_list("entity_id", flat=True)
+    )
+    if not entity_ids:
+        return 0
+    statuses: dict[int, list[dict]] = {pk: [] for pk in entity_ids}
+    rows = linked.filter(entity_id__in=entity_ids).order_by("discovered_id")
+    for entity_id, errors in rows.values_list("entity_id", "discovered__processing_errors"):
+        for stage, error in sorted((errors or {}).items()):
+            label = ProcessingStage(stage).label if stage in ProcessingStage.values else stage
+            message = f"{label}: {error['message']}"
+            if error.get("hint"):
+                message += f" ({error['hint']})"
+            name = _error_name(error.get("reason", ""))
+            statuses[entity_id].append(processing_error_item(name=name, message=message))
+    return entities_status_write(statuses=statuses)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
@@ -181,6 +181,29 @@ class WebhookEvent:
     payload: dict = field(default_factory=dict, repr=False)
     pull_request_id: str | None = None
     refs: tuple[RefChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class RepositoryLocation:
+    """What a URL names in an integration's repositories (a catalog location, a link a person
+    pasted): the repository (what ``get_repository(name=...)`` takes), and a file in it at
+    ``ref`` (``None``: the default branch); ``path`` ``None``: the repository itself."""
+
+    repository: str
+    ref: str | None = None
+    path: str | None = None
+
+
+def url_segments_under(url: str, base: str) -> tuple[list[str], str] | None:
+    """The path segments of ``url`` below ``base`` (same scheme, host and port, and under its
+    path), percent-decoded, with the query string; ``None`` when ``url`` is not under it."""
+    parts, root = urlsplit(url), urlsplit(base)
+    if (parts.scheme.lower(), parts.netloc.lower()) != (root.scheme.lower(), root.netloc.lower()):
+        return None
+    prefix = root.path.rstrip("/")
+    if prefix and not (parts.path == prefix or parts.path.startswith(prefix + "/")):
+        return None
+    return [unquote(s) for s in parts.path[len(prefix) :].split("/") if s], parts.query
 
 
 @dataclass
@@ -388,6 +411,23 @@ class Provider:
 
     def read_file(self, repo: RepoRecord | dict, path: str) -> bytes | None:
         raise NotImplementedError
+
+    @classmethod
+    def repository_location(
+        cls, url: str, *, connector: "Connector", target: dict
+    ) -> RepositoryLocation | None:
+        """Which repository (and file) of an integration with this connector and target ``url``
+        names, by its web address; ``None`` for any other URL (another host, workspace or
+        project), without a request: a catalog location is read only through the integration
+        it belongs to."""
+        return None
+
+    @classmethod
+    def file_url(
+        cls, *, connector: "Connector", target: dict, repository: str, ref: str, path: str
+    ) -> str:
+        """The web address of a file, as :meth:`repository_location` reads it back."""
+        raise NotImplementedError(f"{cls.name} has no file URLs")
 
     def webhook_scopes(self) -> list[str]:
         """The subjects the integration's hooks live on, as scope keys

@@ -1,7 +1,9 @@
 """Contract test: Lantern's catalog API as the real ``@backstage/catalog-client`` sees it.
 
-A catalog is imported with ``import_catalog``. A token is issued to a user who may view and delete
-entities. The full documents are then read back from ``GET /api/catalog/entities``, and
+A catalog is imported with ``import_catalog``. A token is issued to a user who may view, refresh
+and delete entities and add, change and delete locations; a Bitbucket Cloud sandbox and an
+integration of its workspace serve the catalog file the locations checks register. The full
+documents are then read back from ``GET /api/catalog/entities``, and
 ``catalog_client/contract.mjs`` drives the live server with the pinned client and checks every
 answer against those documents. ``CLIENT_PROTOCOL.md`` lists the requests involved.
 
@@ -185,12 +187,15 @@ def _node() -> str:
     return node
 
 
-def _run_contract(node: str, *, url: str, token: str, expected: Path) -> None:
+def _run_contract(
+    node: str, *, url: str, token: str, expected: Path, location: dict | None = None
+) -> str:
     env = {
         **os.environ,
         "LANTERN_URL": url,
         "LANTERN_TOKEN": token,
         "LANTERN_EXPECTED": str(expected),
+        **(location or {}),
     }
     try:
         proc = subprocess.run(
@@ -211,6 +216,7 @@ def _run_contract(node: str, *, url: str, token: str, expected: Path) -> None:
     sys.stdout.write(proc.stdout)  # shown with -s / on failure: one "ok - <check>" per check
     assert proc.returncode == 0, f"contract.mjs exited with {proc.returncode}\n{report}"
     assert "0 failed" in proc.stdout, f"contract.mjs did not report '0 failed'\n{report}"
+    return proc.stdout
 
 
 def _get_json(url: str, token: str):
@@ -227,8 +233,49 @@ def _ref(doc: dict) -> str:
 # ---- tests -------------------------------------------------------------------
 
 
+# The catalog file the locations checks register, in a repository of the sandbox workspace an
+# integration connects (read through it, as every url location is).
+LOCATION_WORKSPACE = "acme"
+LOCATION_REPOSITORY = "feeds-api"
+LOCATION_ENTITIES = [
+    _component("contract-location-api", "service", "production", OWNER_PAYMENTS, ["python"]),
+    _component("contract-location-worker", "service", "experimental", OWNER_PAYMENTS, []),
+]
+LOCATION_CHECKS = 9  # the "location:" checks of contract.mjs
+
+
+def _location_in_sandbox(sandbox) -> dict:
+    """A connector and integration for the sandbox's workspace, and a catalog file in one of its
+    repositories: what contract.mjs's locations checks are given."""
+    from integrations import services
+    from tests.sandbox.fixtures import SANDBOX_TOKEN
+
+    connector = services.connector_create(
+        name="contract",
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        base_url=sandbox.api_url,
+        secrets={"token": SANDBOX_TOKEN},
+        config={},
+    )
+    services.integration_create(
+        connector=connector, name="contract", target={"workspace": LOCATION_WORKSPACE}
+    )
+    sandbox.world.file_write(
+        workspace=LOCATION_WORKSPACE,
+        slug=LOCATION_REPOSITORY,
+        path="catalog-info.yaml",
+        content=yaml.safe_dump_all(LOCATION_ENTITIES, sort_keys=False),
+    )
+    target = f"{sandbox.url}/{LOCATION_WORKSPACE}/{LOCATION_REPOSITORY}/src/main/catalog-info.yaml"
+    return {
+        "LANTERN_LOCATION_TARGET": target,
+        "LANTERN_LOCATION_REFS": json.dumps([_ref(doc) for doc in LOCATION_ENTITIES]),
+    }
+
+
 @pytest.mark.django_db(transaction=True)
-def test_backstage_catalog_client_contract(live_server, tmp_path):
+def test_backstage_catalog_client_contract(live_server, cloud_sandbox, tmp_path):
     node = _node()
 
     catalog_file = tmp_path / "catalog-info.yaml"
@@ -236,12 +283,18 @@ def test_backstage_catalog_client_contract(live_server, tmp_path):
     call_command("import_catalog", str(catalog_file), stdout=io.StringIO(), stderr=io.StringIO())
 
     user = get_user_model().objects.create_user(username="contract-bot", password=uuid.uuid4().hex)
+    codenames = [
+        "view_entity",
+        "delete_entity",
+        "change_entity",  # refreshEntity
+        "add_location",
+        "change_location",
+        "delete_location",
+    ]
     user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="catalog", codename__in=["view_entity", "delete_entity"]
-        )
+        *Permission.objects.filter(content_type__app_label="catalog", codename__in=codenames)
     )
-    assert user.user_permissions.count() == 2, "catalog.view_entity / catalog.delete_entity missing"
+    assert user.user_permissions.count() == len(codenames), f"one of {codenames} is missing"
     out = io.StringIO()
     call_command("issue_token", user.username, stdout=out, stderr=io.StringIO())
     token = [line for line in out.getvalue().splitlines() if line.strip()][-1].strip()
@@ -256,7 +309,11 @@ def test_backstage_catalog_client_contract(live_server, tmp_path):
     expected = tmp_path / "expected.json"
     expected.write_text(json.dumps(documents), encoding="utf-8")
 
-    _run_contract(node, url=live_server.url, token=token, expected=expected)
+    location = _location_in_sandbox(cloud_sandbox)
+    out = _run_contract(
+        node, url=live_server.url, token=token, expected=expected, location=location
+    )
+    assert out.count("ok - location:") == LOCATION_CHECKS, out
 
 
 def _reference_documents() -> list[dict]:

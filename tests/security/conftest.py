@@ -17,7 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from drf_spectacular.generators import SchemaGenerator
 
-from catalog.models import Entity
+from catalog.models import Entity, Location
 from integrations.engine.imports import discovered_import
 from integrations.models import Connector, ImportedEntity, Integration, WriteBackBatch
 from tests.integrations.api.conftest import make_scope, member_of, synced  # noqa: F401
@@ -55,6 +55,11 @@ API_PERMISSIONS: dict[str, str | None] = {
     "catalog_entities_by_refs": None,
     "catalog_entity_facets_predicate": None,
     "catalog_validate_entity": None,
+    "catalog_location_create": "catalog.add_location",
+    "catalog_location_update": "catalog.change_location",
+    "catalog_location_delete": "catalog.delete_location",
+    "catalog_location_analyze": "catalog.add_location",
+    "catalog_locations_query": None,
     "scorecards_create": "scorecards.add_scorecard",
     "scorecards_update": "scorecards.change_scorecard",
     "scorecards_destroy": "scorecards.delete_scorecard",
@@ -167,6 +172,7 @@ class PathObjects:
     integration: Integration
     imported: ImportedEntity
     entity: Entity
+    location: Location
 
     @property
     def batch_pk(self) -> int:
@@ -198,6 +204,15 @@ class PathObjects:
             found = model.objects.order_by("pk").first()
             extra = {"rule": {}} if model is Check else {}
             values["id"] = str((found or model.objects.create(name="matrix", **extra)).pk)
+        if operation.path.startswith("/api/catalog/locations/"):
+            location = (
+                self.location
+                or Location.objects.get_or_create(
+                    type="url",
+                    target="https://bitbucket.example.com/acme/x/src/main/catalog-info.yaml",
+                )[0]
+            )
+            values["id"] = str(location.pk)
         return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], operation.path)
 
     def ui_url(self, route: UiRoute) -> str:
@@ -215,10 +230,15 @@ class PathObjects:
 @pytest.fixture
 def path_objects(synced) -> PathObjects:  # noqa: F811
     """An integration after a sync of three repositories, one of them imported; its connector;
-    the catalog entity ``payments`` (which has no link, so deleting it breaks nothing)."""
+    the catalog entity ``payments`` (which has no link, so deleting it breaks nothing) and the
+    registered location it comes from."""
     integration = synced["integration"]
     imported = discovered_import(discovered=synced["discovered"]["billing"])
-    return PathObjects(integration.connector, integration, imported, synced["entity"])
+    location = Location.objects.create(
+        type="url", target="https://bitbucket.example.com/acme/x/src/main/catalog-info.yaml"
+    )
+    Entity.objects.filter(pk=synced["entity"].pk).update(location=location)
+    return PathObjects(integration.connector, integration, imported, synced["entity"], location)
 
 
 def stored_state() -> dict:
@@ -228,4 +248,5 @@ def stored_state() -> dict:
         "catalog": snapshot(),
         "integrations": list(Integration.objects.order_by("pk").values()),
         "connectors": list(Connector.objects.order_by("pk").values()),
+        "locations": list(Location.objects.order_by("pk").values()),
     }

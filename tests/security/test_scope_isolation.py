@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.test import Client
 from rest_framework.test import APIClient
 
-from catalog.models import Entity, Scope
+from catalog.models import Entity, Location, Scope
 from catalog.services import entities_upsert
 from integrations import services
 from integrations.engine.imports import discovered_import
@@ -83,6 +83,10 @@ API_READS: dict[str, list[dict]] = {
     "catalog_entity_by_name": [{}],
     "catalog_entity_ancestry": [{}],
     "catalog_entity_by_uid": [{}],
+    "catalog_locations_list": [{}],
+    "catalog_locations_query": [{}, {"query": {"target": {"$hasPrefix": "https://"}}}],
+    "catalog_location_get": [{}],
+    "catalog_location_by_entity": [{}],
     "integrations_list": [{}],
     "integrations_retrieve": [{}],
     "integrations_discovered_list": [{}, {"state": "discovered"}, {"search": "bravo"}],
@@ -191,6 +195,11 @@ def sides(fake_provider, make_scope, member_of, make_user, request):
         world.add_repo(f"{name}-ledger", description=f"The {name} ledger", prs=2, commits=2)
         world.add_repo(f"{name}-repo", prs=1, commits=1)
         (ledger, *_) = entities_upsert(documents=_documents(name), scope=scope).entities
+        location = Location.objects.create(
+            type="url", target=f"https://{name}.example/catalog-info.yaml", scope=scope
+        )
+        Entity.objects.filter(pk=ledger.pk).update(location=location)
+        ledger.location = location
         connector = services.connector_create(
             name=f"{name}-connector",
             provider="fake",
@@ -223,7 +232,8 @@ def sides(fake_provider, make_scope, member_of, make_user, request):
         )
         user = make_user(f"{name}-member", *PERMISSIONS)
         member_of(user, scope)
-        result[name] = Side(scope, user, PathObjects(connector, integration, imported, ledger))
+        objects = PathObjects(connector, integration, imported, ledger, location)
+        result[name] = Side(scope, user, objects)
     _scorecard_with_failures()
     yield result
     for name in ("alpha", "bravo"):

@@ -23,6 +23,7 @@ from integrations.providers.oauth import BearerCredential, budget_key  # noqa: F
 from integrations.providers.outbound import OutboundAddressError
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
+DEFAULT_WEB_URL = "https://bitbucket.org"
 REPOSITORIES_PAGELEN = 100
 PULL_REQUESTS_PAGELEN = 50
 COMMITS_PAGELEN = 100

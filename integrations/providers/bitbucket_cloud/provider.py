@@ -4,6 +4,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from integrations.providers.base import (
     AuthKindSpec,
@@ -14,11 +15,14 @@ from integrations.providers.base import (
     ProviderNotFound,
     PullRequestRecord,
     RepoRecord,
+    RepositoryLocation,
     TargetField,
+    url_segments_under,
 )
 from integrations.providers.bitbucket_cloud import records
 from integrations.providers.bitbucket_cloud.client import (
     DEFAULT_API_URL,
+    DEFAULT_WEB_URL,
     HOURLY_LIMIT,
     BasicCredential,
     BearerCredential,
@@ -405,6 +409,32 @@ class BitbucketCloudProvider(Provider):
         if not branch:
             return None
         return self.client.file(self.workspace, self._slug(repo), branch, path)
+
+    @classmethod
+    def web_url(cls, connector) -> str:
+        """Where people browse the repositories: bitbucket.org for Bitbucket Cloud's API, the
+        API's own host (without ``/2.0``) for any other (a sandbox)."""
+        api = (connector.base_url or DEFAULT_API_URL).rstrip("/")
+        if urlsplit(api).hostname == urlsplit(DEFAULT_API_URL).hostname:
+            return DEFAULT_WEB_URL
+        return api.removesuffix("/2.0")
+
+    @classmethod
+    def repository_location(cls, url, *, connector, target):
+        """``{web}/{workspace}/{slug}`` and, for a file, ``…/src/{ref}/{path}`` (or ``raw``)."""
+        found = url_segments_under(url, cls.web_url(connector))
+        workspace = (target.get("workspace") or connector.config.get("workspace") or "").lower()
+        if found is None or len(found[0]) < 2 or found[0][0].lower() != workspace:
+            return None
+        slug, rest = found[0][1], found[0][2:]
+        if len(rest) >= 2 and rest[0] in ("src", "raw"):
+            return RepositoryLocation(slug, rest[1], "/".join(rest[2:]) or None)
+        return RepositoryLocation(slug)
+
+    @classmethod
+    def file_url(cls, *, connector, target, repository, ref, path):
+        workspace = target.get("workspace") or connector.config.get("workspace", "")
+        return f"{cls.web_url(connector)}/{workspace}/{repository}/src/{quote(ref)}/{quote(path)}"
 
     def _repository_slugs(self):
         """Lazily: only listed when the workspace hook is refused and repositories need one."""

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from django.conf import settings
 
@@ -23,7 +23,9 @@ from integrations.providers.base import (
     ProviderNotFound,
     PullRequestRecord,
     RepoRecord,
+    RepositoryLocation,
     repository_scoped,
+    url_segments_under,
 )
 from integrations.providers.bitbucket_dc import records
 from integrations.providers.bitbucket_dc.client import (
@@ -555,6 +557,30 @@ class BitbucketDataCenterProvider(Provider):
             return None
         self._https_check()
         return self.client.file(data["project_key"], data["slug"], f"refs/heads/{branch}", path)
+
+    @classmethod
+    def repository_location(cls, url, *, connector, target):
+        """``{instance}/projects/{KEY}/repos/{slug}`` and, for a file, ``…/browse/{path}`` (or
+        ``raw``) with ``?at=refs/heads/{branch}``."""
+        found = url_segments_under(url, (connector.base_url or "").rstrip("/"))
+        if found is None or len(found[0]) < 4:
+            return None
+        (projects, key, repos, slug, *rest), query = found
+        if (projects, repos) != ("projects", "repos"):
+            return None
+        repository = f"{key}/{slug}"
+        if not rest or rest[0] not in ("browse", "raw"):
+            return RepositoryLocation(repository)
+        at = (parse_qs(query).get("at") or [None])[0]
+        ref = at.removeprefix("refs/heads/") if at else None
+        return RepositoryLocation(repository, ref, "/".join(rest[1:]) or None)
+
+    @classmethod
+    def file_url(cls, *, connector, target, repository, ref, path):
+        key, _, slug = repository.partition("/")
+        base = (connector.base_url or "").rstrip("/")
+        at = quote(f"refs/heads/{ref}", safe="/")
+        return f"{base}/projects/{key}/repos/{slug}/browse/{quote(path)}?at={at}"
 
     def _hook_subjects(self) -> list[tuple[str, str | None]]:
         """One hook per chosen project; with every project, one per repository."""

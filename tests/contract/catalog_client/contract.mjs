@@ -3,6 +3,10 @@
 // Env:  LANTERN_URL       server root, e.g. http://127.0.0.1:8000 (the client gets LANTERN_URL/api/catalog)
 //       LANTERN_TOKEN     bearer token of a user who may view and delete entities
 //       LANTERN_EXPECTED  path to a JSON array of the full entity documents the server holds
+//       LANTERN_LOCATION_TARGET, LANTERN_LOCATION_REFS  (optional) the URL of a catalog file the
+//                         server can read and a JSON array of the refs of the entities it holds:
+//                         the locations checks run only with them (Backstage's in-memory
+//                         reference client has no locations, so the reference run skips them)
 //
 // Every expectation is computed here from LANTERN_EXPECTED. Nothing is hard-coded about the data
 // except the names this suite uses in its queries (tags, types, namespaces). A check that a query
@@ -305,6 +309,19 @@ await check('getEntitiesByRefs keeps request order, undefined for a missing ref'
   assert.deepEqual(items[2], byRef.get(refA));
 });
 
+await check('getEntitiesByRefs splits 2,500 refs into chunks and keeps the order', async () => {
+  const refs = Array.from({ length: 2500 }, (_, i) => (i % 500 === 7 ? refA : `component:default/missing-${i}`));
+  const before = requests.length;
+  const { items } = await client.getEntitiesByRefs({ entityRefs: refs, fields: ['kind', 'metadata.name'] });
+  const posts = requests.slice(before).filter(([m, u]) => m === 'POST' && u.startsWith(`${baseUrl}/entities/by-refs`));
+  assert.ok(posts.length >= 3, `expected at least 3 chunked requests, got ${posts.length}`);
+  assert.equal(items.length, refs.length);
+  items.forEach((item, i) => {
+    if (refs[i] === refA) assert.deepEqual(item, project(byRef.get(refA), ['kind', 'metadata.name']), `item ${i}`);
+    else assert.equal(item, undefined, `item ${i} should be undefined`);
+  });
+});
+
 await check('getEntitiesByRefs with fields', async () => {
   const fields = ['kind', 'metadata.name'];
   const { items } = await client.getEntitiesByRefs({ entityRefs: [refA, MISSING, refB], fields });
@@ -421,6 +438,22 @@ await check('unknown predicate operator → 400 InputError (filter-predicates sc
   await assert.rejects(client.queryEntities({ query: { kind: { $bogus: 1 } } }), assertBackstageError(400));
 });
 
+await check('queryEntities totalItems: exclude answers 0 and the same items', async () => {
+  const res = await client.queryEntities({ filter: { kind: 'component' }, limit: 100, totalItems: 'exclude' });
+  assert.equal(res.totalItems, 0);
+  assertSameEntitySet(res.items, components, 'totalItems exclude');
+});
+
+await check('streamEntities yields every page of the query', async () => {
+  const before = requests.length;
+  const pages = [];
+  for await (const page of client.streamEntities({ filter: { kind: 'component' }, pageSize: 2 })) pages.push(page);
+  assertSameEntitySet(pages.flat(), components, 'streamEntities');
+  assert.equal(pages.length, Math.ceil(components.length / 2), 'streamEntities: number of pages');
+  for (const page of pages) assert.ok(page.length <= 2, 'streamEntities: a page is larger than pageSize');
+  assert.ok(requests.slice(before).every(([m, u]) => u.startsWith(`${baseUrl}/entities/by-query`)));
+});
+
 // ---------------------------------------------------------------- getEntityFacets
 await check('getEntityFacets spec.type and kind with a filter', async () => {
   const res = await client.getEntityFacets({ facets: ['spec.type', 'kind'], filter: { kind: 'component' } });
@@ -521,6 +554,135 @@ await check('removeEntityByUid removes the entity', async () => {
     assert.equal(err.statusCode, 404, 'deleting an unknown uid should be 404');
     return true;
   });
+});
+
+// ---------------------------------------------------------------- locations (mutate: last)
+const { LANTERN_LOCATION_TARGET: locationTarget, LANTERN_LOCATION_REFS: locationRefsJson } = process.env;
+const locationRefs = locationRefsJson ? JSON.parse(locationRefsJson) : [];
+async function locationCheck(name, fn) {
+  if (!locationTarget) {
+    if (!only || only.test(name)) console.log(`skip - ${name} (no LANTERN_LOCATION_TARGET)`);
+    return;
+  }
+  await check(name, fn);
+}
+const MANAGED = 'backstage.io/managed-by-location';
+const ORIGIN = 'backstage.io/managed-by-origin-location';
+const ORPHAN = 'backstage.io/orphan';
+let added; // the location addLocation stored
+const locationRefOf = l => `${l.type}:${l.target}`; // stringifyLocationRef
+function assertLocation(l, what) {
+  assert.equal(typeof l?.id, 'string', `${what}: no id`);
+  assert.equal(l.type, 'url', `${what}: type`);
+  assert.equal(l.target, locationTarget, `${what}: target`);
+  assert.match(l.entityRef, /^location:default\/generated-[0-9a-f]{40}$/, `${what}: entityRef`);
+}
+
+await locationCheck('location: addLocation dryRun lists the entities and stores nothing', async () => {
+  expectNonEmpty(locationRefs, 'LANTERN_LOCATION_REFS');
+  const res = await client.addLocation({ type: 'url', target: locationTarget, dryRun: true });
+  assert.equal(res.exists, false);
+  assert.equal(res.location.target, locationTarget);
+  const refs = res.entities.map(refOf);
+  assert.equal(refs[0], res.location.entityRef, 'the Location entity comes first');
+  assert.deepEqual(refs.slice(1).sort(), [...locationRefs].sort());
+  for (const e of res.entities) assert.equal(annotations(e)[MANAGED], `url:${locationTarget}`);
+  for (const ref of locationRefs) assert.equal(await client.getEntityByRef(ref), undefined, `${ref} stored by a dry run`);
+  const { items } = await client.getLocations();
+  assert.ok(!items.some(l => l.target === locationTarget), 'a dry run stored the location');
+});
+
+await locationCheck('location: addLocation stores the location and its entities, managed by it', async () => {
+  const res = await client.addLocation({ type: 'url', target: locationTarget });
+  assertLocation(res.location, 'addLocation');
+  assert.deepEqual(res.entities, []);
+  added = res.location;
+  for (const ref of locationRefs) {
+    const e = await client.getEntityByRef(ref);
+    assert.ok(e, `${ref} not stored`);
+    assert.equal(annotations(e)[MANAGED], `url:${locationTarget}`);
+    assert.equal(annotations(e)[ORIGIN], `url:${locationTarget}`);
+  }
+  const locationEntity = await client.getEntityByRef(added.entityRef);
+  assert.deepEqual(locationEntity.spec, { type: 'url', target: locationTarget });
+});
+
+await locationCheck('location: adding it again is a 409, or a refresh with onConflict=refresh', async () => {
+  await assert.rejects(client.addLocation({ type: 'url', target: locationTarget }), assertBackstageError(409));
+  const res = await client.addLocation({ type: 'url', target: locationTarget, onConflict: 'refresh' });
+  assert.deepEqual(res.location, added);
+  assert.equal(res.exists, true);
+});
+
+await locationCheck('location: getLocations, getLocationById, getLocationByRef, getLocationByEntity', async () => {
+  const { items } = await client.getLocations();
+  assert.deepEqual(items.filter(l => l.id === added.id), [added]);
+  assert.deepEqual(await client.getLocationById(added.id), added);
+  assert.equal(await client.getLocationById('00000000-0000-4000-8000-000000000000'), undefined);
+  assert.deepEqual(await client.getLocationByRef(locationRefOf(added)), added);
+  assert.equal(await client.getLocationByRef('url:https://nowhere.example/catalog-info.yaml'), undefined);
+  for (const ref of locationRefs) assert.deepEqual(await client.getLocationByEntity(ref), added, ref);
+  assert.equal(await client.getLocationByEntity(refOf(sample)), undefined, 'an entity no location emits');
+  assert.equal(await client.getLocationByEntity(MISSING), undefined);
+});
+
+await locationCheck('location: queryLocations (predicate, totalItems, cursor) and streamLocations', async () => {
+  const all = (await client.getLocations()).items;
+  const res = await client.queryLocations({ query: { target: locationTarget.toUpperCase() }, limit: 5 });
+  assert.deepEqual(res.items, [added]);
+  assert.equal(res.totalItems, 1);
+  assert.equal(res.pageInfo.nextCursor, undefined);
+  const none = await client.queryLocations({ query: { $not: { type: 'url' } } });
+  assert.deepEqual([none.items, none.totalItems], [all.filter(l => l.type !== 'url'), all.filter(l => l.type !== 'url').length]);
+  const first = await client.queryLocations({ limit: 1 });
+  assert.equal(first.totalItems, all.length);
+  const walked = [...first.items];
+  let cursor = first.pageInfo.nextCursor;
+  while (cursor) {
+    const page = await client.queryLocations({ cursor });
+    walked.push(...page.items);
+    cursor = page.pageInfo.nextCursor;
+  }
+  assert.deepEqual(walked.map(l => l.id).sort(), all.map(l => l.id).sort());
+  const streamed = [];
+  for await (const page of client.streamLocations({ query: { type: 'url' } })) streamed.push(...page);
+  assert.deepEqual(streamed.map(l => l.id).sort(), all.filter(l => l.type === 'url').map(l => l.id).sort());
+  await assert.rejects(client.queryLocations({ query: { type: { $bogus: 1 } } }), assertBackstageError(400));
+});
+
+await locationCheck('location: getEntityAncestors leads to the Location entity', async () => {
+  const res = await client.getEntityAncestors({ entityRef: locationRefs[0] });
+  assert.equal(res.rootEntityRef, locationRefs[0]);
+  assert.deepEqual(res.items.map(i => refOf(i.entity)), [locationRefs[0], added.entityRef]);
+  assert.deepEqual(res.items[0].parentEntityRefs, [added.entityRef]);
+  assert.deepEqual(res.items[1].parentEntityRefs, []);
+});
+
+await locationCheck('location: refreshEntity of an entity it emits, and analyzeLocation', async () => {
+  await client.refreshEntity(locationRefs[0]);
+  const e = await client.getEntityByRef(locationRefs[0]);
+  assert.equal(e.status, undefined, `a good refresh leaves no status: ${JSON.stringify(e.status)}`);
+  const analysis = await client.analyzeLocation({ location: { type: 'url', target: locationTarget } });
+  assert.deepEqual(analysis.generateEntities, []);
+  assert.deepEqual(analysis.existingEntityFiles.map(f => refOf(f.entity)).sort(), [...locationRefs].sort());
+  for (const f of analysis.existingEntityFiles) {
+    assert.deepEqual(f.location, { type: 'url', target: locationTarget });
+    assert.equal(f.isRegistered, true);
+  }
+});
+
+await locationCheck('location: updateLocation reads the target again', async () => {
+  assert.deepEqual(await client.updateLocation(added.id, { type: 'url', target: locationTarget }), added);
+  await assert.rejects(client.updateLocation('00000000-0000-4000-8000-000000000000', { type: 'url', target: locationTarget }), assertBackstageError(404));
+});
+
+await locationCheck('location: removeLocationById orphans its entities and removes its Location entity', async () => {
+  await client.removeLocationById(added.id);
+  assert.equal(await client.getLocationById(added.id), undefined);
+  assert.equal(await client.getEntityByRef(added.entityRef), undefined);
+  const { items } = await client.getEntities({ filter: { [`metadata.annotations.${ORPHAN}`]: 'true' } });
+  assert.deepEqual(items.map(refOf).sort(), [...locationRefs].sort());
+  await assert.rejects(client.removeLocationById(added.id), assertBackstageError(404));
 });
 
 console.log(`contract: ${passed} passed, ${failed} failed`);

@@ -115,12 +115,14 @@ async function handle(req, url) {
       if (b.cursor) request = { cursor: b.cursor, limit: b.limit, fields: orNone(b.fields) };
       else {
         if (b.query) assertPredicate(b.query);
-        request = { query: b.query, fields: orNone(b.fields), orderFields: orNone(b.orderBy), limit: b.limit ?? 20, offset: b.offset };
+        request = { query: b.query, fields: orNone(b.fields), orderFields: orNone(b.orderBy), limit: b.limit ?? 20, offset: b.offset, totalItems: b.totalItems };
       }
     }
     if (request.cursor && request.limit === undefined) request.limit = 20;
     r = await catalog.queryEntities(request);
-    return [200, { items: r.items, totalItems: r.totalItems, pageInfo: r.pageInfo }];
+    // Backstage's backend counts nothing with totalItems=exclude (the in-memory client always does).
+    const exclude = (m === 'GET' ? q.get('totalItems') : request.totalItems) === 'exclude';
+    return [200, { items: r.items, totalItems: exclude ? 0 : r.totalItems, pageInfo: r.pageInfo }];
   }
   const byName = p.match(/^\/entities\/by-name\/([^/]+)\/([^/]+)\/([^/]+)$/);
   if (m === 'GET' && byName) {

@@ -29,8 +29,9 @@ from tests.integrations.engine.test_valid_values import (  # noqa: F401 (fixture
 
 HINT = "integration settings → mappings"
 # A page's auto-import with its refusals recorded: lookups (the repositories other integrations
-# imported included), one upsert, bulk links, one error write.
-QUERIES = 18
+# imported included), one upsert, bulk links, one error write and the lookup of the entities
+# linked to the failed records (whose status.items show their errors).
+QUERIES = 19
 SPACED = {"data pipeline (v2)", "Café Über Service", "Personal Notes"}
 
 
@@ -152,13 +153,24 @@ def test_an_invalid_mapping_on_refresh_keeps_the_stored_entity_and_records_the_e
         current = entity_document(entity_of(row))
         assert current["metadata"]["name"] == before[name]["metadata"]["name"]  # not renamed
         if name in invalid:
-            assert current == before[name]  # left as it was
+            # Left as it was, but for the error it now shows, as Backstage's status.items.
+            (item,) = current.pop("status")["items"]
+            for document in (current, before[name]):
+                document["metadata"].pop("etag")
+            assert current == before[name]
             error = row.processing_errors[ProcessingStage.REFRESH]
             assert error["reason"] == "invalid entity"
             assert "metadata.labels.team" in error["message"] and HINT in error["hint"]
+            assert (item["type"], item["level"], item["error"]["name"]) == (
+                "backstage.io/catalog-processing",
+                "error",
+                "InputError",
+            )
+            assert item["error"]["message"].startswith(f"Refresh: {error['message']}")
+            assert item["message"] == f"InputError: {item['error']['message']}"
         else:
             assert current["metadata"]["labels"]["team"] == display[name]
-            assert row.processing_errors == {}
+            assert row.processing_errors == {} and "status" not in current
 
     services.integration_update(
         integration=integration, field_mappings=mappings(team="to_label_value(name)")
@@ -168,6 +180,7 @@ def test_an_invalid_mapping_on_refresh_keeps_the_stored_entity_and_records_the_e
     for name, row in rows(integration).items():
         assert (row.processing_errors, row.error_since) == ({}, None)
         assert entity_of(row).labels["team"] == as_label_value(display[name])
+        assert entity_of(row).status_items == []  # the refresh that succeeded cleared them
 
 
 @pytest.mark.django_db
@@ -244,7 +257,12 @@ def test_an_expression_that_fails_on_a_record_is_an_error_not_a_missing_field(
         assert error["reason"] == "mapping failed"
         assert "metadata.labels.team ← to_label_value(tags) failed" in error["message"]
         assert "invalid type for value" in error["message"] and HINT in error["hint"]
-        assert entity_document(entity_of(row)) == before[name]  # left as it was
+        current = entity_document(entity_of(row))
+        (item,) = current.pop("status")["items"]  # shown as Backstage's status.items
+        assert item["error"]["name"] == "InputError" and error["message"] in item["message"]
+        for document in (current, before[name]):
+            document["metadata"].pop("etag")
+        assert current == before[name]  # otherwise left as it was
 
 
 @pytest.mark.django_db
