@@ -6,7 +6,7 @@ import binascii
 import json
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,8 +30,8 @@ from portal.api import InputError, require_perm
 DEFAULT_LOCATION_QUERY_LIMIT = 20
 MAX_LOCATION_QUERY_LIMIT = 1000
 
-_CONFLICT = {409: OpenApiResponse(s.ErrorSerializer, description="ConflictError")}
-_FORBIDDEN = {403: OpenApiResponse(s.ErrorSerializer, description="NotAllowedError")}
+_CONFLICT = s.error_responses(409)
+_FORBIDDEN = s.error_responses(403)
 
 
 def location_data(location: Location) -> dict:
