@@ -9,15 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from integrations import services as integration_services
 from integrations.choices import SecondaryKind
 from integrations.models import ImportedEntity
 from scorecards import services
 from scorecards.models import EntityMetric, MetricStatus
 from tests.integrations.engine.conftest import sync_ok
+from tests.integrations.engine.test_valid_values import cloud_integration, dc_integration
 from tests.sandbox.fixtures import (  # noqa: F401 (fixtures)
-    DC_TOKEN,
-    SANDBOX_TOKEN,
     cloud_world_factory,
     dc_world_factory,
     make_cloud_sandbox,
@@ -36,36 +34,6 @@ def _world(factory):
     return world
 
 
-def _integration(provider: str, server):
-    kinds = [SecondaryKind.PULL_REQUESTS, SecondaryKind.COMMITS]
-    if provider == "cloud":
-        connector = integration_services.connector_create(
-            name="cloud",
-            provider="bitbucket_cloud",
-            auth_kind="workspace_access_token",
-            base_url=server.api_url,
-            secrets={"token": SANDBOX_TOKEN},
-        )
-        target = {"workspace": next(iter(server.world.workspaces))}
-    else:
-        connector = integration_services.connector_create(
-            name="dc",
-            provider="bitbucket_dc",
-            auth_kind="personal_access_token",
-            base_url=server.url,
-            secrets={"token": DC_TOKEN},
-            ca_pem=server.ca_pem,
-        )
-        target = {}
-    return integration_services.integration_create(
-        connector=connector,
-        name=provider,
-        target=target,
-        auto_import=True,
-        secondary_kinds=kinds,
-    )
-
-
 @pytest.fixture(params=["cloud", "dc"])
 def synced_world(request, settings, make_cloud_sandbox, make_dc_sandbox):  # noqa: F811
     settings.BITBUCKET_DC_ENABLED = True
@@ -73,7 +41,8 @@ def synced_world(request, settings, make_cloud_sandbox, make_dc_sandbox):  # noq
         server = make_cloud_sandbox(_world(cloud_world_factory))
     else:
         server = make_dc_sandbox(_world(dc_world_factory))
-    integration = _integration(request.param, server)
+    make = cloud_integration if request.param == "cloud" else dc_integration
+    integration = make(server, secondary_kinds=[SecondaryKind.PULL_REQUESTS, SecondaryKind.COMMITS])
     sync_ok(integration)
     return server.world, integration
 

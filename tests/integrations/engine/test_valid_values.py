@@ -182,7 +182,9 @@ def hostile_world(factory):
     return world
 
 
-def cloud_integration(server):
+def cloud_integration(server, **values):
+    """An auto-importing integration of the sandbox's first workspace (``values``: more of
+    its settings; no secondary kinds unless given)."""
     connector = services.connector_create(
         name="cloud",
         provider="bitbucket_cloud",
@@ -192,15 +194,19 @@ def cloud_integration(server):
     )
     workspace = next(iter(server.world.workspaces))
     return services.integration_create(
-        connector=connector,
-        name="cloud",
-        target={"workspace": workspace},
-        auto_import=True,
-        secondary_kinds=[],
+        **{
+            "connector": connector,
+            "name": "cloud",
+            "target": {"workspace": workspace},
+            "auto_import": True,
+            "secondary_kinds": [],
+            **values,
+        }
     )
 
 
-def dc_integration(server):
+def dc_integration(server, **values):
+    """An auto-importing integration of the whole Data Center sandbox (``values`` as above)."""
     connector = services.connector_create(
         name="dc",
         provider="bitbucket_dc",
@@ -210,7 +216,13 @@ def dc_integration(server):
         ca_pem=server.ca_pem,
     )
     return services.integration_create(
-        connector=connector, name="dc", auto_import=True, secondary_kinds=[]
+        **{
+            "connector": connector,
+            "name": "dc",
+            "auto_import": True,
+            "secondary_kinds": [],
+            **values,
+        }
     )
 
 
