@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from catalog.relations import INVERSE, declared_relations
 from catalog.rendering import entity_document
 from catalog.search import search_rows
 from catalog.validation import EntityValidationError, ValidationIssue, validate_entity_document
-from portal.bulk import instances_insert, rows_insert
+from portal.bulk import instances_insert, rows_insert, tables_analyze
 
 logger = logging.getLogger(__name__)
 
@@ -281,17 +281,6 @@ def entities_import(
             )
     tables_analyze(Entity, EntitySearch, Relation)
     return ImportResult(len(seen), created, updated, unchanged)
-
-
-def tables_analyze(*models) -> None:
-    """Refresh PostgreSQL's statistics of tables a bulk write just filled, so the planner does
-    not pick plans made for empty tables (autovacuum gets there only later). Other databases
-    plan without them."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for model in models:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 
 def entities_index(*, entities: Iterable[Entity], created: Iterable[Entity] = ()) -> None:

@@ -246,3 +246,14 @@ def _json_default(value):
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def tables_analyze(*models) -> None:
+    """Refresh PostgreSQL's statistics of tables a bulk write just filled, so the planner does
+    not pick plans made for empty tables (autovacuum gets there only later). Other databases
+    plan without them."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

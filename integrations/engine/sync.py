@@ -22,7 +22,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from catalog.models import Entity
+from catalog.models import Entity, EntitySearch, Relation
 from catalog.services import entity_changes_source
 from integrations.choices import (
     DiscoveredState,
@@ -64,9 +64,17 @@ from integrations.engine.processing import RunErrors
 from integrations.engine.readahead import ListingPages
 from integrations.engine.secondary import SecondarySync, start_datetime
 from integrations.engine.targeted import webhook_coalesced_drain, webhook_coalesced_followup
-from integrations.models import DiscoveredEntity, ImportedEntity, Integration, SyncRun
+from integrations.models import (
+    Commit,
+    DiscoveredEntity,
+    ImportedEntity,
+    Integration,
+    PullRequest,
+    SyncRun,
+)
 from integrations.providers import registry
 from integrations.providers.base import Provider, ProviderError, RepoRecord
+from portal.bulk import tables_analyze
 
 __all__ = [
     "ClaimLost",
@@ -437,5 +445,28 @@ def _finish(
             last_sync_at=now, next_sync_at=now + timedelta(minutes=integration.update_frequency)
         )
         claim_release(run)
+        _statistics_refresh(run)
         webhook_coalesced_followup(integration_id=integration.pk)
     return run
+
+
+# A run that wrote at least this many rows (a first sync, a large refresh) refreshes the
+# planner's statistics of what it wrote: PostgreSQL's autovacuum would get there only later, and
+# until then the catalog's queries may be planned for the empty tables of before.
+ANALYZE_AFTER_ROWS = 1000
+
+
+def _statistics_refresh(run: SyncRun) -> None:
+    written = run.discovered + run.imported + run.pull_requests + run.commits  # rows created
+    if written < ANALYZE_AFTER_ROWS:
+        return
+    tables_analyze(
+        DiscoveredEntity,
+        ImportedEntity,
+        PullRequest,
+        Commit,
+        Entity,
+        EntitySearch,
+        Relation,
+    )
+    logger.info("integrations.sync.statistics_refreshed", extra={"run_id": run.pk, "rows": written})

@@ -1,11 +1,15 @@
 """The first sync's bulk write path: what it writes in one go equals what the one-by-one path
 derives, so nothing has to be written twice."""
 
-from catalog.models import EntitySearch
+import pytest
+from django.db import connection
+
+from catalog.models import Entity, EntitySearch
 from catalog.rendering import entity_document
 from catalog.search import search_rows
+from integrations.engine import sync as sync_engine
 from integrations.engine.imports import entities_ingested_rebuild
-from integrations.models import ImportedEntity
+from integrations.models import DiscoveredEntity, ImportedEntity
 from tests.integrations.engine.conftest import entity, sync_ok
 
 
@@ -61,3 +65,29 @@ def test_an_unchanged_resync_rewrites_no_entity(world, engine_integration):
     assert run.refreshed == 0
     after = entity("payments")
     assert (after.etag, after.updated_at) == (before.etag, before.updated_at)
+
+
+def _reltuples(model) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_sync_that_wrote_many_rows_refreshes_the_planner_statistics(
+    world, engine_integration, monkeypatch
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+    monkeypatch.setattr(sync_engine, "ANALYZE_AFTER_ROWS", 10)
+    for index in range(3):
+        world.add_repo(f"svc-{index}")
+    before = _reltuples(DiscoveredEntity)
+    sync_ok(engine_integration("small", auto_import=True))  # 3 records + 3 imports: 6 rows
+    assert _reltuples(DiscoveredEntity) == before
+    for index in range(3, 11):
+        world.add_repo(f"svc-{index}")
+    sync_ok(engine_integration("large", auto_import=False))  # 11 new records
+    assert _reltuples(DiscoveredEntity) == DiscoveredEntity.objects.count() == 14
+    assert _reltuples(Entity) == Entity.objects.count()
