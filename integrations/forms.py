@@ -2,11 +2,14 @@
 rule about values stays in :mod:`integrations.services` (which the views call), and the errors it
 raises are put back on the fields they name with :func:`apply_service_errors`."""
 
+from dataclasses import dataclass
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from catalog.validation import KIND_RE
 from integrations import choices, services
+from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
 from integrations.models import Connector, Integration
 from integrations.providers import registry
 from integrations.selectors import (
@@ -231,6 +234,56 @@ class SetupForm(forms.Form):
         return initial
 
 
+@dataclass(frozen=True)
+class RowError:
+    """A row editor's error: the message, the input it is about (``ingested``, ``catalog``,
+    ``path`` or ``expression``) and, for a JMESPath error, the expression split around the
+    character the parser stopped at so the template can mark it."""
+
+    message: str
+    column: str
+    before: str = ""
+    at: str = ""
+    after: str = ""
+    marked: bool = False
+
+
+def _row_error(*cells: tuple[str, str]) -> RowError | None:
+    """The first invalid JMESPath cell of a row."""
+    for column, value in cells:
+        if not value:
+            return RowError("An expression is required.", column)
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            return _expression_row_error(exc, column, value)
+    return None
+
+
+def _mapping_row_error(path: str, expression: str) -> RowError | None:
+    if not path:
+        return RowError("A catalog path is required.", "path")
+    try:
+        catalog_path_parts(path)
+    except ExpressionError as exc:
+        return RowError(exc.plain, "path")
+    return _row_error(("expression", expression))
+
+
+def _expression_row_error(exc: ExpressionError, column: str, value: str) -> RowError:
+    if exc.position is None:
+        return RowError(exc.plain, column)
+    at = value[exc.position : exc.position + 1]
+    return RowError(
+        exc.plain,
+        column,
+        before=value[: exc.position],
+        at=at,
+        after=value[exc.position + 1 :],
+        marked=True,
+    )
+
+
 class MappingForm(forms.Form):
     """Step 2: registration behaviour, kind and type, correlation rules, field mappings and
     secondary kinds. Rules and mappings are row lists (``rule_*`` and ``mapping_*``)."""
@@ -264,6 +317,7 @@ class MappingForm(forms.Form):
             self.fields["secondary_kinds"].disabled = True
         self.rules: list[dict] = []
         self.mappings: list[tuple[str, str]] = []
+        self.row_errors: dict[tuple[str, int], RowError] = {}
 
     def clean_entity_kind(self):
         kind = self.cleaned_data["entity_kind"].strip()
@@ -295,17 +349,38 @@ class MappingForm(forms.Form):
             {"ingested": ingested, "operator": operator or "equals", "catalog": catalog}
             for ingested, operator, catalog in rules
         ]
-        if not self.rules:
-            self.add_error(None, "Add at least one correlation rule.")
-        else:
-            try:
-                services.correlation_rules_validate(self.rules)
-            except ValidationError as exc:
-                for key, messages in exc.message_dict.items():
-                    self.add_error(None, f"Correlation rule {_row_label(key)}: {messages[0]}")
         self.mappings = [
             (path, expr) for path, expr in self._rows("mapping_path", "mapping_expression")
         ]
+        self.row_errors = {}
+        for index, rule in enumerate(self.rules):
+            error = _row_error(("ingested", rule["ingested"]), ("catalog", rule["catalog"]))
+            if error:
+                self.row_errors[("rule", index)] = error
+        for index, (path, expression) in enumerate(self.mappings):
+            error = _mapping_row_error(path, expression)
+            if error:
+                self.row_errors[("mapping", index)] = error
+        if self.row_errors:
+            count = len(self.row_errors)
+            self.add_error(
+                None,
+                f"{count} row{'s' if count > 1 else ''} below need{'' if count > 1 else 's'} "
+                "attention: see the message under each.",
+            )
+        elif not self.rules:
+            self.add_error(None, "Add at least one correlation rule.")
+        else:
+            self._service_validate()
+        return cleaned
+
+    def _service_validate(self) -> None:
+        """What the rows' own checks leave to the services (such as an unknown operator)."""
+        try:
+            services.correlation_rules_validate(self.rules)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                self.add_error(None, f"Correlation rule {_row_label(key)}: {messages[0]}")
         try:
             services.field_mappings_validate(dict(self.mappings))
         except ValidationError as exc:
@@ -313,7 +388,24 @@ class MappingForm(forms.Form):
                 self.add_error(
                     None, f"Field mapping {key.removeprefix('field_mappings.')}: {messages[0]}"
                 )
-        return cleaned
+
+    def rule_editor_rows(self) -> list[dict]:
+        """Rows for the rules editor, each with its error (``None`` when it has none)."""
+        return [
+            {**rule, "index": index, "error": self.row_errors.get(("rule", index))}
+            for index, rule in enumerate(self.rule_rows())
+        ]
+
+    def mapping_editor_rows(self) -> list[dict]:
+        return [
+            {
+                "path": path,
+                "expression": expression,
+                "index": index,
+                "error": self.row_errors.get(("mapping", index)),
+            }
+            for index, (path, expression) in enumerate(self.mapping_rows())
+        ]
 
     def rule_rows(self) -> list[dict]:
         """Rows to render: what was posted, else the initial rules."""

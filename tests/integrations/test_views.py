@@ -175,10 +175,67 @@ def test_wizard_steps_show_clear_errors(editor_client, connector):
     )
     body = response.content.decode()
     assert "is not a valid kind" in body
-    assert "Correlation rule 1 (ingested)" in body
+    assert body.count("`name[[` is not a valid JMESPath expression: unexpected “[”") == 1
     assert response.context["form"].rule_rows() == [
         {"ingested": "name[[", "operator": "equals", "catalog": "metadata.name"}
     ]
+
+
+def _mapping_post(editor_client, connector, **rows):
+    editor_client.post(
+        "/integrations/new/setup/", {"action": "next", "name": "x", "connector": connector.pk}
+    )
+    return editor_client.post(
+        "/integrations/new/mapping/",
+        {"action": "next", "registration": "register", "entity_kind": "Component", **rows},
+    )
+
+
+def test_a_jmespath_error_is_shown_once_in_words_under_its_row(editor_client, connector):
+    response = _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name", "name[?"],
+        rule_operator=["equals", "equals"],
+        rule_catalog=["metadata.name", "metadata.name"],
+    )
+    body = response.content.decode()
+    message = (
+        "`name[?` is not a valid JMESPath expression: it ends inside a filter (at character 6)"
+    )
+    assert body.count(message) == 1
+    assert "Expecting" not in body and "Incomplete expression" not in body
+    # The second row's ingested input is marked and points at the message just below it.
+    row = body[body.index('value="name[?"') :]
+    assert row.startswith(
+        'value="name[?" placeholder="Ingested data path" aria-label="Ingested data path"'
+        ' aria-invalid="true" aria-describedby="rule-1-error">'
+    )
+    error = row[row.index('id="rule-1-error"') :]
+    assert error.startswith(f'id="rule-1-error">{message}')
+    assert '<code class="expression-excerpt" aria-hidden="true">name[<mark>?</mark></code>' in row
+    assert body.count("aria-invalid") == 1  # the valid first row is not marked
+    assert "1 row below needs attention: see the message under each." in body
+    assert response.context["form"].row_errors.keys() == {("rule", 1)}
+
+
+def test_an_emptied_catalog_path_is_refused_on_its_row(editor_client, connector):
+    response = _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name"],
+        rule_operator=["equals"],
+        rule_catalog=["metadata.name"],
+        mapping_path=["metadata.description", "", "metadata.title"],
+        mapping_expression=["description", "links.html.href", ""],
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.count("A catalog path is required.") == 1
+    assert 'id="mapping-1-error">A catalog path is required.</p>' in body
+    assert 'aria-describedby="mapping-1-error"' in body
+    assert 'id="mapping-2-error">An expression is required.</p>' in body
+    assert "2 rows below need attention: see the message under each." in body
 
 
 def test_later_wizard_steps_send_you_back_to_the_first_undone_one(editor_client, db):
