@@ -170,7 +170,9 @@ class SetupForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.instance = instance
         self.fields["connector"].queryset = connectors_visible(user)
-        self.fields["connector"].label_from_instance = lambda c: f"{c.name} ({c.provider})"
+        self.fields["connector"].label_from_instance = lambda c: (
+            f"{c.name} ({registry.display_name(c.provider)})"
+        )
         # What to discover: the target fields the registered providers declare.
         self.target_fields = registry.target_fields()
         for name, target_field in self.target_fields.items():

@@ -240,6 +240,9 @@ def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
         action = request.POST.get("action", "next")
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
+            # The integration's own fields are not being submitted: keep what was typed, but
+            # do not judge it (its errors would crowd the connector's).
+            setup = SetupForm(initial=request.POST.dict(), user=request.user)
             connector_form = ConnectorForm(
                 request.POST, prefix=CONNECTOR_FORM_PREFIX, user=request.user
             )

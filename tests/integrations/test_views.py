@@ -238,6 +238,46 @@ def test_an_emptied_catalog_path_is_refused_on_its_row(editor_client, connector)
     assert "2 rows below need attention: see the message under each." in body
 
 
+def test_creating_a_connector_shows_only_the_connectors_errors(editor_client, db):
+    response = editor_client.post(
+        "/integrations/new/setup/",
+        {"action": "create_connector", "name": "kept", "connector-name": ""},
+    )
+    body = response.content.decode()
+    assert "Choose a connector, or create one below." not in body  # the setup form's
+    assert response.context["form"]["name"].value() == "kept"
+    assert not response.context["form"].is_bound
+    assert response.context["connector_form"].errors["name"] == ["This field is required."]
+
+
+def test_the_unticked_confirmation_is_said_once(editor_client, connector):
+    _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name"],
+        rule_operator=["equals"],
+        rule_catalog=["metadata.name"],
+    )
+    editor_client.post("/integrations/new/advanced/", {"action": "next", "update_frequency": "60"})
+    response = editor_client.post("/integrations/new/confirm/", {"action": "create"})
+    assert response.content.decode().count("Tick the confirmation box") == 1
+
+
+def test_pages_name_providers_by_their_display_name(editor_client, db):
+    cloud = services.connector_create(
+        name="cloud",
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        secrets={"token": "t"},
+    )
+    for url in ("/integrations/connectors/", f"/integrations/connectors/{cloud.pk}/"):
+        body = editor_client.get(url).content.decode()
+        assert "Bitbucket Cloud" in body, url
+        assert "bitbucket_cloud" not in body, url
+    setup = editor_client.get("/integrations/new/setup/").content.decode()
+    assert ">cloud (Bitbucket Cloud)</option>" in setup
+
+
 def test_later_wizard_steps_send_you_back_to_the_first_undone_one(editor_client, db):
     response = editor_client.get("/integrations/new/confirm/")
     assert response["Location"] == "/integrations/new/setup/"
