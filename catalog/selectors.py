@@ -90,6 +90,16 @@ def cached_per_generation(label: str, queryset: QuerySet, compute: Callable[[], 
     return value
 
 
+def entity_spec_types() -> list[str]:
+    """The ``spec.type`` values the catalog holds, for forms that offer them as choices."""
+    return list(
+        Entity.objects.exclude(spec_type="")
+        .order_by("spec_type")
+        .values_list("spec_type", flat=True)
+        .distinct()
+    )
+
+
 def entities_count(queryset: QuerySet[Entity]) -> int:
     """An exact count of the filtered entities (``totalItems``), cached per generation."""
     return cached_per_generation("count", queryset, queryset.count)

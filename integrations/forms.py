@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django import forms
 from django.core.exceptions import ValidationError
 
-from catalog.validation import KIND_RE
+from catalog.selectors import entity_spec_types
+from catalog.validation import KIND_RE, KNOWN_KINDS
 from integrations import choices, services
 from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
 from integrations.models import Connector, Integration
@@ -286,6 +287,11 @@ def _expression_row_error(exc: ExpressionError, column: str, value: str) -> RowE
     )
 
 
+OTHER = "__other__"
+# Backstage's usual component types, offered beside those the catalog already holds.
+BACKSTAGE_TYPES = ("documentation", "library", "service", "tool", "website")
+
+
 class MappingForm(forms.Form):
     """Step 2: registration behaviour, kind and type, correlation rules, field mappings and
     secondary kinds. Rules and mappings are row lists (``rule_*`` and ``mapping_*``)."""
@@ -296,13 +302,22 @@ class MappingForm(forms.Form):
         widget=forms.RadioSelect,
         label="Registration behaviour",
     )
-    entity_kind = forms.CharField(max_length=63, initial="Component", label="Kind")
+    entity_kind = forms.CharField(
+        max_length=63, initial="Component", label="Kind", widget=forms.Select
+    )
+    entity_kind_other = forms.CharField(
+        max_length=63, required=False, label="Other kind", help_text="Used when Kind is Other…"
+    )
     entity_type = forms.CharField(
         max_length=63,
         required=False,
         initial="service",
         label="Type",
         help_text="Not configurable when the integration only merges.",
+        widget=forms.Select,
+    )
+    entity_type_other = forms.CharField(
+        max_length=63, required=False, label="Other type", help_text="Used when Type is Other…"
     )
     secondary_kinds = forms.MultipleChoiceField(
         choices=choices.SecondaryKind.choices,
@@ -317,15 +332,44 @@ class MappingForm(forms.Form):
         self.locked_secondary = locked_secondary
         if locked_secondary:
             self.fields["secondary_kinds"].disabled = True
+        self._offer("entity_kind", [*KNOWN_KINDS, "Template"])
+        self._offer("entity_type", sorted({*BACKSTAGE_TYPES, *entity_spec_types()}), blank="None")
         self.rules: list[dict] = []
         self.mappings: list[tuple[str, str]] = []
         self.row_errors: dict[tuple[str, int], RowError] = {}
 
+    def _offer(self, name: str, known: list[str], blank: str = "") -> None:
+        """Offer the known values in the select, Other… for the rest; a saved value that is
+        not known starts as Other… with the value typed in."""
+        field = self.fields[name]
+        field.widget.choices = (
+            ([("", blank)] if blank else []) + [(v, v) for v in known] + [(OTHER, "Other…")]
+        )
+        field.widget.attrs.pop("maxlength", None)  # a CharField's, invalid on a select
+        field.widget.attrs["data-other"] = f"id_{name}_other"
+        value = self.initial.get(name, field.initial)
+        if not self.is_bound and value and value not in known:
+            self.initial[name] = OTHER
+            self.initial[f"{name}_other"] = value
+
+    def _chosen(self, name: str) -> str:
+        value = self.cleaned_data[name].strip()
+        if value != OTHER:
+            return value
+        typed = (self.data.get(self.add_prefix(f"{name}_other")) or "").strip()
+        if not typed:
+            label = self.fields[name].label.lower()
+            raise ValidationError(f"Type the {label} under Other {label}, or choose one.")
+        return typed
+
     def clean_entity_kind(self):
-        kind = self.cleaned_data["entity_kind"].strip()
+        kind = self._chosen("entity_kind")
         if not KIND_RE.match(kind):
             raise ValidationError(f"{kind!r} is not a valid kind (letters and digits).")
         return kind
+
+    def clean_entity_type(self):
+        return self._chosen("entity_type")
 
     def _rows(self, *names: str) -> list[list[str]]:
         """Posted rows of a row editor; rows whose text inputs are all empty are dropped (a

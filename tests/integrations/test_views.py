@@ -238,6 +238,48 @@ def test_an_emptied_catalog_path_is_refused_on_its_row(editor_client, connector)
     assert "2 rows below need attention: see the message under each." in body
 
 
+def test_kind_and_type_are_chosen_from_the_catalogs_or_typed_under_other(
+    editor_client, connector, make_entities
+):
+    make_entities(component_doc("ledger", type="batch-job"))
+    editor_client.post(
+        "/integrations/new/setup/", {"action": "next", "name": "x", "connector": connector.pk}
+    )
+    body = editor_client.get("/integrations/new/mapping/").content.decode()
+    assert '<select name="entity_kind" data-other="id_entity_kind_other"' in body
+    assert '<option value="Component" selected>Component</option>' in body
+    assert '<option value="Template">Template</option>' in body
+    assert '<option value="batch-job">batch-job</option>' in body  # from the catalog
+    assert '<option value="service" selected>service</option>' in body
+    assert body.count('<option value="__other__">Other…</option>') == 2
+    rules = {"rule_ingested": ["name"], "rule_operator": ["equals"], "rule_catalog": ["x"]}
+    other = {"entity_kind": "__other__", "entity_type": "__other__", **rules}
+    refused = _mapping_post(editor_client, connector, **other, entity_kind_other="not a kind")
+    assert refused.context["form"].errors["entity_kind"] == [
+        "'not a kind' is not a valid kind (letters and digits)."
+    ]
+    assert refused.context["form"].errors["entity_type"] == [
+        "Type the type under Other type, or choose one."
+    ]
+    accepted = _mapping_post(
+        editor_client, connector, **other, entity_kind_other="Widget", entity_type_other="cron"
+    )
+    assert accepted["Location"] == "/integrations/new/advanced/"
+    editor_client.post("/integrations/new/advanced/", {"action": "next", "update_frequency": "60"})
+    confirm = editor_client.get("/integrations/new/confirm/").content.decode()
+    assert "<dt>Kind / type</dt><dd>Widget / cron</dd>" in confirm
+
+
+def test_a_saved_kind_the_catalog_does_not_know_starts_as_other(db):
+    from integrations.forms import MappingForm
+
+    form = MappingForm(initial={"entity_kind": "Widget", "entity_type": "service"})
+    html = str(form["entity_kind"]) + str(form["entity_kind_other"])
+    assert '<option value="__other__" selected>Other…</option>' in html
+    assert 'value="Widget"' in html
+    assert form["entity_type"].value() == "service"
+
+
 def test_creating_a_connector_shows_only_the_connectors_errors(editor_client, db):
     response = editor_client.post(
         "/integrations/new/setup/",
