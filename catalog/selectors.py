@@ -90,10 +90,11 @@ def cached_per_generation(label: str, queryset: QuerySet, compute: Callable[[], 
     return value
 
 
-def entity_spec_types() -> list[str]:
-    """The ``spec.type`` values the catalog holds, for forms that offer them as choices."""
+def entity_spec_types(*, queryset: QuerySet[Entity]) -> list[str]:
+    """The ``spec.type`` values among these entities, for forms that offer them as choices
+    (pass the user's visible entities: a type can tell of another scope)."""
     return list(
-        Entity.objects.exclude(spec_type="")
+        queryset.exclude(spec_type="")
         .order_by("spec_type")
         .values_list("spec_type", flat=True)
         .distinct()

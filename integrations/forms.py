@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django import forms
 from django.core.exceptions import ValidationError
 
-from catalog.selectors import entity_spec_types
+from catalog.selectors import entities_visible, entity_spec_types
 from catalog.validation import KIND_RE, KNOWN_KINDS
 from integrations import choices, services
 from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
@@ -327,13 +327,17 @@ class MappingForm(forms.Form):
         label="Secondary kinds",
     )
 
-    def __init__(self, *args, locked_secondary: bool = False, **kwargs):
+    def __init__(self, *args, user, locked_secondary: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.locked_secondary = locked_secondary
         if locked_secondary:
             self.fields["secondary_kinds"].disabled = True
         self._offer("entity_kind", [*KNOWN_KINDS, "Template"])
-        self._offer("entity_type", sorted({*BACKSTAGE_TYPES, *entity_spec_types()}), blank="None")
+        self._offer(
+            "entity_type",
+            sorted({*BACKSTAGE_TYPES, *entity_spec_types(queryset=entities_visible(user=user))}),
+            blank="None",
+        )
         self.rules: list[dict] = []
         self.mappings: list[tuple[str, str]] = []
         self.row_errors: dict[tuple[str, int], RowError] = {}

@@ -179,7 +179,9 @@ def _wizard_forms(request: HttpRequest) -> tuple[SetupForm, MappingForm, Advance
     """The three steps' forms, bound to what the session holds (unbound where nothing is)."""
     user = request.user
     setup = SetupForm(_stored(request, "setup"), user=user)
-    mapping = MappingForm(_stored(request, "mapping"), initial=_mapping_initial(setup))
+    mapping = MappingForm(
+        _stored(request, "mapping"), initial=_mapping_initial(setup), user=request.user
+    )
     advanced = AdvancedForm(_stored(request, "advanced"), user=user)
     return setup, mapping, advanced
 
@@ -308,7 +310,7 @@ def _covering_warning(setup: SetupForm) -> str:
 
 def _wizard_mapping(request, setup, mapping: MappingForm, advanced) -> HttpResponse:
     if request.method == "POST":
-        mapping = MappingForm(request.POST, initial=_mapping_initial(setup))
+        mapping = MappingForm(request.POST, initial=_mapping_initial(setup), user=request.user)
         if request.POST.get("action") == "back":
             _wizard_store(request, "mapping", request.POST)
             return redirect("integrations:wizard", step="setup")
@@ -760,7 +762,10 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
             raise PermissionDenied(context["read_only_reason"])
         setup = SetupForm(request.POST, user=user, instance=integration)
         mapping = MappingForm(
-            request.POST, initial=MappingForm.initial_for(integration), locked_secondary=True
+            request.POST,
+            initial=MappingForm.initial_for(integration),
+            user=user,
+            locked_secondary=True,
         )
         advanced = AdvancedForm(request.POST, user=user)
         if all([setup.is_valid(), mapping.is_valid(), advanced.is_valid()]):
@@ -775,7 +780,9 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The settings were not saved: please correct the errors below.")
     else:
         setup = SetupForm(initial=SetupForm.initial_for(integration), user=user)
-        mapping = MappingForm(initial=MappingForm.initial_for(integration), locked_secondary=True)
+        mapping = MappingForm(
+            initial=MappingForm.initial_for(integration), user=user, locked_secondary=True
+        )
         advanced = AdvancedForm(initial=AdvancedForm.initial_for(integration), user=user)
     context.update(setup=setup, mapping=mapping, advanced=advanced, errors=errors)
     return render(request, "integrations/integration_configuration.html", context)

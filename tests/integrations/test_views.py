@@ -270,10 +270,12 @@ def test_kind_and_type_are_chosen_from_the_catalogs_or_typed_under_other(
     assert "<dt>Kind / type</dt><dd>Widget / cron</dd>" in confirm
 
 
-def test_a_saved_kind_the_catalog_does_not_know_starts_as_other(db):
+def test_a_saved_kind_the_catalog_does_not_know_starts_as_other(make_user):
     from integrations.forms import MappingForm
 
-    form = MappingForm(initial={"entity_kind": "Widget", "entity_type": "service"})
+    form = MappingForm(
+        initial={"entity_kind": "Widget", "entity_type": "service"}, user=make_user("u")
+    )
     html = str(form["entity_kind"]) + str(form["entity_kind_other"])
     assert '<option value="__other__" selected>Other…</option>' in html
     assert 'value="Widget"' in html
