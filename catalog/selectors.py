@@ -90,6 +90,17 @@ def cached_per_generation(label: str, queryset: QuerySet, compute: Callable[[], 
     return value
 
 
+def entity_spec_types(*, queryset: QuerySet[Entity]) -> list[str]:
+    """The ``spec.type`` values among these entities, for forms that offer them as choices
+    (pass the user's visible entities: a type can tell of another scope)."""
+    return list(
+        queryset.exclude(spec_type="")
+        .order_by("spec_type")
+        .values_list("spec_type", flat=True)
+        .distinct()
+    )
+
+
 def entities_count(queryset: QuerySet[Entity]) -> int:
     """An exact count of the filtered entities (``totalItems``), cached per generation."""
     return cached_per_generation("count", queryset, queryset.count)

@@ -2,11 +2,15 @@
 rule about values stays in :mod:`integrations.services` (which the views call), and the errors it
 raises are put back on the fields they name with :func:`apply_service_errors`."""
 
+from dataclasses import dataclass
+
 from django import forms
 from django.core.exceptions import ValidationError
 
-from catalog.validation import KIND_RE
+from catalog.selectors import entities_visible, entity_spec_types
+from catalog.validation import KIND_RE, KNOWN_KINDS
 from integrations import choices, services
+from integrations.engine.mapping import ExpressionError, catalog_path_parts, compile_expression
 from integrations.models import Connector, Integration
 from integrations.providers import registry
 from integrations.selectors import (
@@ -167,7 +171,9 @@ class SetupForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.instance = instance
         self.fields["connector"].queryset = connectors_visible(user)
-        self.fields["connector"].label_from_instance = lambda c: f"{c.name} ({c.provider})"
+        self.fields["connector"].label_from_instance = lambda c: (
+            f"{c.name} ({registry.display_name(c.provider)})"
+        )
         # What to discover: the target fields the registered providers declare.
         self.target_fields = registry.target_fields()
         for name, target_field in self.target_fields.items():
@@ -231,6 +237,61 @@ class SetupForm(forms.Form):
         return initial
 
 
+@dataclass(frozen=True)
+class RowError:
+    """A row editor's error: the message, the input it is about (``ingested``, ``catalog``,
+    ``path`` or ``expression``) and, for a JMESPath error, the expression split around the
+    character the parser stopped at so the template can mark it."""
+
+    message: str
+    column: str
+    before: str = ""
+    at: str = ""
+    after: str = ""
+    marked: bool = False
+
+
+def _row_error(*cells: tuple[str, str]) -> RowError | None:
+    """The first invalid JMESPath cell of a row."""
+    for column, value in cells:
+        if not value:
+            return RowError("An expression is required.", column)
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            return _expression_row_error(exc, column, value)
+    return None
+
+
+def _mapping_row_error(path: str, expression: str) -> RowError | None:
+    if not path:
+        return RowError("A catalog path is required.", "path")
+    try:
+        catalog_path_parts(path)
+    except ExpressionError as exc:
+        return RowError(exc.plain, "path")
+    return _row_error(("expression", expression))
+
+
+def _expression_row_error(exc: ExpressionError, column: str, value: str) -> RowError:
+    if exc.position is None:
+        return RowError(exc.plain, column)
+    at = value[exc.position : exc.position + 1]
+    return RowError(
+        exc.plain,
+        column,
+        before=value[: exc.position],
+        at=at,
+        after=value[exc.position + 1 :],
+        marked=True,
+    )
+
+
+OTHER = "__other__"
+# Backstage's usual component types, offered beside those the catalog already holds.
+BACKSTAGE_TYPES = ("documentation", "library", "service", "tool", "website")
+
+
 class MappingForm(forms.Form):
     """Step 2: registration behaviour, kind and type, correlation rules, field mappings and
     secondary kinds. Rules and mappings are row lists (``rule_*`` and ``mapping_*``)."""
@@ -241,13 +302,22 @@ class MappingForm(forms.Form):
         widget=forms.RadioSelect,
         label="Registration behaviour",
     )
-    entity_kind = forms.CharField(max_length=63, initial="Component", label="Kind")
+    entity_kind = forms.CharField(
+        max_length=63, initial="Component", label="Kind", widget=forms.Select
+    )
+    entity_kind_other = forms.CharField(
+        max_length=63, required=False, label="Other kind", help_text="Used when Kind is Other…"
+    )
     entity_type = forms.CharField(
         max_length=63,
         required=False,
         initial="service",
         label="Type",
         help_text="Not configurable when the integration only merges.",
+        widget=forms.Select,
+    )
+    entity_type_other = forms.CharField(
+        max_length=63, required=False, label="Other type", help_text="Used when Type is Other…"
     )
     secondary_kinds = forms.MultipleChoiceField(
         choices=choices.SecondaryKind.choices,
@@ -257,19 +327,53 @@ class MappingForm(forms.Form):
         label="Secondary kinds",
     )
 
-    def __init__(self, *args, locked_secondary: bool = False, **kwargs):
+    def __init__(self, *args, user, locked_secondary: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.locked_secondary = locked_secondary
         if locked_secondary:
             self.fields["secondary_kinds"].disabled = True
+        self._offer("entity_kind", [*KNOWN_KINDS, "Template"])
+        self._offer(
+            "entity_type",
+            sorted({*BACKSTAGE_TYPES, *entity_spec_types(queryset=entities_visible(user=user))}),
+            blank="None",
+        )
         self.rules: list[dict] = []
         self.mappings: list[tuple[str, str]] = []
+        self.row_errors: dict[tuple[str, int], RowError] = {}
+
+    def _offer(self, name: str, known: list[str], blank: str = "") -> None:
+        """Offer the known values in the select, Other… for the rest; a saved value that is
+        not known starts as Other… with the value typed in."""
+        field = self.fields[name]
+        field.widget.choices = (
+            ([("", blank)] if blank else []) + [(v, v) for v in known] + [(OTHER, "Other…")]
+        )
+        field.widget.attrs.pop("maxlength", None)  # a CharField's, invalid on a select
+        field.widget.attrs["data-other"] = f"id_{name}_other"
+        value = self.initial.get(name, field.initial)
+        if not self.is_bound and value and value not in known:
+            self.initial[name] = OTHER
+            self.initial[f"{name}_other"] = value
+
+    def _chosen(self, name: str) -> str:
+        value = self.cleaned_data[name].strip()
+        if value != OTHER:
+            return value
+        typed = (self.data.get(self.add_prefix(f"{name}_other")) or "").strip()
+        if not typed:
+            label = self.fields[name].label.lower()
+            raise ValidationError(f"Type the {label} under Other {label}, or choose one.")
+        return typed
 
     def clean_entity_kind(self):
-        kind = self.cleaned_data["entity_kind"].strip()
+        kind = self._chosen("entity_kind")
         if not KIND_RE.match(kind):
             raise ValidationError(f"{kind!r} is not a valid kind (letters and digits).")
         return kind
+
+    def clean_entity_type(self):
+        return self._chosen("entity_type")
 
     def _rows(self, *names: str) -> list[list[str]]:
         """Posted rows of a row editor; rows whose text inputs are all empty are dropped (a
@@ -295,17 +399,38 @@ class MappingForm(forms.Form):
             {"ingested": ingested, "operator": operator or "equals", "catalog": catalog}
             for ingested, operator, catalog in rules
         ]
-        if not self.rules:
-            self.add_error(None, "Add at least one correlation rule.")
-        else:
-            try:
-                services.correlation_rules_validate(self.rules)
-            except ValidationError as exc:
-                for key, messages in exc.message_dict.items():
-                    self.add_error(None, f"Correlation rule {_row_label(key)}: {messages[0]}")
         self.mappings = [
             (path, expr) for path, expr in self._rows("mapping_path", "mapping_expression")
         ]
+        self.row_errors = {}
+        for index, rule in enumerate(self.rules):
+            error = _row_error(("ingested", rule["ingested"]), ("catalog", rule["catalog"]))
+            if error:
+                self.row_errors[("rule", index)] = error
+        for index, (path, expression) in enumerate(self.mappings):
+            error = _mapping_row_error(path, expression)
+            if error:
+                self.row_errors[("mapping", index)] = error
+        if self.row_errors:
+            count = len(self.row_errors)
+            self.add_error(
+                None,
+                f"{count} row{'s' if count > 1 else ''} below need{'' if count > 1 else 's'} "
+                "attention: see the message under each.",
+            )
+        elif not self.rules:
+            self.add_error(None, "Add at least one correlation rule.")
+        else:
+            self._service_validate()
+        return cleaned
+
+    def _service_validate(self) -> None:
+        """What the rows' own checks leave to the services (such as an unknown operator)."""
+        try:
+            services.correlation_rules_validate(self.rules)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                self.add_error(None, f"Correlation rule {_row_label(key)}: {messages[0]}")
         try:
             services.field_mappings_validate(dict(self.mappings))
         except ValidationError as exc:
@@ -313,7 +438,24 @@ class MappingForm(forms.Form):
                 self.add_error(
                     None, f"Field mapping {key.removeprefix('field_mappings.')}: {messages[0]}"
                 )
-        return cleaned
+
+    def rule_editor_rows(self) -> list[dict]:
+        """Rows for the rules editor, each with its error (``None`` when it has none)."""
+        return [
+            {**rule, "index": index, "error": self.row_errors.get(("rule", index))}
+            for index, rule in enumerate(self.rule_rows())
+        ]
+
+    def mapping_editor_rows(self) -> list[dict]:
+        return [
+            {
+                "path": path,
+                "expression": expression,
+                "index": index,
+                "error": self.row_errors.get(("mapping", index)),
+            }
+            for index, (path, expression) in enumerate(self.mapping_rows())
+        ]
 
     def rule_rows(self) -> list[dict]:
         """Rows to render: what was posted, else the initial rules."""

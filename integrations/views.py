@@ -179,7 +179,9 @@ def _wizard_forms(request: HttpRequest) -> tuple[SetupForm, MappingForm, Advance
     """The three steps' forms, bound to what the session holds (unbound where nothing is)."""
     user = request.user
     setup = SetupForm(_stored(request, "setup"), user=user)
-    mapping = MappingForm(_stored(request, "mapping"), initial=_mapping_initial(setup))
+    mapping = MappingForm(
+        _stored(request, "mapping"), initial=_mapping_initial(setup), user=request.user
+    )
     advanced = AdvancedForm(_stored(request, "advanced"), user=user)
     return setup, mapping, advanced
 
@@ -240,6 +242,9 @@ def _wizard_setup(request, setup: SetupForm, mapping, advanced) -> HttpResponse:
         action = request.POST.get("action", "next")
         setup = SetupForm(request.POST, user=request.user)
         if action == "create_connector":
+            # The integration's own fields are not being submitted: keep what was typed, but
+            # do not judge it (its errors would crowd the connector's).
+            setup = SetupForm(initial=request.POST.dict(), user=request.user)
             connector_form = ConnectorForm(
                 request.POST, prefix=CONNECTOR_FORM_PREFIX, user=request.user
             )
@@ -305,7 +310,7 @@ def _covering_warning(setup: SetupForm) -> str:
 
 def _wizard_mapping(request, setup, mapping: MappingForm, advanced) -> HttpResponse:
     if request.method == "POST":
-        mapping = MappingForm(request.POST, initial=_mapping_initial(setup))
+        mapping = MappingForm(request.POST, initial=_mapping_initial(setup), user=request.user)
         if request.POST.get("action") == "back":
             _wizard_store(request, "mapping", request.POST)
             return redirect("integrations:wizard", step="setup")
@@ -757,7 +762,10 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
             raise PermissionDenied(context["read_only_reason"])
         setup = SetupForm(request.POST, user=user, instance=integration)
         mapping = MappingForm(
-            request.POST, initial=MappingForm.initial_for(integration), locked_secondary=True
+            request.POST,
+            initial=MappingForm.initial_for(integration),
+            user=user,
+            locked_secondary=True,
         )
         advanced = AdvancedForm(request.POST, user=user)
         if all([setup.is_valid(), mapping.is_valid(), advanced.is_valid()]):
@@ -772,7 +780,9 @@ def integration_configuration(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The settings were not saved: please correct the errors below.")
     else:
         setup = SetupForm(initial=SetupForm.initial_for(integration), user=user)
-        mapping = MappingForm(initial=MappingForm.initial_for(integration), locked_secondary=True)
+        mapping = MappingForm(
+            initial=MappingForm.initial_for(integration), user=user, locked_secondary=True
+        )
         advanced = AdvancedForm(initial=AdvancedForm.initial_for(integration), user=user)
     context.update(setup=setup, mapping=mapping, advanced=advanced, errors=errors)
     return render(request, "integrations/integration_configuration.html", context)

@@ -18,7 +18,7 @@ from typing import Any
 
 import jmespath
 from jmespath import functions
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError
 from jmespath.parser import ParsedResult
 
 from catalog.validation import (
@@ -35,7 +35,14 @@ MAX_EXPRESSION_LENGTH = 500
 
 
 class ExpressionError(ValueError):
-    """An invalid JMESPath expression; the message is the parser's."""
+    """An invalid JMESPath expression. ``str()`` is the parser's message (the API and the
+    config files show it); ``plain`` says it in words for a form, and ``position`` is the
+    0-based index the parser stopped at, so a form can mark it in the expression."""
+
+    def __init__(self, message: str, *, plain: str = "", position: int | None = None):
+        super().__init__(message)
+        self.plain = plain or message
+        self.position = position
 
 
 _SCALAR = {"types": ["string", "number", "boolean", "null"]}
@@ -102,16 +109,80 @@ def _compile(expression: str) -> ParsedResult:
         parsed = jmespath.compile(expression)
         unknown = _unknown_functions(parsed.parsed)
     except JMESPathError as exc:
-        raise ExpressionError(f"Invalid JMESPath expression {expression!r}: {exc}") from exc
+        reason, position = _parse_error_reason(expression, exc)
+        raise ExpressionError(
+            f"Invalid JMESPath expression {expression!r}: {exc}",
+            plain=_plain(expression, reason, position),
+            position=position,
+        ) from exc
     except RecursionError as exc:  # the parser recurses once per nested bracket
         raise ExpressionError(
-            f"Invalid JMESPath expression {expression!r}: nested too deeply"
+            f"Invalid JMESPath expression {expression!r}: nested too deeply",
+            plain=_plain(expression, "it is nested too deeply", None),
         ) from exc
     if unknown:
+        reason = f"unknown function {unknown[0]}()"
         raise ExpressionError(
-            f"Invalid JMESPath expression {expression!r}: unknown function {unknown[0]}()"
+            f"Invalid JMESPath expression {expression!r}: {reason}",
+            plain=_plain(expression, reason, None),
         )
     return parsed
+
+
+_OPENERS = {"[?": "a filter", "[": "a bracket", "(": "a function call", "{": "a multi-select"}
+_CLOSERS = {"]": "[", ")": "(", "}": "{"}
+_QUOTES = {"'": "a raw string", '"': "a quoted name", "`": "a literal"}
+
+
+def _plain(expression: str, reason: str, position: int | None) -> str:
+    where = f" (at character {position + 1})" if position is not None else ""
+    return f"`{expression}` is not a valid JMESPath expression: {reason}{where}"
+
+
+def _parse_error_reason(expression: str, exc: JMESPathError) -> tuple[str, int | None]:
+    """The parser's error as a short reason and the index it points at. The incomplete case
+    points at the last character, the others at the offending token's first."""
+    position = getattr(exc, "lex_position", None)
+    if isinstance(exc, IncompleteExpressionError):
+        unclosed = _unclosed(expression)
+        reason = f"it ends inside {unclosed}" if unclosed else "it ends where more was expected"
+        return reason, max(len(expression) - 1, 0)
+    token = getattr(exc, "token_value", None)
+    kind = getattr(exc, "token_type", "") or ""
+    if kind.startswith("UNCLOSED"):
+        return f"{_QUOTES.get(token[:1], 'a quote')} is never closed", position
+    if kind == "EOF":
+        return "it ends where more was expected", max(len(expression) - 1, 0)
+    if token not in (None, ""):
+        return f"unexpected “{token}”", position
+    return "it cannot be parsed", position
+
+
+def _unclosed(expression: str) -> str:
+    """What the expression leaves open at its end: a filter, bracket, call or quote."""
+    stack: list[str] = []
+    quote = ""
+    index = 0
+    while index < len(expression):
+        char = expression[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in _QUOTES:
+            quote = char
+        elif expression.startswith("[?", index):
+            stack.append("[?")
+            index += 1
+        elif char in "[({":
+            stack.append(char)
+        elif char in _CLOSERS and stack and stack[-1].startswith(_CLOSERS[char]):
+            stack.pop()
+        index += 1
+    if quote:
+        return _QUOTES[quote]
+    return _OPENERS[stack[-1]] if stack else ""
 
 
 def search(expression: str, data: Any) -> Any:
@@ -149,7 +220,12 @@ def _path_parts(path: str) -> tuple[str, ...]:
             current += char
     parts.append(current)
     if quoted or any(not part for part in parts):
-        raise ExpressionError(f"Invalid catalog path {path!r}")
+        reason = "a quote is never closed" if quoted else "it has an empty part"
+        raise ExpressionError(
+            f"Invalid catalog path {path!r}",
+            plain=f"`{path}` is not a valid catalog path: {reason} (write dotted names such "
+            'as metadata.description, quoting a name with dots: annotations."a.b/c")',
+        )
     return tuple(parts)
 
 

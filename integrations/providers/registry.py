@@ -66,6 +66,13 @@ def get(key: str) -> type[Provider]:
         raise UnknownProvider(f"Unknown provider {key!r} (registered: {known})") from None
 
 
+def display_name(key: str) -> str:
+    """What the UI calls a provider; a key no longer registered (a removed plugin) shows as
+    itself rather than failing the page."""
+    provider_class = _providers.get(key)
+    return provider_class.name if provider_class else key
+
+
 def all_providers() -> dict[str, type[Provider]]:
     return dict(_providers)
 

@@ -175,10 +175,151 @@ def test_wizard_steps_show_clear_errors(editor_client, connector):
     )
     body = response.content.decode()
     assert "is not a valid kind" in body
-    assert "Correlation rule 1 (ingested)" in body
+    assert body.count("`name[[` is not a valid JMESPath expression: unexpected “[”") == 1
     assert response.context["form"].rule_rows() == [
         {"ingested": "name[[", "operator": "equals", "catalog": "metadata.name"}
     ]
+
+
+def _mapping_post(editor_client, connector, **rows):
+    editor_client.post(
+        "/integrations/new/setup/", {"action": "next", "name": "x", "connector": connector.pk}
+    )
+    return editor_client.post(
+        "/integrations/new/mapping/",
+        {"action": "next", "registration": "register", "entity_kind": "Component", **rows},
+    )
+
+
+def test_a_jmespath_error_is_shown_once_in_words_under_its_row(editor_client, connector):
+    response = _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name", "name[?"],
+        rule_operator=["equals", "equals"],
+        rule_catalog=["metadata.name", "metadata.name"],
+    )
+    body = response.content.decode()
+    message = (
+        "`name[?` is not a valid JMESPath expression: it ends inside a filter (at character 6)"
+    )
+    assert body.count(message) == 1
+    assert "Expecting" not in body and "Incomplete expression" not in body
+    # The second row's ingested input is marked and points at the message just below it.
+    row = body[body.index('value="name[?"') :]
+    assert row.startswith(
+        'value="name[?" placeholder="Ingested data path" aria-label="Ingested data path"'
+        ' aria-invalid="true" aria-describedby="rule-1-error">'
+    )
+    error = row[row.index('id="rule-1-error"') :]
+    assert error.startswith(f'id="rule-1-error">{message}')
+    assert '<code class="expression-excerpt" aria-hidden="true">name[<mark>?</mark></code>' in row
+    assert body.count("aria-invalid") == 1  # the valid first row is not marked
+    assert "1 row below needs attention: see the message under each." in body
+    assert response.context["form"].row_errors.keys() == {("rule", 1)}
+
+
+def test_an_emptied_catalog_path_is_refused_on_its_row(editor_client, connector):
+    response = _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name"],
+        rule_operator=["equals"],
+        rule_catalog=["metadata.name"],
+        mapping_path=["metadata.description", "", "metadata.title"],
+        mapping_expression=["description", "links.html.href", ""],
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.count("A catalog path is required.") == 1
+    assert 'id="mapping-1-error">A catalog path is required.</p>' in body
+    assert 'aria-describedby="mapping-1-error"' in body
+    assert 'id="mapping-2-error">An expression is required.</p>' in body
+    assert "2 rows below need attention: see the message under each." in body
+
+
+def test_kind_and_type_are_chosen_from_the_catalogs_or_typed_under_other(
+    editor_client, connector, make_entities
+):
+    make_entities(component_doc("ledger", type="batch-job"))
+    editor_client.post(
+        "/integrations/new/setup/", {"action": "next", "name": "x", "connector": connector.pk}
+    )
+    body = editor_client.get("/integrations/new/mapping/").content.decode()
+    assert '<select name="entity_kind" data-other="id_entity_kind_other"' in body
+    assert '<option value="Component" selected>Component</option>' in body
+    assert '<option value="Template">Template</option>' in body
+    assert '<option value="batch-job">batch-job</option>' in body  # from the catalog
+    assert '<option value="service" selected>service</option>' in body
+    assert body.count('<option value="__other__">Other…</option>') == 2
+    rules = {"rule_ingested": ["name"], "rule_operator": ["equals"], "rule_catalog": ["x"]}
+    other = {"entity_kind": "__other__", "entity_type": "__other__", **rules}
+    refused = _mapping_post(editor_client, connector, **other, entity_kind_other="not a kind")
+    assert refused.context["form"].errors["entity_kind"] == [
+        "'not a kind' is not a valid kind (letters and digits)."
+    ]
+    assert refused.context["form"].errors["entity_type"] == [
+        "Type the type under Other type, or choose one."
+    ]
+    accepted = _mapping_post(
+        editor_client, connector, **other, entity_kind_other="Widget", entity_type_other="cron"
+    )
+    assert accepted["Location"] == "/integrations/new/advanced/"
+    editor_client.post("/integrations/new/advanced/", {"action": "next", "update_frequency": "60"})
+    confirm = editor_client.get("/integrations/new/confirm/").content.decode()
+    assert "<dt>Kind / type</dt><dd>Widget / cron</dd>" in confirm
+
+
+def test_a_saved_kind_the_catalog_does_not_know_starts_as_other(make_user):
+    from integrations.forms import MappingForm
+
+    form = MappingForm(
+        initial={"entity_kind": "Widget", "entity_type": "service"}, user=make_user("u")
+    )
+    html = str(form["entity_kind"]) + str(form["entity_kind_other"])
+    assert '<option value="__other__" selected>Other…</option>' in html
+    assert 'value="Widget"' in html
+    assert form["entity_type"].value() == "service"
+
+
+def test_creating_a_connector_shows_only_the_connectors_errors(editor_client, db):
+    response = editor_client.post(
+        "/integrations/new/setup/",
+        {"action": "create_connector", "name": "kept", "connector-name": ""},
+    )
+    body = response.content.decode()
+    assert "Choose a connector, or create one below." not in body  # the setup form's
+    assert response.context["form"]["name"].value() == "kept"
+    assert not response.context["form"].is_bound
+    assert response.context["connector_form"].errors["name"] == ["This field is required."]
+
+
+def test_the_unticked_confirmation_is_said_once(editor_client, connector):
+    _mapping_post(
+        editor_client,
+        connector,
+        rule_ingested=["name"],
+        rule_operator=["equals"],
+        rule_catalog=["metadata.name"],
+    )
+    editor_client.post("/integrations/new/advanced/", {"action": "next", "update_frequency": "60"})
+    response = editor_client.post("/integrations/new/confirm/", {"action": "create"})
+    assert response.content.decode().count("Tick the confirmation box") == 1
+
+
+def test_pages_name_providers_by_their_display_name(editor_client, db):
+    cloud = services.connector_create(
+        name="cloud",
+        provider="bitbucket_cloud",
+        auth_kind="workspace_access_token",
+        secrets={"token": "t"},
+    )
+    for url in ("/integrations/connectors/", f"/integrations/connectors/{cloud.pk}/"):
+        body = editor_client.get(url).content.decode()
+        assert "Bitbucket Cloud" in body, url
+        assert "bitbucket_cloud" not in body, url
+    setup = editor_client.get("/integrations/new/setup/").content.decode()
+    assert ">cloud (Bitbucket Cloud)</option>" in setup
 
 
 def test_later_wizard_steps_send_you_back_to_the_first_undone_one(editor_client, db):

@@ -278,7 +278,7 @@ def test_the_configuration_page_shows_a_huge_or_deep_jmespath_as_an_error(fuzz_w
         for field, value, message in (
             ("mapping_expression", "a" * LONG, f"at most 500 characters, this one has {LONG}"),
             ("rule_ingested", "!" * 499 + "a", "nested too deeply"),
-            ("rule_catalog", "metadata.[name", "Invalid JMESPath expression"),
+            ("rule_catalog", "metadata.[name", "`metadata.[name` is not a valid JMESPath"),
         ):
             response = admin_client.post(url, {**data, field: [value]})
             assert response.status_code == 200

@@ -93,9 +93,14 @@ def test_admin_walks_from_wizard_to_suspend(page, screenshot, cloud_sandbox, set
     expect(page.get_by_label("Ingested data path").first).to_have_value("name")
     expect(page.get_by_label("Catalog YAML path").first).to_have_value("metadata.name")
     page.get_by_label("Merge", exact=True).check()
-    expect(page.get_by_label("Type (optional)")).to_be_disabled()
+    expect(page.get_by_label("Type (optional)", exact=True)).to_be_disabled()
     page.get_by_label("Register & Merge").check()
-    expect(page.get_by_label("Type (optional)")).to_be_enabled()
+    expect(page.get_by_label("Type (optional)", exact=True)).to_be_enabled()
+    # Kind and Type are chosen from a list; "Other…" reveals the text input.
+    expect(page.get_by_label("Other kind (optional)")).to_be_hidden()
+    page.get_by_label("Kind", exact=True).select_option("Other…")
+    expect(page.get_by_label("Other kind (optional)")).to_be_visible()
+    page.get_by_label("Kind", exact=True).select_option("Component")
     screenshot("03-wizard-mapping")
     page.get_by_role("button", name="Next: Advanced Settings").click()
 

@@ -27,9 +27,23 @@
     const type = document.getElementById("id_entity_type");
     if (!chosen || !type) return;
     type.disabled = chosen.value === "merge";
+    const other = document.getElementById("id_entity_type_other");
+    if (other) other.disabled = type.disabled;
   }
   on('input[name="registration"]', "change", syncRegistration);
   document.addEventListener("DOMContentLoaded", syncRegistration);
+
+  // A select with an "Other…" choice (data-other="id of its text input"): the text input
+  // shows only while Other… is chosen. Without JS both stay visible.
+  function syncOther(select) {
+    const other = document.getElementById(select.dataset.other);
+    const field = other && other.closest(".field");
+    if (field) field.hidden = select.value !== "__other__";
+  }
+  on("select[data-other]", "change", function (e, select) { syncOther(select); });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("select[data-other]").forEach(syncOther);
+  });
 
   // Row editors (correlation rules, field mappings): add and remove rows.
   on("[data-add-row]", "click", function (e, button) {
