@@ -471,11 +471,10 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The repository's web page at the provider; empty when the provider gave none",
     )
-    repository_state = serializers.ChoiceField(
+    repository_state = serializers.CharField(
         source="source_state",
-        choices=choices.DiscoveredState.choices,
         read_only=True,
-        help_text="The discovered record's state",
+        help_text=f"The discovered record's state, one of {', '.join(choices.DiscoveredState)}",
     )
     kind = serializers.CharField(source="entity.kind", read_only=True)
     type = serializers.CharField(source="entity.spec_type", read_only=True)
