@@ -16,8 +16,10 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
 )
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 
 from catalog.models import Scope, ScopeMembership
@@ -162,11 +164,17 @@ def imported_list(
     """Each link annotated with its record's state and ``gone_at`` (``source_state``,
     ``source_gone_at``) and whether its repository declares itself (``declared``: the last sync
     found a catalog-info.yaml holding an entity); ``source_gone``: only the links whose
-    repository is gone (True), only the others (False), or both (None)."""
+    repository is gone (True), only the others (False), or both (None). The record's name and web
+    URL (``source_name``, ``source_url``: empty when the provider gave none) name the repository
+    a link came from, which a merge's entity name does not."""
     queryset = (
         ImportedEntity.objects.filter(integration=integration)
         .select_related("entity", "entity__scope")
         .annotate(
+            source_name=F("discovered__name"),
+            source_url=Coalesce(
+                KeyTextTransform("url", "discovered__data"), Value(""), output_field=TextField()
+            ),
             source_state=F("discovered__state"),
             source_gone_at=F("discovered__gone_at"),
             # No catalog_info in the record's data makes the test NULL: the repository declares

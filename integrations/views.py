@@ -681,8 +681,18 @@ def integration_imported(request: HttpRequest, pk: int) -> HttpResponse:
             ("all", "All"),
         ],
         writeback_blocker=writeback_blocker(request, context["integration"]),
+        provider_name=_provider_name(context["integration"]),
     )
     return render(request, "integrations/importedentity_list.html", context)
+
+
+def _provider_name(integration: Integration) -> str:
+    """The provider's display name for column headers; the raw key when its provider is no longer
+    registered, so the page still renders."""
+    try:
+        return registry.get(integration.provider).name
+    except registry.UnknownProvider:
+        return integration.provider
 
 
 @require_POST

@@ -461,6 +461,21 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
     entity_name = serializers.CharField(source="entity.name", read_only=True)
     entity_ref = serializers.CharField(source="entity.ref", read_only=True)
     entity_uid = serializers.UUIDField(source="entity.uid", read_only=True)
+    repository_name = serializers.CharField(
+        source="source_name",
+        read_only=True,
+        help_text="The discovered repository the link came from (a merged entity has its own name)",
+    )
+    repository_url = serializers.CharField(
+        source="source_url",
+        read_only=True,
+        help_text="The repository's web page at the provider; empty when the provider gave none",
+    )
+    repository_state = serializers.CharField(
+        source="source_state",
+        read_only=True,
+        help_text=f"The discovered record's state, one of {', '.join(choices.DiscoveredState)}",
+    )
     kind = serializers.CharField(source="entity.kind", read_only=True)
     type = serializers.CharField(source="entity.spec_type", read_only=True)
     scope = serializers.CharField(source="entity.scope.path", read_only=True, allow_null=True)
@@ -484,6 +499,9 @@ class ImportedEntitySerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "discovered_id",
+            "repository_name",
+            "repository_url",
+            "repository_state",
             "entity_id",
             "entity_name",
             "entity_ref",

@@ -1026,3 +1026,30 @@ def test_the_entity_pages_notices_cost_the_same_statements_whatever_the_links(
         body = client.get(url).content.decode()
     assert body.count("data-entity-notice") == 2
     assert "other could not read its commits since 2026-01-02 03:04 UTC" in body
+
+
+def test_imported_tab_names_the_merged_repository_and_the_entity_it_went_into(
+    editor_client, synced
+):
+    search = discovered_id(synced, "search")
+    editor_client.post(
+        f"/integrations/{synced.pk}/import",
+        {"merge": search, f"entity-{search}": "component:default/ledger"},
+    )
+    ledger = Entity.objects.get(name="ledger")
+    body = editor_client.get(f"/integrations/{synced.pk}/imported/").content.decode()
+    assert '<th scope="col">Fake repository</th>' in body
+    # The fake's records keep no web URL: the name stands alone.
+    assert '<td data-repository>search <span class="badge info">Merged</span>' in body
+    record = synced.discovered.get(name="search")
+    record.data = {**record.data, "url": "https://bitbucket.org/acme/search"}
+    record.save(update_fields=["data"])
+    body = editor_client.get(f"/integrations/{synced.pk}/imported/").content.decode()
+    assert (
+        '<td data-repository><a href="https://bitbucket.org/acme/search" rel="noopener">search</a>'
+        ' <span class="badge info">Merged</span>'
+    ) in body
+    assert (
+        '<td data-entity><a href="/catalog/default/component/ledger/">component:default/ledger</a>'
+        f'<span class="sub mono">{ledger.uid}</span>'
+    ) in body

@@ -307,6 +307,44 @@ def test_imported_items(synced, imported, reader_client):
     assert items["payments"]["entity_id"] == synced["entity"].pk
 
 
+def test_imported_items_name_the_repository_a_merge_came_from(
+    synced, editor_client, reader_client, make_entities
+):
+    (checkout,) = make_entities(component_doc("checkout-service"))
+    billing = synced["discovered"]["billing"]
+    billing.data = {**billing.data, "url": "https://bitbucket.org/acme/billing-jobs"}
+    billing.save(update_fields=["data"])
+    merge = {"discovered_id": billing.pk, "action": "merge", "entity_ref": "checkout-service"}
+    assert _import(editor_client, synced["integration"], {"items": [merge]}).status_code == 200
+    (item,) = reader_client.get(f"{API}/{synced['integration'].pk}/imported").json()["results"]
+    assert {
+        key: item[key]
+        for key in (
+            "repository_name",
+            "repository_url",
+            "repository_state",
+            "entity_ref",
+            "entity_uid",
+            "status",
+        )
+    } == {
+        "repository_name": "billing",
+        "repository_url": "https://bitbucket.org/acme/billing-jobs",
+        "repository_state": "imported",
+        "entity_ref": "component:default/checkout-service",
+        "entity_uid": str(checkout.uid),
+        "status": "Merged",
+    }
+
+
+def test_imported_items_without_a_web_url_have_an_empty_one(synced, imported, reader_client):
+    body = reader_client.get(f"{API}/{synced['integration'].pk}/imported").json()
+    assert {(i["repository_name"], i["repository_url"]) for i in body["results"]} == {
+        ("billing", ""),
+        ("payments", ""),
+    }
+
+
 def test_unlink_keeps_the_entity_and_frees_the_record(synced, imported, editor_client):
     integration = synced["integration"]
     billing = synced["discovered"]["billing"]
