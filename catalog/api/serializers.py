@@ -187,7 +187,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 # Any request may be refused as malformed (a NUL character in a parameter, say) or ask for a
-# format the endpoint does not serve, reads too.
+# format the endpoint does not serve (406, where no fallback answers JSON), reads too.
 REQUEST_ERRORS = error_responses(400, 401, 406)
 
 

@@ -53,7 +53,8 @@ from portal.renderers import JSONRenderer
 DEFAULT_QUERY_LIMIT = 20
 MAX_LIMIT = 1000
 
-_ERRORS = s.REQUEST_ERRORS
+# No 406: an Accept header naming nothing served gets JSON (CatalogReadApi), as from Backstage.
+_ERRORS = s.error_responses(400, 401)
 _NOT_FOUND = s.error_responses(404)
 
 
